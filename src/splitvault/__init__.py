@@ -1,0 +1,53 @@
+"""splitvault: a split-key payment card vault.
+
+The card is sealed under a data key that exists only as two full-length random
+shares, one on the device and one on the share server. The PIN is hardened by an
+RFC 9497 OPRF evaluated by the server and Argon2id on the device. See README.md
+and threat_model.md.
+"""
+
+from ._errors import (
+    AcquirerUnavailable,
+    CardLocked,
+    ConfigurationError,
+    Declined,
+    IdempotencyConflict,
+    InvalidCard,
+    InvalidChallenge,
+    InvalidPayment,
+    InvalidPin,
+    PaymentInDoubt,
+    ServerUnavailable,
+    TamperedData,
+    UnknownCard,
+    VaultError,
+    WeakPin,
+    WrongPin,
+)
+from ._pin import Pin
+from ._profiles import KdfProfile, PinPolicy, ServerProfile
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AcquirerUnavailable",
+    "CardLocked",
+    "ConfigurationError",
+    "Declined",
+    "IdempotencyConflict",
+    "InvalidCard",
+    "InvalidChallenge",
+    "InvalidPayment",
+    "InvalidPin",
+    "KdfProfile",
+    "Pin",
+    "PinPolicy",
+    "ServerProfile",
+    "ServerUnavailable",
+    "TamperedData",
+    "UnknownCard",
+    "VaultError",
+    "WeakPin",
+    "WrongPin",
+    "PaymentInDoubt",
+]

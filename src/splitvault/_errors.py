@@ -1,0 +1,178 @@
+"""The error tree: one base, a few domain errors, caller mistakes also ``ValueError``.
+
+Messages are fixed strings or carry only non-secret values (counts, lengths, ids).
+No message ever contains a PAN, a PIN, a share or key bytes: callers log these
+messages and show them on screens.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AcquirerUnavailable",
+    "CardLocked",
+    "ConfigurationError",
+    "Declined",
+    "IdempotencyConflict",
+    "InvalidCard",
+    "InvalidChallenge",
+    "InvalidPayment",
+    "InvalidPin",
+    "PaymentInDoubt",
+    "ServerUnavailable",
+    "TamperedData",
+    "UnknownCard",
+    "VaultError",
+    "WeakPin",
+    "WrongPin",
+]
+
+
+class VaultError(Exception):
+    """Base of every error splitvault raises on purpose."""
+
+    #: A stable, machine-readable code; the HTTP layer sends it as ``error``.
+    code = "vault_error"
+
+
+# -- caller mistakes: also ValueError ------------------------------------------------
+
+
+class InvalidCard(VaultError, ValueError):
+    """The card data is malformed: PAN, expiry or holder name."""
+
+    code = "invalid_card"
+
+
+class InvalidPin(VaultError, ValueError):
+    """The PIN is not 4 to 12 ASCII digits, or breaks the PIN policy's length."""
+
+    code = "invalid_pin"
+
+
+class WeakPin(InvalidPin):
+    """The PIN is too easy to guess: repeated digit, a run, or a common PIN."""
+
+    code = "weak_pin"
+
+
+class InvalidPayment(VaultError, ValueError):
+    """Amount, currency, merchant or idempotency key is malformed."""
+
+    code = "invalid_payment"
+
+
+# -- outcomes of the protocol ----------------------------------------------------------
+
+
+class WrongPin(VaultError):
+    """The PIN did not verify. ``attempts_left`` counts down to the lock."""
+
+    code = "wrong_pin"
+
+    def __init__(self, attempts_left: int) -> None:
+        self.attempts_left = attempts_left
+        super().__init__(f"wrong PIN: {attempts_left} attempt(s) left before the card locks")
+
+    def __reduce__(self) -> tuple[type[WrongPin], tuple[int]]:
+        return (type(self), (self.attempts_left,))
+
+
+class CardLocked(VaultError):
+    """The card used all its PIN guesses. It stays locked, across restarts."""
+
+    code = "card_locked"
+
+    def __init__(self, message: str = "card locked: too many wrong PIN attempts") -> None:
+        super().__init__(message)
+
+
+class UnknownCard(VaultError):
+    """No such card, or the request was not signed by the card's device.
+
+    Both cases give the same error so a stranger cannot tell which card ids exist.
+    """
+
+    code = "unknown_card"
+
+    def __init__(self, message: str = "unknown card") -> None:
+        super().__init__(message)
+
+
+class Declined(VaultError):
+    """The acquirer declined the payment. Acquirers raise this; ``reason`` is shown to users."""
+
+    code = "declined"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"declined: {reason}")
+
+    def __reduce__(self) -> tuple[type[Declined], tuple[str]]:
+        return (type(self), (self.reason,))
+
+
+class IdempotencyConflict(VaultError):
+    """The idempotency key was already used for a payment with other parameters."""
+
+    code = "idempotency_conflict"
+
+    def __init__(
+        self, message: str = "idempotency key already used for a different payment"
+    ) -> None:
+        super().__init__(message)
+
+
+class TamperedData(VaultError):
+    """A protected value failed authentication: ciphertext, signature, record or log.
+
+    Deliberately opaque (as Fernet's ``InvalidToken``): it never says which check failed.
+    """
+
+    code = "tampered_data"
+
+    def __init__(self, message: str = "data failed authentication") -> None:
+        super().__init__(message)
+
+
+class InvalidChallenge(VaultError):
+    """The authorization challenge is unknown, expired, or was already used."""
+
+    code = "invalid_challenge"
+
+    def __init__(self, message: str = "challenge is unknown, expired or already used") -> None:
+        super().__init__(message)
+
+
+class AcquirerUnavailable(VaultError):
+    """The acquirer failed without an answer. Nothing was recorded as charged."""
+
+    code = "acquirer_unavailable"
+
+    def __init__(self, message: str = "acquirer unavailable: nothing was charged") -> None:
+        super().__init__(message)
+
+
+class PaymentInDoubt(VaultError):
+    """A previous attempt with this idempotency key reached the acquirer but its answer
+    was never recorded (a crash). It is not sent again: reconcile with the acquirer."""
+
+    code = "payment_in_doubt"
+
+    def __init__(
+        self,
+        message: str = "an earlier attempt with this idempotency key has no recorded outcome; "
+        "it was not retried (reconcile with the acquirer)",
+    ) -> None:
+        super().__init__(message)
+
+
+class ServerUnavailable(VaultError):
+    """The share server could not be reached, or answered with something unexpected."""
+
+    code = "server_unavailable"
+
+
+class ConfigurationError(VaultError):
+    """A key file, database or setting is missing or malformed."""
+
+    code = "configuration_error"

@@ -1,0 +1,85 @@
+"""Named profiles instead of knobs: KDF cost, PIN policy, server limits.
+
+Every value carries the reason it was chosen. Build your own with
+``dataclasses.replace(profile, ...)`` only if you know why the named one does not fit.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import ClassVar
+
+__all__ = ["KdfProfile", "PinPolicy", "ServerProfile"]
+
+
+class KdfProfile(enum.Enum):
+    """Argon2id cost for stretching the OPRF output on the device.
+
+    The profile used at enrollment is stored with the card, so a device opened later
+    with another profile still derives the same key for that card.
+    """
+
+    #: RFC 9106 section 4, second recommended option: t=3, m=64 MiB, p=4. Made for
+    #: memory-constrained interactive use, i.e. a phone; about 0.1-0.3 s.
+    INTERACTIVE = (3, 64 * 1024, 4)
+    #: The cheapest Argon2id that argon2-cffi accepts (t=1, m=8 KiB, p=1). It gives no
+    #: protection at all: only for tests and protocol benchmarks.
+    TEST_ONLY = (1, 8, 1)
+
+    @property
+    def time_cost(self) -> int:
+        return int(self.value[0])
+
+    @property
+    def memory_cost_kib(self) -> int:
+        return int(self.value[1])
+
+    @property
+    def parallelism(self) -> int:
+        return int(self.value[2])
+
+    @classmethod
+    def from_parameters(cls, time_cost: int, memory_cost_kib: int, parallelism: int) -> KdfProfile:
+        """The profile with these exact parameters (as stored with a card)."""
+        return cls((time_cost, memory_cost_kib, parallelism))
+
+
+@dataclass(frozen=True)
+class PinPolicy:
+    """Which new PINs a device accepts at enrollment and PIN change.
+
+    Any PIN of 4 to 12 digits can be *entered*; the policy only governs new PINs.
+    """
+
+    min_length: int
+    max_length: int
+
+    #: Six digits exactly: the Korean payment-app convention, 10^6 PINs against a limit
+    #: of 5 guesses gives an online guessing chance of 1 in 200,000 (less the weak-PIN list).
+    DEFAULT: ClassVar[PinPolicy]  # set below
+    #: 4 to 12 digits, for issuers whose cards already carry a 4-digit PIN.
+    FLEXIBLE: ClassVar[PinPolicy]  # set below
+
+
+PinPolicy.DEFAULT = PinPolicy(min_length=6, max_length=6)
+PinPolicy.FLEXIBLE = PinPolicy(min_length=4, max_length=12)
+
+
+@dataclass(frozen=True)
+class ServerProfile:
+    """Limits the share server enforces."""
+
+    #: Wrong-PIN guesses before the card locks. 5 is the common payment-app limit; with a
+    #: 6-digit PIN it caps an attacker with the device at 5 in 10^6.
+    guess_limit: int
+    #: Seconds an authorization challenge stays valid: long enough for a slow phone with
+    #: the INTERACTIVE KDF, short enough that a captured challenge is soon worthless.
+    challenge_ttl: float
+    #: Seconds an unfinished enrollment keeps its OPRF key before it is swept away.
+    enrollment_ttl: float
+
+    DEFAULT: ClassVar[ServerProfile]  # set below
+
+
+ServerProfile.DEFAULT = ServerProfile(guess_limit=5, challenge_ttl=60.0, enrollment_ttl=600.0)
