@@ -6,6 +6,8 @@ RFC 9497 OPRF evaluated by the server and Argon2id on the device. See README.md
 and threat_model.md.
 """
 
+from ._authorization import Authorization, CardSummary
+from ._card import Card
 from ._errors import (
     AcquirerUnavailable,
     CardLocked,
@@ -15,7 +17,9 @@ from ._errors import (
     InvalidCard,
     InvalidChallenge,
     InvalidPayment,
+    InvalidPhrase,
     InvalidPin,
+    MalformedRequest,
     PaymentInDoubt,
     ServerUnavailable,
     TamperedData,
@@ -26,28 +30,41 @@ from ._errors import (
 )
 from ._pin import Pin
 from ._profiles import KdfProfile, PinPolicy, ServerProfile
+from .device import Device
+from .server import Acquirer, AuditReport, CardState, ShareServer, SimulatedAcquirer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Acquirer",
     "AcquirerUnavailable",
+    "AuditReport",
+    "Authorization",
+    "Card",
     "CardLocked",
+    "CardState",
+    "CardSummary",
     "ConfigurationError",
     "Declined",
+    "Device",
     "IdempotencyConflict",
     "InvalidCard",
     "InvalidChallenge",
     "InvalidPayment",
+    "InvalidPhrase",
     "InvalidPin",
     "KdfProfile",
+    "MalformedRequest",
+    "PaymentInDoubt",
     "Pin",
     "PinPolicy",
     "ServerProfile",
     "ServerUnavailable",
+    "ShareServer",
+    "SimulatedAcquirer",
     "TamperedData",
     "UnknownCard",
     "VaultError",
     "WeakPin",
     "WrongPin",
-    "PaymentInDoubt",
 ]

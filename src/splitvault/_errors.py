@@ -16,7 +16,9 @@ __all__ = [
     "InvalidCard",
     "InvalidChallenge",
     "InvalidPayment",
+    "InvalidPhrase",
     "InvalidPin",
+    "MalformedRequest",
     "PaymentInDoubt",
     "ServerUnavailable",
     "TamperedData",
@@ -59,6 +61,18 @@ class InvalidPayment(VaultError, ValueError):
     """Amount, currency, merchant or idempotency key is malformed."""
 
     code = "invalid_payment"
+
+
+class InvalidPhrase(VaultError, ValueError):
+    """The keypad security phrase is empty, too long or not printable."""
+
+    code = "invalid_phrase"
+
+
+class MalformedRequest(VaultError, ValueError):
+    """A protocol message is malformed: wrong lengths, bad encodings, bad ids."""
+
+    code = "malformed_request"
 
 
 # -- outcomes of the protocol ----------------------------------------------------------

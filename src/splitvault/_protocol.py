@@ -1,0 +1,239 @@
+"""The messages between device and share server, and the exact bytes each signature covers.
+
+Every request about an existing card is signed: by the card's *device key* (proves the
+request comes from the enrolled device, so a stranger cannot spend the card's PIN
+guesses) or by the *PIN key* (proves the PIN: only a device that knows the PIN, holds
+the device secret and got a fresh OPRF evaluation can derive it). Signed bytes are
+built here, and only here, with domain-separated length-prefixed encoding, so device
+and server cannot disagree about them.
+
+The server side is one interface, :class:`ShareService`; the device never needs to
+know whether it talks to one server in-process, over HTTP, or (later) to t of n realms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ._authorization import Authorization
+from .crypto.encoding import encode, u64
+
+__all__ = [
+    "AuthorizeRequest",
+    "ChallengeReply",
+    "ChangePinBegin",
+    "ChangePinFinish",
+    "DeleteRequest",
+    "EnrollBegin",
+    "EnrollBeginReply",
+    "EnrollFinish",
+    "EvaluateReply",
+    "EvaluateRequest",
+    "ServerInfo",
+    "ShareService",
+]
+
+VERSION = b"splitvault/v1/"
+
+
+def _d(name: str) -> bytes:
+    return VERSION + name.encode("ascii")
+
+
+# Domain tags. A signature for one of these never verifies as another.
+D_PIN_INPUT = _d("pin-input")
+D_ENROLL_BEGIN = _d("enroll-begin")
+D_ENROLL_FINISH = _d("enroll-finish")
+D_ENROLL_ENVELOPE = _d("enroll-envelope")
+D_EVALUATE = _d("evaluate")
+D_AUTHORIZE = _d("authorize")
+D_AUTHORIZE_ENVELOPE = _d("authorize-envelope")
+D_CHANGE_PIN_BEGIN = _d("change-pin-begin")
+D_CHANGE_PIN_FINISH = _d("change-pin-finish")
+D_DELETE = _d("delete")
+D_CARD_RECORD = _d("card-record")
+
+
+def _s(value: str) -> bytes:
+    return value.encode("utf-8")
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What a device needs to know about the server before enrolling."""
+
+    guess_limit: int
+    challenge_ttl: float
+
+
+@dataclass(frozen=True)
+class EnrollBegin:
+    """Device -> server: register a card's device key and get the PIN's first evaluation."""
+
+    card_id: str
+    device_key: bytes
+    blinded: bytes
+    signature: bytes = field(repr=False)
+
+    def signed_bytes(self) -> bytes:
+        return encode(D_ENROLL_BEGIN, _s(self.card_id), self.device_key, self.blinded)
+
+
+@dataclass(frozen=True)
+class EnrollBeginReply:
+    evaluated: bytes
+    server_key: bytes  # X25519 public key the device seals its messages to
+
+
+@dataclass(frozen=True)
+class EnrollFinish:
+    """Device -> server: the server share (sealed to the server) and the PIN verifier."""
+
+    card_id: str
+    verifier: bytes
+    envelope: bytes = field(repr=False)
+    device_signature: bytes = field(repr=False)
+    pin_signature: bytes = field(repr=False)
+
+    def signed_bytes(self) -> bytes:
+        return encode(D_ENROLL_FINISH, _s(self.card_id), self.verifier, self.envelope)
+
+    @staticmethod
+    def envelope_aad(card_id: str) -> bytes:
+        return encode(D_ENROLL_ENVELOPE, _s(card_id))
+
+
+@dataclass(frozen=True)
+class ChallengeReply:
+    """A single-use, expiring challenge for one request about one card."""
+
+    challenge_id: str
+    nonce: bytes
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class EvaluateRequest:
+    """Device -> server: evaluate the blinded PIN. Each one is a counted guess."""
+
+    card_id: str
+    challenge_id: str
+    blinded: bytes
+    signature: bytes = field(repr=False)
+
+    def signed_bytes(self, nonce: bytes) -> bytes:
+        return encode(D_EVALUATE, _s(self.card_id), _s(self.challenge_id), nonce, self.blinded)
+
+
+@dataclass(frozen=True)
+class EvaluateReply:
+    evaluated: bytes
+    attempts_left: int  # after this guess, if the PIN turns out wrong
+
+
+@dataclass(frozen=True)
+class AuthorizeRequest:
+    """Device -> server: the payment, the device share sealed to the server, the PIN proof."""
+
+    card_id: str
+    challenge_id: str
+    amount: int
+    currency: str
+    merchant: str
+    idempotency_key: str
+    envelope: bytes = field(repr=False)
+    pin_signature: bytes = field(repr=False)
+
+    def signed_bytes(self, nonce: bytes) -> bytes:
+        return encode(
+            D_AUTHORIZE,
+            _s(self.card_id),
+            _s(self.challenge_id),
+            nonce,
+            u64(self.amount),
+            _s(self.currency),
+            _s(self.merchant),
+            _s(self.idempotency_key),
+            self.envelope,
+        )
+
+    @staticmethod
+    def envelope_aad(card_id: str, challenge_id: str) -> bytes:
+        return encode(D_AUTHORIZE_ENVELOPE, _s(card_id), _s(challenge_id))
+
+
+@dataclass(frozen=True)
+class ChangePinBegin:
+    """Device -> server: prove the old PIN, get the new PIN evaluated under a fresh OPRF key."""
+
+    card_id: str
+    challenge_id: str
+    new_blinded: bytes
+    pin_signature: bytes = field(repr=False)
+
+    def signed_bytes(self, nonce: bytes) -> bytes:
+        return encode(
+            D_CHANGE_PIN_BEGIN, _s(self.card_id), _s(self.challenge_id), nonce, self.new_blinded
+        )
+
+
+@dataclass(frozen=True)
+class ChangePinFinish:
+    """Device -> server: the new verifier, signed by the old and the new PIN key."""
+
+    card_id: str
+    challenge_id: str
+    new_verifier: bytes
+    old_pin_signature: bytes = field(repr=False)
+    new_pin_signature: bytes = field(repr=False)
+
+    def signed_bytes(self, nonce: bytes) -> bytes:
+        return encode(
+            D_CHANGE_PIN_FINISH, _s(self.card_id), _s(self.challenge_id), nonce, self.new_verifier
+        )
+
+
+@dataclass(frozen=True)
+class DeleteRequest:
+    """Device -> server: destroy the server's share and OPRF key for good."""
+
+    card_id: str
+    challenge_id: str
+    signature: bytes = field(repr=False)
+
+    def signed_bytes(self, nonce: bytes) -> bytes:
+        return encode(D_DELETE, _s(self.card_id), _s(self.challenge_id), nonce)
+
+
+def pin_input(card_id: str, digits: bytes | bytearray) -> bytearray:
+    """The OPRF input for a PIN: bound to the card, so one evaluation serves one card only."""
+    return bytearray(encode(D_PIN_INPUT, _s(card_id), digits))
+
+
+def card_record_aad(card_id: str) -> bytes:
+    """AAD of the sealed card record: binds it to its card id and format version."""
+    return encode(D_CARD_RECORD, _s(card_id))
+
+
+class ShareService(Protocol):
+    """The server side, as the device sees it. ``ShareServer`` implements it in-process;
+    the HTTP transport implements it over the network."""
+
+    def info(self) -> ServerInfo: ...
+
+    def enroll_begin(self, request: EnrollBegin) -> EnrollBeginReply: ...
+
+    def enroll_finish(self, request: EnrollFinish) -> None: ...
+
+    def challenge(self, card_id: str) -> ChallengeReply: ...
+
+    def evaluate(self, request: EvaluateRequest) -> EvaluateReply: ...
+
+    def authorize(self, request: AuthorizeRequest) -> Authorization: ...
+
+    def change_pin_begin(self, request: ChangePinBegin) -> EvaluateReply: ...
+
+    def change_pin_finish(self, request: ChangePinFinish) -> None: ...
+
+    def delete(self, request: DeleteRequest) -> None: ...

@@ -1,0 +1,267 @@
+"""``Device``: the phone's side. Holds one share of each card's key and proves the PIN.
+
+The device never sends the PIN, a PIN hash or anything testable offline: the server
+sees a blinded OPRF element (uniformly random to it) and signatures made with a key
+derived from the OPRF output, the Argon2id stretch and the device secret.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from .._authorization import Authorization, CardSummary
+from .._card import Card
+from .._errors import InvalidCard, InvalidPhrase, InvalidPin, UnknownCard
+from .._payment import validate_payment
+from .._pin import Pin, check_new_pin
+from .._profiles import KdfProfile, PinPolicy
+from .._protocol import (
+    AuthorizeRequest,
+    ChallengeReply,
+    ChangePinBegin,
+    ChangePinFinish,
+    DeleteRequest,
+    EnrollBegin,
+    EnrollFinish,
+    EvaluateRequest,
+    ShareService,
+    card_record_aad,
+)
+from ..crypto.envelope import seal_envelope
+from ..crypto.sealing import seal
+from ..crypto.shares import KEY_LEN, split
+from ..crypto.signing import public_key, sign
+from ._pinkey import BlindedPin, derive_pin_seed
+from ._store import DeviceCard, DeviceStore
+
+if TYPE_CHECKING:
+    from ..server import ShareServer
+
+__all__ = ["Device"]
+
+#: Longest security phrase: it must fit on the keypad beside the PIN display.
+MAX_PHRASE = 40
+
+
+class Device:
+    """The device role. Open with :meth:`open`."""
+
+    def __init__(self, store: DeviceStore, server: ShareService, *,
+                 kdf: KdfProfile = KdfProfile.INTERACTIVE,
+                 pin_policy: PinPolicy = PinPolicy.DEFAULT,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._server = server
+        self.kdf = kdf
+        self.pin_policy = pin_policy
+        self._clock = clock
+
+    @classmethod
+    def open(cls, path: str | Path, *, server: ShareServer | ShareService | str,
+             kdf: KdfProfile = KdfProfile.INTERACTIVE,
+             pin_policy: PinPolicy = PinPolicy.DEFAULT,
+             pin_sha256: str | None = None,
+             timeout: float = 10.0) -> Device:
+        """Open (or create) the device store at ``path``, talking to ``server``: a
+        ``ShareServer`` in this process, or the URL of one (``https://host:port``)."""
+        if isinstance(server, str):
+            from ._http import HttpShareService
+
+            service: ShareService = HttpShareService(server, pin_sha256=pin_sha256,
+                                                     timeout=timeout)
+        else:
+            service = server
+        return cls(DeviceStore(path), service, kdf=kdf, pin_policy=pin_policy)
+
+    def close(self) -> None:
+        self._store.close()
+        closer = getattr(self._server, "close_transport", None)
+        if callable(closer):
+            closer()
+
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Device {self._store.path}>"
+
+    # -- the public API ------------------------------------------------------------------
+
+    def enroll(self, card: Card, pin: Pin, *, security_phrase: str | None = None) -> str:
+        """Split ``card`` between this device and the server under ``pin``; returns the
+        new card id. The caller still owns ``pin`` (and wipes it)."""
+        if not isinstance(card, Card):
+            raise InvalidCard("card must be a splitvault.Card")
+        _check_pin(pin)
+        check_new_pin(pin, self.pin_policy)
+        phrase = _check_phrase(security_phrase)
+        card_id = secrets.token_hex(16)
+        sign_seed = bytearray(secrets.token_bytes(32))
+        device_secret = bytearray(secrets.token_bytes(32))
+        salt = secrets.token_bytes(16)
+        with BlindedPin(card_id, pin) as blinded:
+            begin = EnrollBegin(card_id, public_key(sign_seed), blinded.blinded, b"")
+            begin = dataclasses.replace(begin, signature=sign(sign_seed, begin.signed_bytes()))
+            reply = self._server.enroll_begin(begin)
+            pin_seed = derive_pin_seed(blinded.finalize(reply.evaluated), salt=salt,
+                                       device_secret=bytes(device_secret), card_id=card_id,
+                                       profile=self.kdf)
+        data_key = bytearray(secrets.token_bytes(KEY_LEN))
+        record = card._to_record()
+        device_share, server_share = split(data_key)
+        try:
+            sealed = seal(data_key, record, card_record_aad(card_id))
+            envelope = seal_envelope(reply.server_key, server_share,
+                                     EnrollFinish.envelope_aad(card_id))
+            finish = EnrollFinish(card_id, public_key(pin_seed), envelope, b"", b"")
+            signed = finish.signed_bytes()
+            finish = dataclasses.replace(finish, device_signature=sign(sign_seed, signed),
+                                         pin_signature=sign(pin_seed, signed))
+            # Stored as pending first: a crash before the server confirms leaves a row we
+            # can discard, never a server-side card whose device share was lost.
+            self._store.add_pending(
+                DeviceCard(card_id, card.brand, card.last4, card.expiry, sealed,
+                           bytes(device_share), bytes(sign_seed), bytes(device_secret), salt,
+                           self.kdf.value, reply.server_key, phrase),
+                self._clock(),
+            )
+            try:
+                self._server.enroll_finish(finish)
+            except BaseException:
+                self._store.remove(card_id)
+                raise
+            self._store.activate(card_id)
+        finally:
+            for buf in (data_key, record, device_share, server_share, sign_seed,
+                        device_secret, pin_seed):
+                buf[:] = bytes(len(buf))
+        return card_id
+
+    def authorize(self, card_id: str, pin: Pin, *, amount: int, currency: str, merchant: str,
+                  idempotency_key: str) -> Authorization:
+        """Pay ``amount`` (minor units of ``currency``) to ``merchant`` with this card.
+
+        Retrying with the same ``idempotency_key`` and parameters returns the recorded
+        result and never charges twice. A decline is a result (``approved`` false), not
+        an exception: it is recorded like an approval.
+        """
+        payment = validate_payment(amount, currency, merchant, idempotency_key)
+        _check_pin(pin)
+        card = self._store.get(card_id)
+        challenge, pin_seed = self._prove_pin(card, pin)
+        try:
+            request = AuthorizeRequest(
+                card.card_id, challenge.challenge_id, payment.amount, payment.currency,
+                payment.merchant, payment.idempotency_key,
+                seal_envelope(card.server_key, card.device_share + card.sealed_record,
+                              AuthorizeRequest.envelope_aad(card.card_id,
+                                                            challenge.challenge_id)),
+                b"",
+            )
+            request = dataclasses.replace(
+                request, pin_signature=sign(pin_seed, request.signed_bytes(challenge.nonce)))
+        finally:
+            pin_seed[:] = bytes(len(pin_seed))
+        return self._server.authorize(request)
+
+    def cards(self) -> list[CardSummary]:
+        """The enrolled cards: id, brand, last 4 digits, expiry. Never the PAN."""
+        return [CardSummary(*row) for row in self._store.active()]
+
+    def security_phrase(self, card_id: str) -> str | None:
+        """The phrase chosen at enrollment, shown on the keypad to prove it is genuine."""
+        return self._store.get(card_id).security_phrase
+
+    def change_pin(self, card_id: str, old_pin: Pin, new_pin: Pin) -> None:
+        """Replace the PIN. Proving ``old_pin`` spends a guess like a payment does; the
+        server also rotates the card's OPRF key, so old transcripts are worthless."""
+        _check_pin(old_pin)
+        _check_pin(new_pin)
+        check_new_pin(new_pin, self.pin_policy)
+        card = self._store.get(card_id)
+        profile = KdfProfile.from_parameters(*card.kdf)
+        challenge, old_seed = self._prove_pin(card, old_pin)
+        new_seed = bytearray()
+        try:
+            with BlindedPin(card.card_id, new_pin) as blinded:
+                begin = ChangePinBegin(card.card_id, challenge.challenge_id, blinded.blinded,
+                                       b"")
+                begin = dataclasses.replace(
+                    begin, pin_signature=sign(old_seed, begin.signed_bytes(challenge.nonce)))
+                reply = self._server.change_pin_begin(begin)
+                new_seed = derive_pin_seed(blinded.finalize(reply.evaluated), salt=card.salt,
+                                           device_secret=card.device_secret,
+                                           card_id=card.card_id, profile=profile)
+            finish = ChangePinFinish(card.card_id, challenge.challenge_id,
+                                     public_key(new_seed), b"", b"")
+            signed = finish.signed_bytes(challenge.nonce)
+            finish = dataclasses.replace(finish, old_pin_signature=sign(old_seed, signed),
+                                         new_pin_signature=sign(new_seed, signed))
+        finally:
+            for buf in (old_seed, new_seed):
+                buf[:] = bytes(len(buf))
+        # Only the server changes: salt, device secret and KDF cost stay, so a crash
+        # anywhere leaves either the old PIN or the new one working, never neither.
+        self._server.change_pin_finish(finish)
+
+    def delete(self, card_id: str) -> None:
+        """Destroy both shares: the server's first, then this device's. Gone for good."""
+        card = self._store.get(card_id)
+        challenge = self._server.challenge(card.card_id)
+        request = DeleteRequest(card.card_id, challenge.challenge_id, b"")
+        seed = bytearray(card.sign_seed)
+        try:
+            request = dataclasses.replace(
+                request, signature=sign(seed, request.signed_bytes(challenge.nonce)))
+        finally:
+            seed[:] = bytes(len(seed))
+        try:
+            self._server.delete(request)
+        except UnknownCard:
+            pass  # already gone on the server (an earlier delete crashed half-way)
+        self._store.remove(card.card_id)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _prove_pin(self, card: DeviceCard, pin: Pin) -> tuple[ChallengeReply, bytearray]:
+        """Run one OPRF evaluation (one counted guess); return the challenge and the
+        PIN key seed for it. The seed is right only if the PIN is."""
+        challenge = self._server.challenge(card.card_id)
+        with BlindedPin(card.card_id, pin) as blinded:
+            request = EvaluateRequest(card.card_id, challenge.challenge_id, blinded.blinded,
+                                      b"")
+            seed = bytearray(card.sign_seed)
+            try:
+                request = dataclasses.replace(
+                    request, signature=sign(seed, request.signed_bytes(challenge.nonce)))
+            finally:
+                seed[:] = bytes(len(seed))
+            reply = self._server.evaluate(request)
+            pin_seed = derive_pin_seed(blinded.finalize(reply.evaluated), salt=card.salt,
+                                       device_secret=card.device_secret, card_id=card.card_id,
+                                       profile=KdfProfile.from_parameters(*card.kdf))
+        return challenge, pin_seed
+
+
+def _check_pin(pin: object) -> None:
+    if not isinstance(pin, Pin):
+        raise InvalidPin("PIN must be a splitvault.Pin (use Pin.from_digits)")
+
+
+def _check_phrase(phrase: object) -> str | None:
+    if phrase is None:
+        return None
+    if (not isinstance(phrase, str) or not phrase.strip() or len(phrase.strip()) > MAX_PHRASE
+            or not phrase.isprintable()):
+        raise InvalidPhrase(f"security phrase must be 1 to {MAX_PHRASE} printable characters")
+    return phrase.strip()

@@ -1,0 +1,131 @@
+"""The device's SQLite store: per card, its share, the sealed card record and its keys.
+
+Nothing here is the card: the record is sealed under a data key that exists only as
+this share XOR the server's. A full copy of this file lets a thief do nothing
+offline: every PIN guess needs a fresh OPRF evaluation from the server, which counts it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._errors import ConfigurationError, UnknownCard
+
+__all__ = ["DeviceCard", "DeviceStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cards (
+    card_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'active')),
+    brand TEXT NOT NULL,
+    last4 TEXT NOT NULL,
+    expiry TEXT NOT NULL,
+    sealed_record BLOB NOT NULL,
+    device_share BLOB NOT NULL,
+    sign_seed BLOB NOT NULL,
+    device_secret BLOB NOT NULL,
+    salt BLOB NOT NULL,
+    kdf_t INTEGER NOT NULL,
+    kdf_m INTEGER NOT NULL,
+    kdf_p INTEGER NOT NULL,
+    server_key BLOB NOT NULL,
+    security_phrase TEXT,
+    created_at REAL NOT NULL
+) STRICT;
+"""
+
+
+@dataclass(frozen=True)
+class DeviceCard:
+    card_id: str
+    brand: str
+    last4: str
+    expiry: str
+    sealed_record: bytes = field(repr=False)
+    device_share: bytes = field(repr=False)
+    sign_seed: bytes = field(repr=False)
+    device_secret: bytes = field(repr=False)
+    salt: bytes = field(repr=False)
+    kdf: tuple[int, int, int]
+    server_key: bytes
+    security_phrase: str | None = field(repr=False)
+
+
+_COLUMNS = ("card_id, brand, last4, expiry, sealed_record, device_share, sign_seed, "
+            "device_secret, salt, kdf_t, kdf_m, kdf_p, server_key, security_phrase")
+
+
+class DeviceStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self._conn = sqlite3.connect(self.path, isolation_level=None,
+                                         check_same_thread=False)
+            for pragma in ("journal_mode = WAL", "synchronous = FULL", "secure_delete = ON",
+                           "busy_timeout = 30000"):
+                self._conn.execute(f"PRAGMA {pragma}")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigurationError(f"cannot open device store {path}: {exc}") from None
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def add_pending(self, card: DeviceCard, now: float) -> None:
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT INTO cards ({_COLUMNS}, state, created_at) "  # noqa: S608  (fixed)
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                (card.card_id, card.brand, card.last4, card.expiry, card.sealed_record,
+                 card.device_share, card.sign_seed, card.device_secret, card.salt, *card.kdf,
+                 card.server_key, card.security_phrase, now),
+            )
+
+    def activate(self, card_id: str) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE cards SET state = 'active' WHERE card_id = ?", (card_id,))
+
+    def remove(self, card_id: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM cards WHERE card_id = ?", (card_id,))
+        # secure_delete zeroed the row's pages; move them out of the WAL as well.
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def get(self, card_id: object) -> DeviceCard:
+        if not isinstance(card_id, str):
+            raise UnknownCard()
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM cards WHERE card_id = ? AND state = 'active'",  # noqa: S608
+                (card_id,),
+            ).fetchone()
+        if row is None:
+            raise UnknownCard()
+        return DeviceCard(*row[:9], kdf=(row[9], row[10], row[11]), server_key=row[12],
+                          security_phrase=row[13])
+
+    def active(self) -> list[tuple[str, str, str, str]]:
+        with self._lock:
+            return self._conn.execute(
+                "SELECT card_id, brand, last4, expiry FROM cards WHERE state = 'active' "
+                "ORDER BY created_at, card_id"
+            ).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

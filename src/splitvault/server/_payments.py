@@ -1,0 +1,175 @@
+"""The authorization flow: verify, recombine in memory, call the acquirer once, record.
+
+1. Validate the payment and the message shape (no state touched on bad input).
+2. In one transaction: consume the challenge, check the PIN proof (a wrong PIN never
+   gets further), reset the guess count, look up the idempotency key.
+3. Already recorded: same parameters -> the recorded result; different -> conflict.
+4. Recombine the shares and open the card, in memory, for this call only.
+5. Write the ledger row as ``pending`` (durable), call the acquirer, record the outcome.
+   A crash between 5's call and its record leaves ``pending``: a retry is refused with
+   ``PaymentInDoubt``, never charged again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from .._authorization import Authorization
+from .._card import Card
+from .._errors import (
+    AcquirerUnavailable,
+    Declined,
+    IdempotencyConflict,
+    PaymentInDoubt,
+    TamperedData,
+)
+from .._payment import Payment, validate_payment
+from .._protocol import AuthorizeRequest, card_record_aad
+from ..crypto.errors import AuthenticationFailed
+from ..crypto.sealing import open_sealed
+from ..crypto.shares import KEY_LEN, combine
+from ._checks import check_bytes, check_id
+from ._ledger import LedgerEntry
+
+if TYPE_CHECKING:
+    from ._server import ShareServer
+
+__all__ = ["PaymentFlow"]
+
+#: How long a retry waits for a concurrent attempt with the same key to finish
+#: before answering PaymentInDoubt. Longer than any sane acquirer timeout.
+IN_FLIGHT_WAIT = 30.0
+_POLL = 0.02
+
+
+class PaymentFlow:
+    def __init__(self, server: ShareServer, *, opened_at: float) -> None:
+        self._server = server
+        # Pending rows older than this process were left by a crash: in doubt at once.
+        self._opened_at = opened_at
+
+    def authorize(self, request: AuthorizeRequest) -> Authorization:
+        server = self._server
+        card_id = check_id(request.card_id, "card id")
+        challenge_id = check_id(request.challenge_id, "challenge id")
+        payment = validate_payment(request.amount, request.currency, request.merchant,
+                                   request.idempotency_key)
+        envelope = check_bytes(request.envelope, "envelope")
+        ledger = server._ledger
+        key = ledger.key_digest(card_id, payment.idempotency_key)
+        params = ledger.params_digest(card_id, payment.amount, payment.currency,
+                                      payment.merchant)
+        with server._db.write() as conn:
+            card, error = server.prove_pin(conn, card_id, challenge_id, request.signed_bytes,
+                                           request.pin_signature)
+            entry = ledger.lookup(conn, key) if error is None else None
+        if error is not None:
+            raise error
+        if entry is not None:
+            return self._recorded(key, params, entry)
+
+        # The PIN verified: only now are the shares recombined and the card opened.
+        found = self._open_card(card_id, card.share, challenge_id, envelope)
+        try:
+            with server._db.write() as conn:
+                try:
+                    ledger.start(conn, key, params, server.now())
+                except sqlite3.IntegrityError:
+                    # A concurrent attempt with the same key got there first.
+                    entry = ledger.lookup(conn, key)
+            if entry is not None:
+                return self._recorded(key, params, entry)
+            return self._charge(card_id, found, payment, key)
+        finally:
+            del found  # the acquirer's copy is the last; see threat_model.md on memory
+
+    def _charge(self, card_id: str, card: Card, payment: Payment, key: bytes) -> Authorization:
+        server = self._server
+        try:
+            code = server.acquirer.authorize(card, payment.amount, payment.currency,
+                                             payment.merchant)
+        except Declined as declined:
+            outcome = self._result(card, payment, None, _clean(declined.reason) or "declined")
+        except Exception:
+            # No answer from the acquirer: nothing was charged, so nothing is recorded
+            # and a retry may try again. The exception's text is not passed on: it could
+            # hold anything, card data included.
+            with server._db.write() as conn:
+                server._ledger.abandon(conn, key)
+            raise AcquirerUnavailable() from None
+        else:
+            if not isinstance(code, str) or not _clean(code):
+                # An answer we cannot record faithfully: money may have moved. Leave the
+                # row pending so nobody retries it into a second charge.
+                raise PaymentInDoubt()
+            outcome = self._result(card, payment, _clean(code), None)
+        with server._db.write() as conn:
+            server._ledger.finish(conn, server._kek, key, outcome, server.now())
+            event = "authorized" if outcome.approved else "declined"
+            server._audit(conn, event, card_id)
+        return outcome
+
+    def _result(self, card: Card, payment: Payment, code: str | None,
+                reason: str | None) -> Authorization:
+        return Authorization(
+            approved=code is not None,
+            approval_code=code,
+            decline_reason=reason,
+            masked_pan=f"•••• {card.last4}",
+            amount=payment.amount,
+            currency=payment.currency,
+            merchant=payment.merchant,
+            idempotency_key=payment.idempotency_key,
+            timestamp=datetime.fromtimestamp(self._server.now(), UTC),
+        )
+
+    def _recorded(self, key: bytes, params: bytes, entry: LedgerEntry) -> Authorization:
+        server = self._server
+        if not server._ledger.same_params(entry, params):
+            raise IdempotencyConflict()
+        deadline = time.monotonic() + IN_FLIGHT_WAIT
+        while entry.state == "pending":
+            started = server._db.connection().execute(
+                "SELECT started_at FROM authorizations WHERE key_digest = ?", (key,)
+            ).fetchone()
+            if started is None:  # the other attempt's acquirer failed: nothing charged
+                raise AcquirerUnavailable()
+            if started[0] < self._opened_at or time.monotonic() > deadline:
+                raise PaymentInDoubt()
+            time.sleep(_POLL)
+            found = server._ledger.lookup(server._db.connection(), key)
+            if found is None:
+                raise AcquirerUnavailable()
+            entry = found
+        return server._ledger.result(server._kek, key, entry)
+
+    def _open_card(self, card_id: str, wrapped_share: bytes, challenge_id: str,
+                   envelope: bytes) -> Card:
+        server = self._server
+        plain = server._open_envelope(envelope, AuthorizeRequest.envelope_aad(card_id,
+                                                                              challenge_id))
+        server_share = server._kek.unwrap("share", card_id, wrapped_share)
+        device_share = bytearray(plain[:KEY_LEN])
+        data_key = bytearray()
+        record = bytearray()
+        try:
+            if len(plain) <= KEY_LEN:
+                raise TamperedData()
+            data_key = combine(device_share, server_share)
+            record = open_sealed(data_key, bytes(plain[KEY_LEN:]), card_record_aad(card_id))
+            return Card._from_record(record)
+        except (AuthenticationFailed, ValueError):
+            raise TamperedData() from None
+        finally:
+            for buf in (plain, server_share, device_share, data_key, record):
+                buf[:] = bytes(len(buf))
+
+
+def _clean(text: object) -> str:
+    """Acquirer text as we record and show it: printable, at most 64 characters."""
+    if not isinstance(text, str):
+        return ""
+    return "".join(ch for ch in text if ch.isprintable())[:64].strip()
