@@ -345,7 +345,7 @@ def test_card_is_immutable() -> None:
     with pytest.raises(AttributeError):
         card.pan = "4242424242424242"  # type: ignore[misc]
     with pytest.raises(AttributeError):
-        card._pan = "4242424242424242"  # type: ignore[misc]
+        card._pan = "4242424242424242"
     with pytest.raises(AttributeError):
         del card._holder
     assert copy.copy(card) is card

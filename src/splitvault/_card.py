@@ -2,7 +2,7 @@
 
 A ``Card`` exists only to be sealed: :meth:`Card._to_record` gives the canonical bytes
 the vault encrypts, :meth:`Card._from_record` reads them back. ``repr``, ``str`` and
-error messages show at most the brand and the last four digits (PCI DSS 3.4 allows
+error messages show at most the brand and the last four digits (PCI DSS 3.4.1 allows
 those); the PAN and the holder's name never appear in them, and a Card cannot be
 pickled. As with ``Pin``, Python cannot wipe ``str`` copies: see threat_model.md.
 """
@@ -20,7 +20,7 @@ from ._pin import wipe
 __all__ = ["BRAND_NAMES", "Card", "brand_of", "luhn_valid", "normalise_pan"]
 
 MIN_PAN_DIGITS = 12
-"""ISO/IEC 7812-1: a PAN is at most 19 digits; no network issues fewer than 12."""
+"""ISO/IEC 7812-1 caps a PAN at 19 digits; 12 is the shortest in use (Maestro)."""
 MAX_PAN_DIGITS = 19
 MAX_HOLDER_CHARS = 64
 """ISO/IEC 7813 track 1 allows 26 characters; 64 leaves room for long romanised names."""

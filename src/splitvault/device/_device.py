@@ -7,6 +7,7 @@ derived from the OPRF output, the Argon2id stretch and the device secret.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import secrets
 import time
@@ -225,10 +226,9 @@ class Device:
                 request, signature=sign(seed, request.signed_bytes(challenge.nonce)))
         finally:
             seed[:] = bytes(len(seed))
-        try:
+        # UnknownCard: already gone on the server (an earlier delete crashed half-way).
+        with contextlib.suppress(UnknownCard):
             self._server.delete(request)
-        except UnknownCard:
-            pass  # already gone on the server (an earlier delete crashed half-way)
         self._store.remove(card.card_id)
 
     # -- internals -----------------------------------------------------------------------

@@ -116,8 +116,11 @@ class DeviceStore:
             ).fetchone()
         if row is None:
             raise UnknownCard()
-        return DeviceCard(*row[:9], kdf=(row[9], row[10], row[11]), server_key=row[12],
-                          security_phrase=row[13])
+        return DeviceCard(
+            card_id=row[0], brand=row[1], last4=row[2], expiry=row[3], sealed_record=row[4],
+            device_share=row[5], sign_seed=row[6], device_secret=row[7], salt=row[8],
+            kdf=(row[9], row[10], row[11]), server_key=row[12], security_phrase=row[13],
+        )
 
     def active(self) -> list[tuple[str, str, str, str]]:
         with self._lock:

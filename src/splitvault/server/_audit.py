@@ -17,8 +17,8 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
-from nacl.hash import blake2b
 from nacl.encoding import RawEncoder
+from nacl.hash import blake2b
 
 from .._errors import TamperedData
 from ..crypto.encoding import encode, u64

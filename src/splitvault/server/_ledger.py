@@ -23,7 +23,7 @@ from .._errors import TamperedData
 from ..crypto.encoding import encode, u64
 from ._kek import Kek
 
-__all__ = ["LedgerEntry", "Ledger"]
+__all__ = ["Ledger", "LedgerEntry"]
 
 _D_KEY = b"splitvault/v1/ledger-key"
 _D_PARAMS = b"splitvault/v1/ledger-params"
@@ -72,7 +72,9 @@ class Ledger:
 
     @staticmethod
     def abandon(conn: sqlite3.Connection, key: bytes) -> None:
-        conn.execute("DELETE FROM authorizations WHERE key_digest = ? AND state = 'pending'", (key,))
+        conn.execute(
+            "DELETE FROM authorizations WHERE key_digest = ? AND state = 'pending'", (key,)
+        )
 
     @staticmethod
     def finish(conn: sqlite3.Connection, kek: Kek, key: bytes, auth: Authorization,

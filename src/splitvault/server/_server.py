@@ -47,8 +47,8 @@ from ..crypto.envelope import open_envelope
 from ..crypto.errors import AuthenticationFailed
 from ..crypto.signing import verify
 from . import _audit
-from ._checks import check_bytes, check_id
 from ._acquirer import Acquirer, SimulatedAcquirer
+from ._checks import check_bytes, check_id
 from ._db import Database
 from ._kek import Kek
 from ._keys import ServerKeys, load_or_create, rewrap_all
@@ -253,8 +253,8 @@ class ShareServer:
         card_id = check_id(request.card_id, "card id")
         blinded = check_bytes(request.new_blinded, "blinded element", 32)
         with self._db.write() as conn:
-            card, error = self.prove_pin(conn, card_id, request.challenge_id,
-                                         request.signed_bytes, request.pin_signature)
+            _, error = self.prove_pin(conn, card_id, request.challenge_id,
+                                      request.signed_bytes, request.pin_signature)
             if error is None:
                 key = oprf.generate_key()
                 try:

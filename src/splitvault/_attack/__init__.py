@@ -1,0 +1,1 @@
+"""The attack suite behind ``splitvault attack`` and ``pytest -m security``."""

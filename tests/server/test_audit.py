@@ -1,0 +1,79 @@
+"""The audit log: complete, secret-free, and any edit, deletion or reordering is caught."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import HOLDER, PAN_DIGITS, PIN, pay
+
+import splitvault as sv
+
+
+@pytest.fixture
+def logged(device: sv.Device, server: sv.ShareServer, card_id: str, pin: sv.Pin) -> sv.ShareServer:
+    pay(device, card_id, pin)
+    with sv.Pin.from_digits("580247") as wrong, pytest.raises(sv.WrongPin):
+        pay(device, card_id, wrong, key="w")
+    return server
+
+
+def _rows(server: sv.ShareServer) -> list[tuple[object, ...]]:
+    return server._db.connection().execute("SELECT * FROM audit ORDER BY seq").fetchall()
+
+
+def test_events_are_logged_without_secrets(logged: sv.ShareServer) -> None:
+    """Enrollment, guesses, authorization and wrong PINs are logged; no PAN, PIN or holder."""
+    events = [r[2] for r in _rows(logged)]
+    assert events == ["enrolled", "guess_used", "authorized", "guess_used", "wrong_pin"]
+    text = json.dumps([r[:5] for r in _rows(logged)])
+    for secret in (PAN_DIGITS, PIN, HOLDER, "1111"):
+        assert secret not in text
+    assert logged.verify_audit().entries == 5
+
+
+@pytest.mark.security
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "UPDATE audit SET event = 'declined' WHERE seq = 3",
+        "UPDATE audit SET detail = '{\"guesses_used\":0,\"limit\":5}' WHERE seq = 4",
+        "UPDATE audit SET at = at + 1 WHERE seq = 2",
+        "DELETE FROM audit WHERE seq = 2",
+        # reorder: entries 2 and 3 trade places (content and MAC move, positions stay)
+        "UPDATE audit SET (at, event, card_id, detail, mac) = (SELECT o.at, o.event, "
+        "o.card_id, o.detail, o.mac FROM audit AS o WHERE o.seq = 5 - audit.seq) "
+        "WHERE seq IN (2, 3)",
+        "UPDATE audit SET card_id = '00000000000000000000000000000000' WHERE seq = 1",
+    ],
+    ids=["edit-event", "edit-detail", "edit-time", "delete", "reorder", "edit-card"],
+)
+def test_tampering_is_detected(logged: sv.ShareServer, attack: str) -> None:
+    """Any edited, removed or reordered entry makes verify_audit raise TamperedData."""
+    conn = logged._db.connection()
+    conn.execute(attack)
+    with pytest.raises(sv.TamperedData, match="audit log does not verify"):
+        logged.verify_audit()
+
+
+@pytest.mark.security
+def test_rewritten_chain_without_key_is_detected(logged: sv.ShareServer) -> None:
+    """Recomputing the chain with a guessed key does not help: the MAC key is secret."""
+    from splitvault.server import _audit
+
+    conn = logged._db.connection()
+    conn.execute("DELETE FROM audit")
+    fake_key = bytes(32)
+    for event in ("enrolled", "authorized"):
+        _audit.append(conn, fake_key, event, "0" * 32, 1.0)
+    with pytest.raises(sv.TamperedData):
+        logged.verify_audit()
+
+
+def test_head_changes_with_every_entry(logged: sv.ShareServer, device: sv.Device,
+                                       card_id: str, pin: sv.Pin) -> None:
+    """The report's head MAC moves with each entry, so an anchored head detects a cut tail."""
+    before = logged.verify_audit()
+    pay(device, card_id, pin, key="next")
+    after = logged.verify_audit()
+    assert after.entries > before.entries and after.head != before.head
