@@ -8,6 +8,7 @@ the statistical share test uses a seeded generator for the same reason.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import assume, given, settings
@@ -35,7 +36,7 @@ from splitvault.crypto.shares import KEY_LEN, combine, split
 from splitvault.crypto.signing import public_key as signing_public_key
 from splitvault.crypto.signing import sign, verify
 
-DETERMINISTIC = settings(derandomize=True, deadline=None, max_examples=60)
+DETERMINISTIC = settings(derandomize=True, deadline=None, max_examples=150)
 """Fixed example sequence, no per-example deadline (CI machines vary)."""
 
 keys = st.binary(min_size=32, max_size=32)
@@ -48,7 +49,7 @@ field_lists = st.lists(
 )
 
 
-def fixed_rng(pad: bytes):  # type: ignore[no-untyped-def]
+def fixed_rng(pad: bytes) -> Callable[[int], bytes]:
     """An rng for ``split`` that always returns ``pad``."""
     return lambda n: pad[:n]
 
@@ -302,6 +303,18 @@ def test_envelope_truncated_fails() -> None:
     for cut in range(len(envelope)):
         with pytest.raises(AuthenticationFailed):
             open_envelope(secret, envelope[:cut], b"aad")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="envelope.public_key has no length check; PyNaCl's crypto_scalarmult_base reads "
+    "32 bytes whatever it is given (out-of-bounds read for a short secret)",
+)
+@pytest.mark.parametrize("length", [0, 31])
+def test_envelope_public_key_rejects_wrong_length(length: int) -> None:
+    """An X25519 secret that is not 32 bytes is a caller mistake: ValueError, no memory read."""
+    with pytest.raises(ValueError):
+        public_key(bytes(length))
 
 
 def test_envelopes_are_randomized() -> None:

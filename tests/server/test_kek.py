@@ -110,3 +110,16 @@ def test_interrupted_rotation_is_completed(tmp_path: Path) -> None:
     server.close()
     reopened = sv.ShareServer.open(tmp_path / "s.db")
     assert reopened._kek.kid == new.kid
+    assert Kek.load(tmp_path / "s.db.kek").kid == new.kid
+    assert not (tmp_path / "s.db.kek.new").exists()
+
+
+def test_rotation_cut_before_commit_keeps_old_key(tmp_path: Path) -> None:
+    """If the new key file was written but the re-wrap never committed, the old key
+    stays in force and the unused new key is dropped."""
+    sv.ShareServer.open(tmp_path / "s.db").close()
+    old = Kek.load(tmp_path / "s.db.kek")
+    Kek.generate().write(tmp_path / "s.db.kek.new")
+    reopened = sv.ShareServer.open(tmp_path / "s.db")
+    assert reopened._kek.kid == old.kid
+    assert not (tmp_path / "s.db.kek.new").exists()

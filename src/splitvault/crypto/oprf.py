@@ -14,7 +14,15 @@ import hmac
 from collections.abc import Callable
 from typing import Any
 
-import pysodium
+try:
+    import pysodium
+except (OSError, ValueError) as _exc:  # pysodium loads the system libsodium with ctypes
+    raise ImportError(
+        "splitvault needs the libsodium shared library (ristretto255 for the PIN OPRF): "
+        "install it with 'apt-get install libsodium23' (Debian/Ubuntu), "
+        "'dnf install libsodium' (Fedora), 'apk add libsodium' (Alpine) or "
+        "'brew install libsodium' (macOS)"
+    ) from _exc
 
 SUITE_ID: str = "ristretto255-SHA512"
 MODE_OPRF: int = 0

@@ -30,9 +30,9 @@ INACTIVITY_TIMEOUT: Final = 60.0
 card or think, short enough that an abandoned keypad does not keep digits for long."""
 
 _FUNCTION_KEYS: Final[tuple[tuple[KeyRole, str, str], ...]] = (
-    ("backspace", "Del", "Bksp"),
+    ("backspace", "Delete", "Bksp"),
     ("clear", "Cancel", "Esc"),
-    ("shuffle", "Mix", "^R"),
+    ("shuffle", "Shuffle", "^R"),
     ("confirm", "OK", "^S"),
 )
 """Bottom row: role, label and the keyboard key shown as a hint."""
@@ -116,11 +116,11 @@ class SecureKeypad(Widget, can_focus=True):
         }
         #keys {
             width: 35;
-            height: 12;
+            height: 11;
             grid-size: 4 4;
             grid-columns: 8;
-            grid-rows: 3;
-            grid-gutter: 0 1;
+            grid-rows: 2;
+            grid-gutter: 1 1;
         }
         #status {
             width: 100%;

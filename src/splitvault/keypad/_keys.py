@@ -34,7 +34,7 @@ class KeypadKey(Button, can_focus=False):
     DEFAULT_CSS = """
     KeypadKey {
         width: 1fr;
-        height: 3;
+        height: 2;
         min-width: 0;
         margin: 0;
         padding: 0;
@@ -44,7 +44,6 @@ class KeypadKey(Button, can_focus=False):
         color: $foreground !important;
         text-style: bold !important;
         border: none !important;
-        border-top: blank !important;
         border-bottom: blank !important;
         tint: transparent !important;
         background-tint: transparent !important;

@@ -14,7 +14,7 @@ app's own code (and snapshot tests) call on purpose, not something a user can tr
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from textual.app import App, SystemCommand
 from textual.screen import Screen
@@ -28,14 +28,14 @@ _ReturnT = TypeVar("_ReturnT")
 _BLOCKED_NOTICE = "Screenshots are disabled while the PIN keypad is open"
 
 
-def keypad_is_open(app: App[object]) -> bool:
+def keypad_is_open(app: App[Any]) -> bool:
     """True while a :class:`SecureKeypad` is mounted on any screen of the app's current
     stack (a modal screen on top, like the command palette, does not hide it)."""
     return any(screen.query(SecureKeypad) for screen in app.screen_stack)
 
 
 def without_screenshot(
-    app: App[object], commands: Iterable[SystemCommand]
+    app: App[Any], commands: Iterable[SystemCommand]
 ) -> Iterator[SystemCommand]:
     """``commands`` less any screenshot command while a keypad is open in ``app``."""
     hide = keypad_is_open(app)

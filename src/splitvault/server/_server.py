@@ -9,6 +9,7 @@ transaction and raised after COMMIT.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
 import time
@@ -118,12 +119,16 @@ class ShareServer:
                         f"server database {path} exists but its key file {kek_file} is missing"
                     )
                 Kek.generate().write(kek_file)
-        kek = _load_kek_recovering(Path(kek_file))
         try:
             db = Database(path)
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(f"cannot open server database {path}: {exc}") from None
-        return cls(db, kek, acquirer=acquirer, profile=profile, clock=clock)
+        try:
+            kek = _load_kek_recovering(Path(kek_file), db)
+            return cls(db, kek, acquirer=acquirer, profile=profile, clock=clock)
+        except BaseException:
+            db.close()
+            raise
 
     def close(self) -> None:
         self._keys.wipe()
@@ -423,13 +428,21 @@ def _wipe(buffer: bytearray) -> None:
     buffer[:] = bytes(len(buffer))
 
 
-def _load_kek_recovering(kek_file: Path) -> Kek:
-    """Load the KEK; finish a rotation that crashed after its database commit.
+def _load_kek_recovering(kek_file: Path, db: Database) -> Kek:
+    """Load the KEK, finishing or undoing a rotation that was cut short.
 
-    ``keys rotate`` writes the new key to ``<file>.new``, re-wraps in one transaction,
-    then renames. If the rename never happened, the database already needs the new key.
+    ``keys rotate`` writes the new key to ``<file>.new``, re-wraps everything in one
+    transaction, then renames the new file over the old. If the process died between
+    those steps, the database's own key id says which file is right: the rotation either
+    committed (finish the rename) or did not (drop the unused new key).
     """
     pending = Path(f"{kek_file}.new")
     if pending.exists():
-        return Kek.load(pending)
+        row = db.connection().execute("SELECT wrapped FROM server_keys LIMIT 1").fetchone()
+        candidate = Kek.load(pending)
+        if row is not None and secrets.compare_digest(bytes(row[0][:8]), candidate.kid):
+            os.replace(pending, kek_file)
+            return candidate
+        candidate.wipe()
+        pending.unlink()
     return Kek.load(kek_file)

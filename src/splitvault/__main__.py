@@ -1,0 +1,5 @@
+"""``python -m splitvault`` is the ``splitvault`` command."""
+
+from .cli import main
+
+raise SystemExit(main())
