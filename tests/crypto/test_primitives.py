@@ -305,12 +305,7 @@ def test_envelope_truncated_fails() -> None:
             open_envelope(secret, envelope[:cut], b"aad")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="envelope.public_key has no length check; PyNaCl's crypto_scalarmult_base reads "
-    "32 bytes whatever it is given (out-of-bounds read for a short secret)",
-)
-@pytest.mark.parametrize("length", [0, 31])
+@pytest.mark.parametrize("length", [0, 31, 33])
 def test_envelope_public_key_rejects_wrong_length(length: int) -> None:
     """An X25519 secret that is not 32 bytes is a caller mistake: ValueError, no memory read."""
     with pytest.raises(ValueError):

@@ -204,3 +204,357 @@ class _Vault:
                                      idempotency_key=key, **_PAYMENT)
 
 
+
+@contextmanager
+def _vault(directory: Path, kdf: KdfProfile, cards: int) -> Iterator[_Vault]:
+    directory.mkdir(parents=True, exist_ok=True)
+    expiry = f"12/{(date.today().year + 5) % 100:02d}"
+    card = Card(pan="4111 1111 1111 1111", expiry=expiry, holder="KIM MINSU")
+    with (ShareServer.open(directory / "server.db") as server, Pin.from_digits(_PIN) as pin,
+          Device.open(directory / "device.db", server=server, kdf=kdf) as device):
+        yield _Vault(server, device, [device.enroll(card, pin) for _ in range(cards)], pin)
+
+
+def _time_server(server: ShareServer, seconds: dict[str, float]) -> None:
+    """Time the server's side of each round trip, by shadowing three methods on this one
+    instance (the benchmark's own server; nothing else is touched)."""
+    for name in ("challenge", "evaluate", "authorize"):
+        def timed(request: Any, _method: Callable[[Any], Any] = getattr(server, name),
+                  _name: str = name) -> Any:
+            began = time.perf_counter()
+            try:
+                return _method(request)
+            finally:
+                seconds[_name] += time.perf_counter() - began
+        setattr(server, name, timed)
+
+
+# -- the floor -------------------------------------------------------------------------
+
+_ZERO = bytes(32)
+# expand_message_xmd (RFC 9380 sec 5.3.1) for HashToGroup, as crypto/oprf.py builds it.
+_DST = b"HashToGroup-OPRFV1-\x00-ristretto255-SHA512"
+_DST_PRIME = _DST + bytes([len(_DST)])
+_XMD_HEAD = bytes(128)
+_XMD_TAIL = (64).to_bytes(2, "big") + b"\x00" + _DST_PRIME
+_KID = bytes(8)
+_RECORD = json.dumps({"v": 1, "pan": "4111111111111111", "expiry": "12/30",
+                      "holder": "KIM MINSU"}).encode()
+# A recorded result of about the size Ledger.finish wraps.
+_RESULT = json.dumps({"amount": 12000, "approval_code": "ABC234", "approved": True,
+                      "currency": "KRW", "decline_reason": None, "idempotency_key": "bench-0",
+                      "masked_pan": "•••• 1111", "merchant": "Gift Shop",
+                      "timestamp": 1.7e9}).encode()
+_GUESS_DETAIL = '{"guesses_used":1,"limit":5}'
+_SELECT_CARD = ("SELECT device_key, verifier, oprf_key, share, guesses_used, locked FROM cards "
+                "WHERE card_id = ? AND state = 'active'")
+_SELECT_CHALLENGE = ("SELECT card_id, nonce, state, expires_at FROM challenges "
+                     "WHERE challenge_id = ?")
+
+
+def _blake2b(data: bytes, key: bytes) -> bytes:
+    return nb.crypto_generichash_blake2b_salt_personal(data, digest_size=32, key=key)
+
+
+def _hkdf(ikm: bytes, salt: bytes | None, info: bytes) -> bytes:
+    return HKDF(algorithm=SHA512(), length=32, salt=salt, info=info).derive(ikm)
+
+
+def _wrap(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    nonce = secrets.token_bytes(24)
+    return _KID + nonce + nb.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, aad, nonce,
+                                                                         key)
+
+
+def _unwrap(key: bytes, blob: bytes, aad: bytes) -> bytes:
+    return nb.crypto_aead_xchacha20poly1305_ietf_decrypt(blob[32:], aad, blob[8:32], key)
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
+
+
+def _hash_to_group(data: bytes) -> bytes:
+    b_0 = hashlib.sha512(_XMD_HEAD + data + _XMD_TAIL).digest()
+    uniform = hashlib.sha512(b_0 + b"\x01" + _DST_PRIME).digest()
+    return bytes(pysodium.crypto_core_ristretto255_from_hash(uniform))
+
+
+def _pin_seed(oprf_output: bytes, card: _FloorCard, kdf: KdfProfile) -> bytes:
+    stretched = hash_secret_raw(oprf_output, card.salt, time_cost=kdf.time_cost,
+                                memory_cost=kdf.memory_cost_kib, parallelism=kdf.parallelism,
+                                hash_len=32, type=Type.ID)
+    return _hkdf(bytes(stretched) + card.device_secret, None, b"pin-key" + card.id_bytes)
+
+
+@dataclass
+class _FloorCard:
+    card_id: str
+    device_seed: bytes
+    pin_input: bytes
+    salt: bytes
+    device_secret: bytes
+    device_share: bytes = b""
+    sealed_record: bytes = b""
+
+    @property
+    def id_bytes(self) -> bytes:
+        return self.card_id.encode()
+
+
+@dataclass
+class _Floor:
+    """The floor's state (a scratch server database, the keys a vault holds) and its loop
+    body: each step below is one row of the module docstring's table."""
+
+    conn: sqlite3.Connection
+    kek: bytes
+    server_secret: bytes
+    server_public: bytes
+    audit_key: bytes
+    ledger_key: bytes
+    cards: list[_FloorCard]
+    kdf: KdfProfile = KdfProfile.TEST_ONLY
+
+    def add_card(self) -> None:
+        """Enroll a card: the rows and keys the real enrollment leaves behind."""
+        card = _FloorCard(secrets.token_hex(16), secrets.token_bytes(32), b"",
+                          secrets.token_bytes(16), secrets.token_bytes(32))
+        card.pin_input = b"pin-input" + card.id_bytes + _PIN.encode()
+        oprf_key = pysodium.crypto_core_ristretto255_scalar_random()
+        unblinded = pysodium.crypto_scalarmult_ristretto255(oprf_key,
+                                                            _hash_to_group(card.pin_input))
+        output = hashlib.sha512(card.pin_input + unblinded + b"Finalize").digest()
+        verifier = nb.crypto_sign_seed_keypair(_pin_seed(output, card, self.kdf))[0]
+        data_key, card.device_share = secrets.token_bytes(32), secrets.token_bytes(32)
+        nonce = secrets.token_bytes(24)
+        card.sealed_record = nonce + nb.crypto_aead_xchacha20poly1305_ietf_encrypt(
+            _RECORD, b"card-record" + card.id_bytes, nonce, data_key)
+        self.conn.execute(
+            "INSERT INTO cards (card_id, state, device_key, verifier, oprf_key, share, "
+            "created_at) VALUES (?, 'active', ?, ?, ?, ?, ?)",
+            (card.card_id, nb.crypto_sign_seed_keypair(card.device_seed)[0], verifier,
+             _wrap(self.kek, oprf_key, b"oprf-key" + card.id_bytes),
+             _wrap(self.kek, _xor(data_key, card.device_share), b"share" + card.id_bytes),
+             time.time()))
+        self.cards.append(card)
+
+    def authorize(self, n: int, key: str) -> None:
+        card = self.cards[n % len(self.cards)]
+        challenge_id, nonce = self.challenge(card)
+        blind, blinded, signature, message = self.blind(card, challenge_id, nonce)
+        evaluated = self.evaluate(card, challenge_id, blinded, signature, message)
+        envelope, signature, message = self.prove(card, blind, evaluated, challenge_id, nonce,
+                                                  key)
+        self.pay(card, challenge_id, envelope, signature, message, key)
+
+    def challenge(self, card: _FloorCard) -> tuple[str, bytes]:
+        challenge_id, nonce, now = secrets.token_hex(16), secrets.token_bytes(32), time.time()
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute("DELETE FROM challenges WHERE expires_at < ?", (now,))
+        self.conn.execute(
+            "INSERT INTO challenges (challenge_id, card_id, nonce, state, expires_at) "
+            "VALUES (?, ?, ?, 'issued', ?)", (challenge_id, card.card_id, nonce, now + 60.0))
+        self.conn.execute("COMMIT")
+        return challenge_id, nonce
+
+    @staticmethod
+    def blind(card: _FloorCard, challenge_id: str,
+              nonce: bytes) -> tuple[bytes, bytes, bytes, bytes]:
+        blind = pysodium.crypto_core_ristretto255_scalar_random()
+        pysodium.crypto_core_ristretto255_scalar_reduce(blind + _ZERO)
+        blinded = pysodium.crypto_scalarmult_ristretto255(blind, _hash_to_group(card.pin_input))
+        message = b"evaluate" + card.id_bytes + challenge_id.encode() + nonce + blinded
+        secret = nb.crypto_sign_seed_keypair(card.device_seed)[1]
+        return blind, blinded, nb.crypto_sign(message, secret)[:64], message
+
+    def evaluate(self, card: _FloorCard, challenge_id: str, blinded: bytes, signature: bytes,
+                 message: bytes) -> bytes:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        row = conn.execute(_SELECT_CARD, (card.card_id,)).fetchone()
+        conn.execute(_SELECT_CHALLENGE, (challenge_id,)).fetchone()
+        nb.crypto_sign_open(signature + message, row[0])
+        key = _unwrap(self.kek, row[2], b"oprf-key" + card.id_bytes)
+        pysodium.crypto_core_ristretto255_scalar_reduce(key + _ZERO)
+        pysodium.crypto_core_ristretto255_is_valid_point(blinded)
+        evaluated: bytes = pysodium.crypto_scalarmult_ristretto255(key, blinded)
+        conn.execute("UPDATE cards SET guesses_used = ? WHERE card_id = ?",
+                     (row[4] + 1, card.card_id))
+        conn.execute("UPDATE challenges SET state = ? WHERE challenge_id = ?",
+                     ("evaluated", challenge_id))
+        self.audit("guess_used", card.card_id, _GUESS_DETAIL)
+        conn.execute("COMMIT")
+        return evaluated
+
+    def prove(self, card: _FloorCard, blind: bytes, evaluated: bytes, challenge_id: str,
+              nonce: bytes, key: str) -> tuple[bytes, bytes, bytes]:
+        pysodium.crypto_core_ristretto255_scalar_reduce(blind + _ZERO)
+        pysodium.crypto_core_ristretto255_is_valid_point(evaluated)
+        inverse = pysodium.crypto_core_ristretto255_scalar_invert(blind)
+        unblinded = pysodium.crypto_scalarmult_ristretto255(inverse, evaluated)
+        output = hashlib.sha512(card.pin_input + unblinded + b"Finalize").digest()
+        pin_seed = _pin_seed(output, card, self.kdf)
+        envelope = self.seal(card.device_share + card.sealed_record,
+                             b"authorize-envelope" + card.id_bytes + challenge_id.encode())
+        message = (b"authorize" + card.id_bytes + challenge_id.encode() + nonce
+                   + (12000).to_bytes(8, "big") + b"KRWGift Shop" + key.encode() + envelope)
+        secret = nb.crypto_sign_seed_keypair(pin_seed)[1]
+        return envelope, nb.crypto_sign(message, secret)[:64], message
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        ephemeral = secrets.token_bytes(32)
+        public = nb.crypto_scalarmult_base(ephemeral)
+        key = _hkdf(nb.crypto_scalarmult(ephemeral, self.server_public),
+                    public + self.server_public, b"envelope-key")
+        nonce = secrets.token_bytes(24)
+        return public + nonce + nb.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, aad,
+                                                                               nonce, key)
+
+    def pay(self, card: _FloorCard, challenge_id: str, envelope: bytes, signature: bytes,
+            message: bytes, key: str) -> None:
+        conn, card_id = self.conn, card.card_id
+        digest = _blake2b(b"ledger-key" + card.id_bytes + key.encode(), self.ledger_key)
+        params = _blake2b(b"ledger-params" + card.id_bytes + b"12000KRWGift Shop",
+                          self.ledger_key)
+        conn.execute("BEGIN IMMEDIATE")
+        row = conn.execute(_SELECT_CARD, (card_id,)).fetchone()
+        conn.execute(_SELECT_CHALLENGE, (challenge_id,)).fetchone()
+        conn.execute("UPDATE challenges SET state = ? WHERE challenge_id = ?",
+                     ("used", challenge_id))
+        nb.crypto_sign_open(signature + message, row[1])
+        conn.execute("UPDATE cards SET guesses_used = 0 WHERE card_id = ?", (card_id,))
+        conn.execute("SELECT state, params_digest, result FROM authorizations "
+                     "WHERE key_digest = ?", (digest,)).fetchone()
+        conn.execute("COMMIT")
+        self.open_card(card, row[3], envelope, challenge_id)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO authorizations (key_digest, params_digest, state, started_at) "
+                     "VALUES (?, ?, 'pending', ?)", (digest, params, time.time()))
+        conn.execute("COMMIT")
+        result = _wrap(self.kek, _RESULT, b"ledger" + digest.hex().encode())
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE authorizations SET state = ?, result = ?, completed_at = ? "
+                     "WHERE key_digest = ? AND state = 'pending'",
+                     ("approved", result, time.time(), digest))
+        self.audit("authorized", card_id, "{}")
+        conn.execute("COMMIT")
+
+    def open_card(self, card: _FloorCard, wrapped_share: bytes, envelope: bytes,
+                  challenge_id: str) -> bytes:
+        public, nonce = envelope[:32], envelope[32:56]
+        nb.crypto_scalarmult_base(self.server_secret)  # open_envelope recomputes it
+        key = _hkdf(nb.crypto_scalarmult(self.server_secret, public),
+                    public + self.server_public, b"envelope-key")
+        plain = nb.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            envelope[56:], b"authorize-envelope" + card.id_bytes + challenge_id.encode(),
+            nonce, key)
+        data_key = _xor(plain[:32], _unwrap(self.kek, wrapped_share, b"share" + card.id_bytes))
+        return nb.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            plain[56:], b"card-record" + card.id_bytes, plain[32:56], data_key)
+
+    def audit(self, event: str, card_id: str, detail: str) -> None:
+        row = self.conn.execute("SELECT seq, mac FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, previous = (1, _ZERO) if row is None else (row[0] + 1, row[1])
+        at = time.time()
+        mac = _blake2b(previous + seq.to_bytes(8, "big") + repr(at).encode() + event.encode()
+                       + card_id.encode() + detail.encode(), self.audit_key)
+        self.conn.execute("INSERT INTO audit (seq, at, event, card_id, detail, mac) "
+                          "VALUES (?, ?, ?, ?, ?, ?)", (seq, at, event, card_id, detail, mac))
+
+
+@contextmanager
+def _floor(directory: Path, cards: int) -> Iterator[_Floor]:
+    # The server's own Database class: the same schema, pragmas and connection settings.
+    db = Database(directory / "floor.db")
+    try:
+        secret = secrets.token_bytes(32)
+        floor = _Floor(db.connection(), secrets.token_bytes(32), secret,
+                       nb.crypto_scalarmult_base(secret), secrets.token_bytes(32),
+                       secrets.token_bytes(32), [])
+        with db.write():
+            for _ in range(cards):
+                floor.add_card()
+        yield floor
+    finally:
+        db.close()
+
+
+# -- measuring -------------------------------------------------------------------------
+
+
+def _time_loop(step: Callable[[int, str], object], seconds: float, start: int) -> list[float]:
+    """Seconds each call of ``step`` took, calling it for about ``seconds`` (at least once)."""
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while not times or time.perf_counter() < deadline:
+        key = f"bench-{start + len(times)}"
+        began = time.perf_counter()
+        step(start + len(times), key)
+        times.append(time.perf_counter() - began)
+    return times
+
+
+def _summary(times: list[float]) -> dict[str, float]:
+    return {"per_s": round(len(times) / sum(times), 1),
+            "mean_ms": round(statistics.fmean(times) * 1e3, 3),
+            "median_ms": round(statistics.median(times) * 1e3, 3),
+            "count": len(times)}
+
+
+def _throughput(directory: Path, seconds: float) -> dict[str, dict[str, float]]:
+    inprocess: list[float] = []
+    bare: list[float] = []
+    with (_vault(directory / "inprocess", KdfProfile.TEST_ONLY, CARDS) as vault,
+          _floor(directory, CARDS) as floor):
+        for n in range(CARDS):  # warm: connections, statement caches, WAL pages
+            vault.authorize(n, f"warm-{n}")
+            floor.authorize(n, f"warm-{n}")
+        for _ in range(ROUNDS):
+            inprocess += _time_loop(vault.authorize, seconds / ROUNDS, len(inprocess))
+            bare += _time_loop(floor.authorize, seconds / ROUNDS, len(bare))
+    return {"inprocess": _summary(inprocess), "floor": _summary(bare)}
+
+
+def _argon2id(profile: KdfProfile) -> float:
+    """Seconds for one Argon2id with the device's parameters and input sizes."""
+    secret, salt = secrets.token_bytes(64), secrets.token_bytes(16)
+    began = time.perf_counter()
+    hash_secret_raw(secret, salt, time_cost=profile.time_cost,
+                    memory_cost=profile.memory_cost_kib, parallelism=profile.parallelism,
+                    hash_len=32, type=Type.ID)
+    return time.perf_counter() - began
+
+
+def _interactive(directory: Path, runs: int) -> dict[str, Any]:
+    """PIN to result with the INTERACTIVE KDF, alternating with Argon2id alone."""
+    profile = KdfProfile.INTERACTIVE
+    server: dict[str, float] = collections.defaultdict(float)
+    totals: list[float] = []
+    argon: list[float] = []
+    phases: list[dict[str, float]] = []
+    with _vault(directory, profile, 1) as vault:
+        _time_server(vault.server, server)
+        _argon2id(profile)  # warm: the first 64 MiB allocation faults in fresh pages
+        for n in range(runs):
+            argon.append(_argon2id(profile))
+            server.clear()
+            began = time.perf_counter()
+            vault.authorize(0, f"interactive-{n}")
+            totals.append(time.perf_counter() - began)
+            phases.append(dict(server))
+    total_ms, argon_ms = statistics.median(totals) * 1e3, statistics.median(argon) * 1e3
+    device = [t - sum(p.values()) for t, p in zip(totals, phases, strict=True)]
+    return {
+        "pin_to_result_ms": round(total_ms, 2),
+        "argon2id_ms": round(argon_ms, 2),
+        "rest_ms": round(total_ms - argon_ms, 2),
+        "server_ms": {name: round(statistics.median(p[name] for p in phases) * 1e3, 3)
+                      for name in ("challenge", "evaluate", "authorize")},
+        "device_less_argon2id_ms": round(statistics.median(device) * 1e3 - argon_ms, 2),
+        "samples_ms": {"pin_to_result": [round(t * 1e3, 1) for t in totals],
+                       "argon2id": [round(t * 1e3, 1) for t in argon]},
+        "kdf": {"time_cost": profile.time_cost, "memory_cost_kib": profile.memory_cost_kib,
+                "parallelism": profile.parallelism},
+        "runs": runs,
+    }

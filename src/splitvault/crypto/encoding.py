@@ -46,6 +46,8 @@ def decode(domain: bytes, data: bytes, count: int) -> list[bytes]:
     Raises ``DecodeError`` for anything else: another domain, truncation, trailing
     bytes, or a different number of fields.
     """
+    if count < 0:
+        raise ValueError("count must not be negative")
     view = memoryview(data)
     if len(view) < 2:
         raise DecodeError("truncated message")

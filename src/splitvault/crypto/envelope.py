@@ -44,6 +44,9 @@ def x25519(secret: bytes | bytearray, public: bytes) -> bytearray:
 
 def public_key(secret: bytes | bytearray) -> bytes:
     """The X25519 public key of a 32-byte secret."""
+    # libsodium reads 32 bytes whatever it is given: check, or it reads past the end.
+    if len(secret) != 32:
+        raise ValueError("secret must be 32 bytes")
     return bytes(bindings.crypto_scalarmult_base(bytes(secret)))
 
 

@@ -28,7 +28,7 @@ def aead_encrypt(
     _check(key, nonce)
     return bytes(
         bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
-            bytes(plaintext), aad, nonce, bytes(key)
+            bytes(plaintext), bytes(aad), bytes(nonce), bytes(key)
         )
     )
 
@@ -36,6 +36,9 @@ def aead_encrypt(
 def aead_decrypt(key: bytes | bytearray, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytearray:
     """Raw XChaCha20-Poly1305 decryption; ``AuthenticationFailed`` if anything was altered."""
     _check(key, nonce)
+    # Convert up front: PyNaCl reports a bytearray as a CryptoError subclass, which
+    # would otherwise be mistaken for a failed tag below.
+    ciphertext, aad = bytes(ciphertext), bytes(aad)
     if len(ciphertext) < TAG_LEN:
         raise AuthenticationFailed("ciphertext too short")
     try:

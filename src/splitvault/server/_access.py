@@ -122,7 +122,7 @@ class AccessMiddleware:
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
-            text = value.decode("latin-1")
+            text = bytes(value).decode("latin-1")
             if _REQUEST_ID.fullmatch(text):
                 return text
             break
@@ -145,7 +145,7 @@ def _log(scope: Scope, request_id: str, status: int, context: dict[str, Any],
     fields: dict[str, Any] = {
         "request_id": request_id,
         "method": scope.get("method"),
-        "path": scope.get("path"),
+        "path": str(scope.get("path", ""))[:200],  # strangers choose paths
         "status": status,
         "duration_ms": round((time.perf_counter() - started) * 1000.0, 2),
     }
