@@ -147,20 +147,40 @@ def test_decline_is_a_recorded_result(tmp_path: Path, card: sv.Card, pin: sv.Pin
 def test_acquirer_failure_records_nothing(
     device: sv.Device, server: sv.ShareServer, card_id: str, pin: sv.Pin
 ) -> None:
-    """If the acquirer raises, nothing is recorded as charged and a retry may succeed."""
+    """If the acquirer says it took nothing, nothing is recorded and a retry may succeed."""
     real = server.acquirer
 
-    class Broken:
+    class Down:
         def authorize(self, c: sv.Card, amount: int, currency: str, merchant: str) -> str:
-            raise RuntimeError(f"gateway down while charging {c.pan}")
+            raise sv.AcquirerUnavailable(f"gateway refused the connection for {c.pan}")
 
-    server.acquirer = Broken()
+    server.acquirer = Down()
     with pytest.raises(sv.AcquirerUnavailable) as err:
         pay(device, card_id, pin)
     assert PAN_DIGITS not in str(err.value) and err.value.__cause__ is None
     assert _ledger_rows(server) == []
     server.acquirer = real
     assert pay(device, card_id, pin).approved
+
+
+def test_acquirer_error_after_charging_is_in_doubt_not_failed(
+    device: sv.Device, server: sv.ShareServer, card_id: str, pin: sv.Pin
+) -> None:
+    """An acquirer that takes the money and then times out is never reported as a
+    failure (the incident behind this project) and never charged again on retry."""
+    charged: list[int] = []
+
+    class TimesOutAfterCharging:
+        def authorize(self, c: sv.Card, amount: int, currency: str, merchant: str) -> str:
+            charged.append(amount)
+            raise TimeoutError(f"read timeout for {c.pan}")
+
+    server.acquirer = TimesOutAfterCharging()
+    for _ in range(2):
+        with pytest.raises(sv.PaymentInDoubt) as err:
+            pay(device, card_id, pin)
+        assert PAN_DIGITS not in str(err.value) and err.value.__cause__ is None
+    assert charged == [12000]
 
 
 class Crash(BaseException):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.widgets import Button
 
 from splitvault import Pin
@@ -20,7 +20,7 @@ class KeypadHost(KeypadSafeApp[None]):
 
     CSS = "Screen { align: center middle; }"
     # A host binding on a digit key: the keypad must not let digits reach it.
-    BINDINGS = [Binding("5", "host_saw_digit", "Host digit binding")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("5", "host_saw_digit", "Host digit binding")]
 
     def __init__(self, **keypad_options: Any) -> None:
         super().__init__()

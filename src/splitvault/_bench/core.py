@@ -77,19 +77,6 @@ from .._authorization import Authorization
 from .._card import Card
 from .._pin import Pin
 from .._profiles import KdfProfile
-from .._protocol import (
-    AuthorizeRequest,
-    ChallengeReply,
-    ChangePinBegin,
-    ChangePinFinish,
-    DeleteRequest,
-    EnrollBegin,
-    EnrollBeginReply,
-    EnrollFinish,
-    EvaluateReply,
-    EvaluateRequest,
-    ServerInfo,
-)
 from ..device import Device
 from ..server import ShareServer
 from ..server._db import Database
@@ -182,9 +169,9 @@ def count_operations(workdir: Path) -> dict[str, dict[str, int]]:
         with _OpCounter(vault.server._db.connection()) as real:
             vault.authorize(0, "count")
     with _floor(Path(tempfile.mkdtemp(dir=workdir)), 1) as floor:
-        floor.authorize(0, 0)
+        floor.authorize(0, "count-warm")
         with _OpCounter(floor.conn) as bare:
-            floor.authorize(0, 1)
+            floor.authorize(0, "count")
     return {"authorization": dict(sorted(real.counts.items())),
             "floor": dict(sorted(bare.counts.items()))}
 
@@ -204,7 +191,6 @@ class _Vault:
                                      idempotency_key=key, **_PAYMENT)
 
 
-
 @contextmanager
 def _vault(directory: Path, kdf: KdfProfile, cards: int) -> Iterator[_Vault]:
     directory.mkdir(parents=True, exist_ok=True)
@@ -219,14 +205,18 @@ def _time_server(server: ShareServer, seconds: dict[str, float]) -> None:
     """Time the server's side of each round trip, by shadowing three methods on this one
     instance (the benchmark's own server; nothing else is touched)."""
     for name in ("challenge", "evaluate", "authorize"):
-        def timed(request: Any, _method: Callable[[Any], Any] = getattr(server, name),
-                  _name: str = name) -> Any:
-            began = time.perf_counter()
-            try:
-                return _method(request)
-            finally:
-                seconds[_name] += time.perf_counter() - began
-        setattr(server, name, timed)
+        setattr(server, name, _timed(getattr(server, name), name, seconds))
+
+
+def _timed(method: Callable[[Any], Any], name: str,
+           seconds: dict[str, float]) -> Callable[[Any], Any]:
+    def timed(request: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return method(request)
+        finally:
+            seconds[name] += time.perf_counter() - began
+    return timed
 
 
 # -- the floor -------------------------------------------------------------------------
@@ -558,3 +548,143 @@ def _interactive(directory: Path, runs: int) -> dict[str, Any]:
                 "parallelism": profile.parallelism},
         "runs": runs,
     }
+
+
+def _machine(directory: Path) -> dict[str, Any]:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return {
+        "cores": os.cpu_count(),
+        "usable_cores": len(affinity(0)) if affinity is not None else os.cpu_count(),
+        "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
+        "platform": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        # pysodium (ristretto255) loads the system libsodium; PyNaCl bundles its own.
+        "libsodium": pysodium.sodium.sodium_version_string().decode(),
+        "pynacl": metadata.version("pynacl"),
+        "argon2_cffi": metadata.version("argon2-cffi"),
+        "cryptography": metadata.version("cryptography"),
+        "sqlite": sqlite3.sqlite_version,
+        "filesystem": _filesystem(directory),
+    }
+
+
+def _proc_field(path: str, name: str) -> str | None:
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines
+                 if line.startswith(name) and ":" in line), None)
+
+
+def _filesystem(directory: Path) -> str:
+    """The type of the filesystem the databases live on (fsync cost depends on it)."""
+    try:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return "unknown"
+    target = directory.resolve()
+    best = max((m for m in mounts if target.is_relative_to(m[0])), default=None,
+               key=lambda m: len(m[0]))
+    return "unknown" if best is None else f"{best[1]} ({best[0]})"
+
+
+@contextmanager
+def _scratch(workdir: Path | None) -> Iterator[Path]:
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix="splitvault-bench-", dir=workdir))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+# -- the public entry points -----------------------------------------------------------
+
+
+def run(*, seconds: float = 3.0, workdir: Path | None = None,
+        interactive_runs: int = 5) -> dict[str, Any]:
+    """Measure everything once; a JSON-able dict (see benchmarks/README.md).
+
+    In-process and floor each run for about ``seconds``; their databases are created on
+    ``workdir``'s filesystem (a temporary directory if None) and removed afterwards.
+    """
+    if not seconds > 0 or interactive_runs < 1:
+        raise ValueError("seconds must be positive and interactive_runs at least 1")
+    with _scratch(workdir) as directory:
+        # Counting needs sys.setprofile, so it is skipped when run under a profiler.
+        counts = count_operations(directory / "count") if sys.getprofile() is None else None
+        throughput = _throughput(directory, seconds)
+        interactive = _interactive(directory / "interactive", interactive_runs)
+        machine = _machine(directory)
+    inprocess, floor = throughput["inprocess"], throughput["floor"]
+    ratio = inprocess["per_s"] / floor["per_s"]
+    return {
+        "inprocess_auth_per_s": inprocess["per_s"],
+        "floor_auth_per_s": floor["per_s"],
+        "ratio": round(ratio, 3),
+        "latency_ms": {name: {"mean": stats["mean_ms"], "median": stats["median_ms"]}
+                       for name, stats in throughput.items()},
+        "interactive": interactive,
+        "targets": {"ratio_min": TARGET_RATIO, "ratio_met": ratio >= TARGET_RATIO,
+                    "rest_ms_max": TARGET_REST_MS,
+                    "rest_met": interactive["rest_ms"] < TARGET_REST_MS},
+        "machine": machine,
+        "counts": {
+            "inprocess_authorizations": inprocess["count"],
+            "floor_iterations": floor["count"],
+            "interactive_runs": interactive_runs,
+            "per_authorization": None if counts is None else counts["authorization"],
+            "floor_matches": None if counts is None
+            else counts["authorization"] == counts["floor"],
+        },
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    """``result`` of :func:`run` as a table for people."""
+    m, i, t, lat = result["machine"], result["interactive"], result["targets"], result["latency_ms"]
+    kdf = i["kdf"]
+    server = " / ".join(f"{i['server_ms'][k]:.1f}" for k in ("challenge", "evaluate", "authorize"))
+    per_auth = result["counts"]["per_authorization"]
+    matches = {True: "yes", False: "NO", None: "not checked (profiler active)"}
+    lines = [
+        f"splitvault bench: {m['usable_cores']} cores ({m['cpu']}), {m['python']}, "
+        f"libsodium {m['libsodium']}, PyNaCl {m['pynacl']}, SQLite {m['sqlite']}, "
+        f"{m['filesystem']}",
+        "",
+        _row("in-process authorizations, TEST_ONLY KDF", f"{result['inprocess_auth_per_s']:.1f}/s",
+             _latency(lat["inprocess"])),
+        _row("floor: same crypto and commits, bare loop", f"{result['floor_auth_per_s']:.1f}/s",
+             _latency(lat["floor"])),
+        _row("ratio in-process / floor", f"{result['ratio']:.2f}",
+             _verdict(t["ratio_met"], f">= {t['ratio_min']}")),
+        "",
+        _row(f"PIN to result, INTERACTIVE KDF (median of {i['runs']})",
+             f"{i['pin_to_result_ms']:.1f} ms"),
+        _row(f"  Argon2id alone (t={kdf['time_cost']}, m={kdf['memory_cost_kib'] // 1024} MiB, "
+             f"p={kdf['parallelism']})", f"{i['argon2id_ms']:.1f} ms"),
+        _row("  everything else", f"{i['rest_ms']:.1f} ms",
+             _verdict(t["rest_met"], f"< {t['rest_ms_max']:g} ms")),
+        _row("    server challenge / evaluate / authorize", f"{server} ms"),
+        _row("    device, less Argon2id", f"{i['device_less_argon2id_ms']:.1f} ms"),
+        "",
+        f"floor performs the operations of one authorization: "
+        f"{matches[result['counts']['floor_matches']]}"
+        + ("" if per_auth is None else f" ({sum(per_auth.values())} library calls and SQL "
+                                       f"statements, {per_auth.get('SQL COMMIT', 0)} COMMITs)"),
+    ]
+    return "\n".join(lines)
+
+
+def _row(label: str, value: str, note: str = "") -> str:
+    return f"  {label:<50} {value:>14}   {note}".rstrip()
+
+
+def _latency(stats: dict[str, float]) -> str:
+    return f"mean {stats['mean']:.2f} ms, median {stats['median']:.2f} ms"
+
+
+def _verdict(met: bool, target: str) -> str:
+    return f"target {target}: {'met' if met else 'NOT MET'}"

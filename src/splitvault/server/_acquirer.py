@@ -22,7 +22,10 @@ __all__ = ["Acquirer", "AcquirerCall", "SimulatedAcquirer"]
 class Acquirer(Protocol):
     """Anything with this method. Return an approval code, or raise ``Declined(reason)``.
 
-    Any other exception means "no answer": the server records nothing as charged.
+    Raise ``AcquirerUnavailable`` only when the payment certainly was not taken (the
+    gateway refused the connection, say): the server then records nothing and a retry
+    may call again. Any other exception leaves the payment in doubt (``PaymentInDoubt``)
+    and it is never retried into a second charge.
     """
 
     def authorize(self, card: Card, amount: int, currency: str, merchant: str) -> str: ...

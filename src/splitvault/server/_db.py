@@ -57,7 +57,7 @@ CREATE INDEX IF NOT EXISTS challenges_expiry ON challenges (expires_at);
 CREATE TABLE IF NOT EXISTS authorizations (
     key_digest BLOB PRIMARY KEY,
     params_digest BLOB NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'declined')),
+    state TEXT NOT NULL CHECK (state IN ('pending', 'in_doubt', 'approved', 'declined')),
     result BLOB,
     started_at REAL NOT NULL,
     completed_at REAL

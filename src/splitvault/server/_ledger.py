@@ -77,6 +77,13 @@ class Ledger:
         )
 
     @staticmethod
+    def mark_in_doubt(conn: sqlite3.Connection, key: bytes) -> None:
+        conn.execute(
+            "UPDATE authorizations SET state = 'in_doubt' WHERE key_digest = ? "
+            "AND state = 'pending'", (key,)
+        )
+
+    @staticmethod
     def finish(conn: sqlite3.Connection, kek: Kek, key: bytes, auth: Authorization,
                now: float) -> None:
         blob = kek.wrap("ledger", key.hex(), _dump(auth))

@@ -7,7 +7,8 @@
 4. Recombine the shares and open the card, in memory, for this call only.
 5. Write the ledger row as ``pending`` (durable), call the acquirer, record the outcome.
    A crash between 5's call and its record leaves ``pending``: a retry is refused with
-   ``PaymentInDoubt``, never charged again.
+   ``PaymentInDoubt``, never charged again. Only an acquirer that says it did not take
+   the payment (``AcquirerUnavailable``) lets the row go, so a retry may call again.
 """
 
 from __future__ import annotations
@@ -93,13 +94,21 @@ class PaymentFlow:
                                              payment.merchant)
         except Declined as declined:
             outcome = self._result(card, payment, None, _clean(declined.reason) or "declined")
-        except Exception:
-            # No answer from the acquirer: nothing was charged, so nothing is recorded
-            # and a retry may try again. The exception's text is not passed on: it could
-            # hold anything, card data included.
+        except AcquirerUnavailable:
+            # The acquirer says it never took the payment: nothing was charged, nothing
+            # is recorded, and a retry may try again.
             with server._db.write() as conn:
                 server._ledger.abandon(conn, key)
             raise AcquirerUnavailable() from None
+        except Exception:
+            # Anything else (a timeout, a dropped connection, a bug) may have come after
+            # the money moved. Treating it as "failed" is how money gets taken for a
+            # payment the user was told had failed; so the row stays pending and the
+            # payment is in doubt until reconciled. The exception's text is not passed
+            # on: it could hold anything, card data included.
+            with server._db.write() as conn:
+                server._ledger.mark_in_doubt(conn, key)
+            raise PaymentInDoubt() from None
         else:
             if not isinstance(code, str) or not _clean(code):
                 # An answer we cannot record faithfully: money may have moved. Leave the
@@ -131,7 +140,9 @@ class PaymentFlow:
         if not server._ledger.same_params(entry, params):
             raise IdempotencyConflict()
         deadline = time.monotonic() + IN_FLIGHT_WAIT
-        while entry.state == "pending":
+        while entry.state in ("pending", "in_doubt"):
+            if entry.state == "in_doubt":
+                raise PaymentInDoubt()
             started = server._db.connection().execute(
                 "SELECT started_at FROM authorizations WHERE key_digest = ?", (key,)
             ).fetchone()

@@ -1,0 +1,342 @@
+"""``HttpShareService``: the :class:`ShareService` of a share server reached over HTTP(S).
+
+Certificate pinning: with ``pin_sha256`` (hex SHA-256 of the server's DER
+certificate, as ``splitvault serve --dev-tls`` prints it), CA and host name checks are
+replaced by an exact check of the certificate the server presents, done inside the TLS
+handshake of *every* connection, before a single request byte is written. A mismatch
+fails closed with ``ServerUnavailable``. Without a pin, the usual CA and host name
+verification applies. Plain ``http://`` is refused except to a loopback address.
+
+Retries, where the protocol makes them safe and nowhere else:
+
+- a connection that could not be made (refused, reset or timed out while connecting,
+  no pooled connection free) sent nothing, so any call is retried, a few times;
+- ``info`` and ``challenge`` change nothing that matters (an unused challenge just
+  expires), so they are also retried after a read timeout or a dropped connection;
+- every other call may have reached the server once its request was written. A
+  second ``evaluate`` would spend a second guess, a second ``enroll_*``, ``delete`` or
+  PIN change would fail on state the first one changed. These raise
+  ``ServerUnavailable`` instead;
+- ``authorize`` cannot be resent here either: its challenge is single-use and its
+  PIN proof is bound to that challenge. The safe retry is a whole new
+  ``Device.authorize`` (fresh challenge, evaluate, proof) with the *same* idempotency
+  key: the server's ledger then answers with the recorded result, never a second
+  charge. That needs the PIN, so it is the caller's (or ``Device``'s) decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+import secrets
+import ssl
+import time
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import httpx
+
+from .._authorization import Authorization
+from .._errors import (
+    AcquirerUnavailable,
+    CardLocked,
+    ConfigurationError,
+    IdempotencyConflict,
+    InvalidCard,
+    InvalidChallenge,
+    InvalidPayment,
+    InvalidPhrase,
+    InvalidPin,
+    MalformedRequest,
+    PaymentInDoubt,
+    ServerUnavailable,
+    TamperedData,
+    UnknownCard,
+    VaultError,
+    WeakPin,
+    WrongPin,
+)
+from .._http_api import ROUTES, Route
+from .._protocol import (
+    AuthorizeRequest,
+    ChallengeReply,
+    ChangePinBegin,
+    ChangePinFinish,
+    DeleteRequest,
+    EnrollBegin,
+    EnrollBeginReply,
+    EnrollFinish,
+    EvaluateReply,
+    EvaluateRequest,
+    ServerInfo,
+)
+from .._wire import ERROR, ChallengeRequest, ErrorBody, dumps, loads
+
+__all__ = ["HttpShareService"]
+
+MAX_RESPONSE = 64 * 1024
+"""Largest response read: far above any reply, so a hostile server cannot make the
+device buffer without bound."""
+CONNECT_RETRIES = 2
+"""Extra attempts after a failed connection: rides out a server restart's gap."""
+KEEPALIVE_SECONDS = 2.0
+"""Idle pooled connections are dropped after this, below the server's 5 s keep-alive:
+reusing a connection the server is just closing would turn a harmless "not sent"
+into an ambiguous "maybe sent"."""
+_SAFE_TO_RESEND = frozenset({"info", "challenge"})
+_LOOPBACK_NAMES = frozenset({"localhost"})
+_PIN = re.compile(r"[0-9a-f]{64}")
+_PIN_MISMATCH = "server certificate does not match the pinned fingerprint"
+_ROUTES = {route.method: route for route in ROUTES}
+
+_FIXED: dict[str, type[VaultError]] = {
+    "card_locked": CardLocked,
+    "unknown_card": UnknownCard,
+    "idempotency_conflict": IdempotencyConflict,
+    "tampered_data": TamperedData,
+    "invalid_challenge": InvalidChallenge,
+    "acquirer_unavailable": AcquirerUnavailable,
+    "payment_in_doubt": PaymentInDoubt,
+}
+_WITH_MESSAGE: dict[str, type[VaultError]] = {
+    "malformed_request": MalformedRequest,
+    "invalid_payment": InvalidPayment,
+    "invalid_card": InvalidCard,
+    "invalid_pin": InvalidPin,
+    "weak_pin": WeakPin,
+    "invalid_phrase": InvalidPhrase,
+}
+
+
+class _PinMismatch(ssl.SSLCertVerificationError):
+    """Raised inside the handshake; an OSError, so the socket is closed at once."""
+
+
+class _PinnedSocket(ssl.SSLSocket):
+    def do_handshake(self, block: bool = False) -> None:
+        super().do_handshake(block)
+        context = self.context
+        der = self.getpeercert(binary_form=True)
+        if not isinstance(context, _PinnedContext) or der is None or not hmac.compare_digest(
+                hashlib.sha256(der).digest(), context.pin):
+            raise _PinMismatch(_PIN_MISMATCH)
+
+
+class _PinnedContext(ssl.SSLContext):
+    """A TLS client context that trusts exactly one certificate, by its SHA-256.
+
+    CA and host name checks are off *only* because the pin check replaces them: it
+    runs in every handshake (``sslsocket_class``), on the certificate actually used.
+    """
+
+    sslsocket_class = _PinnedSocket
+    pin: bytes
+
+
+def _pinned_context(pin: bytes) -> _PinnedContext:
+    context = _PinnedContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.pin = pin
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _check_pin(pin: str) -> bytes:
+    text = pin.strip().replace(":", "").lower()
+    if not _PIN.fullmatch(text):
+        raise ConfigurationError(
+            "pin_sha256 must be 64 hex digits: the SHA-256 of the server's DER certificate")
+    return bytes.fromhex(text)
+
+
+def _check_url(url: str, pinned: bool) -> str:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        _ = parts.port  # raises ValueError for a malformed port
+    except ValueError:
+        raise ConfigurationError("server URL is malformed") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigurationError("server URL must be https://host[:port]")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigurationError("server URL must not carry credentials, a query or a fragment")
+    if parts.scheme == "http":
+        if pinned:
+            raise ConfigurationError("pin_sha256 needs an https:// server URL")
+        if not _is_loopback(host):
+            raise ConfigurationError("plain http:// is allowed only to a loopback address; "
+                                     "use https://")
+    return url.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+class _NotSent(Exception):
+    """The request never left: a retry cannot do anything twice."""
+
+
+class _MaybeSent(Exception):
+    """The request may have reached the server."""
+
+
+class HttpShareService:
+    """The share server at ``url``. Safe to use from several threads (the connection
+    pool is); close it with :meth:`close_transport`."""
+
+    def __init__(self, url: str, *, pin_sha256: str | None = None, timeout: float = 10.0,
+                 connect_retries: int = CONNECT_RETRIES,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        pin = _check_pin(pin_sha256) if pin_sha256 is not None else None
+        self.url = _check_url(url, pinned=pin is not None)
+        if not timeout > 0:
+            raise ConfigurationError("timeout must be positive")
+        self._retries = max(0, connect_retries)
+        verify: ssl.SSLContext | bool = _pinned_context(pin) if pin is not None else True
+        self._client = httpx.Client(
+            base_url=self.url, verify=verify, transport=transport,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
+            # No proxies or CA bundles from the environment: the device talks to the
+            # server it was configured for, and a pin means exactly that certificate.
+            trust_env=False, follow_redirects=False,
+            headers={"accept": "application/json", "accept-encoding": "identity"},
+        )
+
+    def __repr__(self) -> str:
+        return f"<HttpShareService {self.url}>"
+
+    def close_transport(self) -> None:
+        self._client.close()
+
+    # -- ShareService --------------------------------------------------------------------
+
+    def info(self) -> ServerInfo:
+        return cast(ServerInfo, self._call("info", None))
+
+    def enroll_begin(self, request: EnrollBegin) -> EnrollBeginReply:
+        return cast(EnrollBeginReply, self._call("enroll_begin", request))
+
+    def enroll_finish(self, request: EnrollFinish) -> None:
+        self._call("enroll_finish", request)
+
+    def challenge(self, card_id: str) -> ChallengeReply:
+        return cast(ChallengeReply, self._call("challenge", ChallengeRequest(card_id)))
+
+    def evaluate(self, request: EvaluateRequest) -> EvaluateReply:
+        return cast(EvaluateReply, self._call("evaluate", request))
+
+    def authorize(self, request: AuthorizeRequest) -> Authorization:
+        return cast(Authorization, self._call("authorize", request))
+
+    def change_pin_begin(self, request: ChangePinBegin) -> EvaluateReply:
+        return cast(EvaluateReply, self._call("change_pin_begin", request))
+
+    def change_pin_finish(self, request: ChangePinFinish) -> None:
+        self._call("change_pin_finish", request)
+
+    def delete(self, request: DeleteRequest) -> None:
+        self._call("delete", request)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _call(self, method: str, message: object) -> Any:
+        route = _ROUTES[method]
+        body = dumps(route.request, message) if route.request is not None else None
+        request_id = secrets.token_hex(8)  # the same id on every attempt of one call
+        for attempt in range(self._retries + 1):
+            last = attempt == self._retries
+            try:
+                status, data = self._send(route, body, request_id)
+            except _NotSent:
+                if last:
+                    raise ServerUnavailable("cannot connect to the share server") from None
+            except _MaybeSent:
+                if last or method not in _SAFE_TO_RESEND:
+                    raise ServerUnavailable(
+                        "no answer from the share server; the request may have reached it"
+                    ) from None
+            else:
+                return _reply(route, status, data)
+            time.sleep(0.1 * 2**attempt)
+        raise ServerUnavailable("cannot connect to the share server")  # not reached
+
+    def _send(self, route: Route, body: bytes | None, request_id: str) -> tuple[int, bytes]:
+        headers = {"x-request-id": request_id}
+        if body is not None:
+            headers["content-type"] = "application/json"
+        request = self._client.build_request("GET" if body is None else "POST", route.path,
+                                             content=body, headers=headers)
+        try:
+            response = self._client.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            if any(isinstance(e, ssl.SSLCertVerificationError) for e in _causes(exc)):
+                # Never retried: the same certificate would fail the same way.
+                if any(isinstance(e, _PinMismatch) for e in _causes(exc)):
+                    raise ServerUnavailable(_PIN_MISMATCH) from None
+                raise ServerUnavailable("server certificate failed verification") from None
+            raise _NotSent from None
+        except httpx.HTTPError:
+            raise _MaybeSent from None
+        try:
+            data = bytearray()
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) > MAX_RESPONSE:
+                    raise ServerUnavailable("unexpected response from the share server")
+            return response.status_code, bytes(data)
+        except httpx.HTTPError:
+            raise _MaybeSent from None
+        finally:
+            response.close()
+
+
+def _reply(route: Route, status: int, data: bytes) -> Any:
+    """The decoded reply, or the error the server answered, as the in-process server
+    would have raised it. Anything unexpected is ``ServerUnavailable``."""
+    if status == 200:
+        try:
+            reply = loads(route.reply, data, limit=MAX_RESPONSE)
+        except MalformedRequest:
+            raise ServerUnavailable("unexpected response from the share server") from None
+        return None if route.reply.name == "Empty" else reply
+    try:
+        error = loads(ERROR, data, limit=MAX_RESPONSE)
+    except MalformedRequest:
+        raise ServerUnavailable(
+            f"unexpected response from the share server (HTTP {status})") from None
+    raise _exception(error)
+
+
+def _exception(error: ErrorBody) -> VaultError:
+    code = error.error
+    if code == "wrong_pin":
+        if error.attempts_left is None:
+            return ServerUnavailable("unexpected response from the share server")
+        return WrongPin(error.attempts_left)
+    if code in _FIXED:
+        return _FIXED[code]()  # the fixed wording, whatever the server said
+    if code in _WITH_MESSAGE:
+        # These say which field was wrong; kept printable in case of a strange server.
+        return _WITH_MESSAGE[code]("".join(ch for ch in error.message if ch.isprintable()))
+    if code == "rate_limited":
+        return ServerUnavailable("the share server is rate limiting this device; retry later")
+    return ServerUnavailable(f"the share server failed ({code})")
