@@ -6,9 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import pay
-
 import splitvault as sv
+from conftest import pay
 from splitvault.server import Kek
 
 

@@ -6,9 +6,9 @@ import pickle
 from pathlib import Path
 
 import pytest
-from conftest import PAN_DIGITS, PIN, pay, snapshot
 
 import splitvault as sv
+from conftest import PAN_DIGITS, PIN, pay, snapshot
 
 
 @pytest.fixture
@@ -91,10 +91,10 @@ def test_non_pin_and_non_card_arguments(device: sv.Device, card_id: str, card: s
                                         files: tuple[Path, Path]) -> None:
     """Passing a str where a Pin or Card belongs is a typed error, not a crash."""
     before = snapshot(*files)
-    with pytest.raises(sv.InvalidPin, match="must be a splitvault.Pin"):
+    with pytest.raises(sv.InvalidPin, match=r"must be a splitvault\.Pin"):
         device.authorize(card_id, PIN, amount=1, currency="KRW", merchant="x",  # type: ignore[arg-type]
                          idempotency_key="k")
-    with pytest.raises(sv.InvalidCard, match="must be a splitvault.Card"):
+    with pytest.raises(sv.InvalidCard, match=r"must be a splitvault\.Card"):
         device.enroll(PAN_DIGITS, sv.Pin.from_digits(PIN))  # type: ignore[arg-type]
     _unchanged(files, before)
 

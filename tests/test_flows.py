@@ -6,9 +6,9 @@ import datetime
 from pathlib import Path
 
 import pytest
-from conftest import HOLDER, OTHER_PIN, PAN_DIGITS, PIN, pay, snapshot
 
 import splitvault as sv
+from conftest import HOLDER, OTHER_PIN, PAN_DIGITS, pay, snapshot
 
 
 def test_enroll_lists_card_without_pan(device: sv.Device, card_id: str) -> None:

@@ -6,11 +6,11 @@ import base64
 from pathlib import Path
 
 import pytest
-from conftest import HOLDER, OTHER_PIN, PAN_DIGITS, pay
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import splitvault as sv
+from conftest import HOLDER, OTHER_PIN, PAN_DIGITS, pay
 from splitvault._attack.scan import encodings, scan_files, sqlite_files
 
 pytestmark = pytest.mark.security

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import PIN, pay
 
 import splitvault as sv
+from conftest import PIN, pay
 from splitvault._protocol import EvaluateReply, pin_input
 from splitvault.crypto import oprf
 from splitvault.crypto.signing import public_key

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import pay
 
 import splitvault as sv
+from conftest import pay
 from splitvault._protocol import AuthorizeRequest, EvaluateRequest
 from splitvault.crypto import oprf
 from splitvault.crypto.signing import sign

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import HOLDER, PAN_DIGITS, PIN, pay
 
 import splitvault as sv
+from conftest import HOLDER, PAN_DIGITS, PIN, pay
 
 
 @pytest.fixture

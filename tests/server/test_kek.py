@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import pay
 
 import splitvault as sv
+from conftest import pay
 from splitvault.server import Kek
 
 

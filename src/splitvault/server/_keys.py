@@ -69,14 +69,14 @@ def rewrap_all(conn: sqlite3.Connection, old: Kek, new: Kek) -> int:
     count = 0
     for table, key_col, col, purpose in _WRAPPED:
         rows = conn.execute(
-            f"SELECT rowid, {key_col}, {col} FROM {table} WHERE {col} IS NOT NULL"  # noqa: S608  (fixed identifiers from _WRAPPED)
+            f"SELECT rowid, {key_col}, {col} FROM {table} WHERE {col} IS NOT NULL"  # noqa: S608 (identifiers from _WRAPPED)  # nosec B608
         ).fetchall()
         for rowid, row_key, blob in rows:
             row = row_key.lower() if purpose == "ledger" else row_key
             secret = old.unwrap(purpose, row, blob)
             try:
                 conn.execute(
-                    f"UPDATE {table} SET {col} = ? WHERE rowid = ?",  # noqa: S608  (as above)
+                    f"UPDATE {table} SET {col} = ? WHERE rowid = ?",  # noqa: S608 (as above)  # nosec B608
                     (new.wrap(purpose, row, secret), rowid),
                 )
             finally:

@@ -112,7 +112,9 @@ class PaymentFlow:
         else:
             if not isinstance(code, str) or not _clean(code):
                 # An answer we cannot record faithfully: money may have moved. Leave the
-                # row pending so nobody retries it into a second charge.
+                # row in doubt so nobody retries it into a second charge.
+                with server._db.write() as conn:
+                    server._ledger.mark_in_doubt(conn, key)
                 raise PaymentInDoubt()
             outcome = self._result(card, payment, _clean(code), None)
         with server._db.write() as conn:
