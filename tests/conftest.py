@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import splitvault as sv
-
-PAN = "4111 1111 1111 1111"
-PAN_DIGITS = "4111111111111111"
-HOLDER = "KIM MINSU"
-PIN = "739184"
-OTHER_PIN = "580247"
+from support import HOLDER, PAN, PIN
 
 
 @pytest.fixture
@@ -45,25 +39,3 @@ def pin() -> Iterator[sv.Pin]:
 @pytest.fixture
 def card_id(device: sv.Device, card: sv.Card, pin: sv.Pin) -> str:
     return device.enroll(card, pin)
-
-
-def pay(device: sv.Device, card_id: str, pin: sv.Pin, key: str = "order-1",
-        amount: int = 12000, merchant: str = "Gift Shop") -> sv.Authorization:
-    return device.authorize(card_id, pin, amount=amount, currency="KRW", merchant=merchant,
-                            idempotency_key=key)
-
-
-def snapshot(*paths: Path) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every table of the given SQLite files (to prove nothing changed)."""
-    out: dict[str, list[tuple[object, ...]]] = {}
-    for path in paths:
-        conn = sqlite3.connect(path)
-        try:
-            tables = [r[0] for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-            for table in tables:
-                out[f"{path.name}:{table}"] = sorted(
-                    conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)  # noqa: S608
-        finally:
-            conn.close()
-    return out

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import splitvault as sv
-from conftest import pay
 from splitvault.server import Kek
+from support import pay
 
 
 def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:

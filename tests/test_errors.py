@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import splitvault as sv
-from conftest import PAN_DIGITS, PIN, pay, snapshot
+from support import PAN_DIGITS, PIN, pay, snapshot
 
 
 @pytest.fixture

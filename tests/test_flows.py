@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import splitvault as sv
-from conftest import HOLDER, OTHER_PIN, PAN_DIGITS, pay, snapshot
+from support import HOLDER, OTHER_PIN, PAN_DIGITS, pay, snapshot
 
 
 def test_enroll_lists_card_without_pan(device: sv.Device, card_id: str) -> None:

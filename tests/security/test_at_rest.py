@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import splitvault as sv
-from conftest import HOLDER, OTHER_PIN, PAN_DIGITS, pay
 from splitvault._attack.scan import encodings, scan_files, sqlite_files
+from support import HOLDER, OTHER_PIN, PAN_DIGITS, pay
 
 pytestmark = pytest.mark.security
 

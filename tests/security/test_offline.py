@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 import splitvault as sv
-from conftest import PIN, pay
 from splitvault._protocol import EvaluateReply, pin_input
 from splitvault.crypto import oprf
 from splitvault.crypto.signing import public_key
 from splitvault.device._pinkey import derive_pin_seed
+from support import PIN, pay
 
 pytestmark = pytest.mark.security
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 import splitvault as sv
-from conftest import pay
 from splitvault._protocol import AuthorizeRequest, EvaluateRequest
 from splitvault.crypto import oprf
 from splitvault.crypto.signing import sign
+from support import pay
 
 pytestmark = pytest.mark.security
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import splitvault as sv
-from conftest import HOLDER, PAN_DIGITS, PIN, pay
+from support import HOLDER, PAN_DIGITS, PIN, pay
 
 
 @pytest.fixture

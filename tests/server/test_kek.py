@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import splitvault as sv
-from conftest import pay
 from splitvault.server import Kek
+from support import pay
 
 
 def test_generated_key_file_is_private(tmp_path: Path) -> None:

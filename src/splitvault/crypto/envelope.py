@@ -69,13 +69,20 @@ def seal_envelope(recipient: bytes, plaintext: bytes | bytearray, aad: bytes) ->
         _wipe(key)
 
 
-def open_envelope(secret: bytes | bytearray, envelope: bytes, aad: bytes) -> bytearray:
-    """The plaintext of an envelope sealed to ``public_key(secret)``; the caller wipes it."""
+def open_envelope(
+    secret: bytes | bytearray, envelope: bytes, aad: bytes, *, public: bytes | None = None
+) -> bytearray:
+    """The plaintext of an envelope sealed to ``public_key(secret)``; the caller wipes it.
+
+    ``public`` may pass that public key in when the caller already has it (the server
+    does), saving a scalar multiplication per message.
+    """
     if len(envelope) < OVERHEAD:
         raise AuthenticationFailed("envelope too short")
     eph_public = envelope[:PUBLIC_KEY_LEN]
     nonce = envelope[PUBLIC_KEY_LEN : PUBLIC_KEY_LEN + NONCE_LEN]
-    key = _envelope_key(secret, public_key(secret), eph_public, recipient_side=True)
+    own_public = public_key(secret) if public is None else public
+    key = _envelope_key(secret, own_public, eph_public, recipient_side=True)
     try:
         return aead_decrypt(key, nonce, envelope[PUBLIC_KEY_LEN + NONCE_LEN :], aad)
     finally:

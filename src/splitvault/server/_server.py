@@ -403,7 +403,8 @@ class ShareServer:
 
     def _open_envelope(self, envelope: bytes, aad: bytes) -> bytearray:
         try:
-            return open_envelope(self._keys.x25519_secret, envelope, aad)
+            return open_envelope(self._keys.x25519_secret, envelope, aad,
+                                 public=self._keys.x25519_public)
         except AuthenticationFailed:
             raise TamperedData() from None
 
