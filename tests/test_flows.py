@@ -299,3 +299,32 @@ def test_kdf_profile_is_stored_per_card(tmp_path: Path, server: sv.ShareServer,
 
 def _ledger_rows(server: sv.ShareServer) -> list[tuple[object, ...]]:
     return server._db.connection().execute("SELECT * FROM authorizations").fetchall()
+
+
+def test_lost_reply_is_retried_without_a_second_charge(tmp_path: Path, server: sv.ShareServer,
+                                                       card: sv.Card, pin: sv.Pin) -> None:
+    """If the authorization's reply is lost (the server charged, the device never heard),
+    Device.authorize retries with the same idempotency key and gets the recorded result;
+    the acquirer is called once."""
+
+    class LosesFirstReply:
+        def __init__(self) -> None:
+            self.lost = False
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(server, name)
+
+        def authorize(self, request: object) -> sv.Authorization:
+            result = server.authorize(request)  # type: ignore[arg-type]
+            if not self.lost:
+                self.lost = True
+                raise sv.ServerUnavailable("connection reset after the request was sent")
+            return result
+
+    device = sv.Device(sv.device._store.DeviceStore(tmp_path / "lossy.db"), LosesFirstReply(),
+                       kdf=sv.KdfProfile.TEST_ONLY)
+    card_id = device.enroll(card, pin)
+    auth = pay(device, card_id, pin)
+    assert auth.approved
+    assert len(server.acquirer.calls) == 1  # type: ignore[attr-defined]
+    assert server.card_state(card_id).guesses_used == 0

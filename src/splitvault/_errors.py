@@ -20,6 +20,7 @@ __all__ = [
     "InvalidPin",
     "MalformedRequest",
     "PaymentInDoubt",
+    "RateLimited",
     "ServerUnavailable",
     "TamperedData",
     "UnknownCard",
@@ -184,6 +185,12 @@ class ServerUnavailable(VaultError):
     """The share server could not be reached, or answered with something unexpected."""
 
     code = "server_unavailable"
+
+
+class RateLimited(ServerUnavailable):
+    """The share server is refusing this client's requests for a while."""
+
+    code = "rate_limited"
 
 
 class ConfigurationError(VaultError):

@@ -76,7 +76,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _attack(args: argparse.Namespace) -> int:
     from ._attack.runner import main as attack_main
 
-    return attack_main(args)
+    return int(attack_main(args))
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -111,12 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     serve = sub.add_parser("serve", help="run the share server over HTTP")
-    try:
-        from .server import _serve as serve_module
-    except ImportError:  # pragma: no cover - the HTTP extra is part of the base install
-        serve_module = None
-    if serve_module is not None:
-        serve_module.add_arguments(serve)
+    from .server import _serve as serve_module
+
+    serve_module.add_arguments(serve)
     serve.set_defaults(func=_serve)
 
     keys = sub.add_parser("keys", help="manage the server's key-encryption key")

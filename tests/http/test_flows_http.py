@@ -5,35 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from http_support import PIN, WRONG, ServerProcess, enroll, pay
 
 import splitvault as sv
-from conftest import ServerProcess
 
-PIN = "739184"
-WRONG = "580247"
 NEW_PIN = "402917"
-
-
-def _card() -> sv.Card:
-    return sv.Card(pan="4111 1111 1111 1111", expiry="12/30", holder="KIM MINSU")
-
-
-def _pay(device: sv.Device, card_id: str, digits: str = PIN, key: str = "order-1",
-         amount: int = 12000) -> sv.Authorization:
-    with sv.Pin.from_digits(digits) as pin:
-        return device.authorize(card_id, pin, amount=amount, currency="KRW",
-                                merchant="Coffee Lab", idempotency_key=key)
-
-
-def _enroll(device: sv.Device, digits: str = PIN) -> str:
-    with sv.Pin.from_digits(digits) as pin:
-        return device.enroll(_card(), pin)
 
 
 def test_enroll_and_authorize(http_device: sv.Device) -> None:
     """A card enrolled over HTTP pays, and the device lists it without the PAN."""
-    card_id = _enroll(http_device)
-    result = _pay(http_device, card_id)
+    card_id = enroll(http_device)
+    result = pay(http_device, card_id)
     assert result.approved and result.approval_code
     assert result.masked_pan.endswith("1111") and result.amount == 12000
     assert [c.card_id for c in http_device.cards()] == [card_id]
@@ -41,61 +23,61 @@ def test_enroll_and_authorize(http_device: sv.Device) -> None:
 
 def test_idempotent_retry_returns_the_recorded_result(http_device: sv.Device) -> None:
     """The same key and parameters give an equal Authorization: one charge."""
-    card_id = _enroll(http_device)
-    first = _pay(http_device, card_id, key="order-42")
-    assert _pay(http_device, card_id, key="order-42") == first
+    card_id = enroll(http_device)
+    first = pay(http_device, card_id, key="order-42")
+    assert pay(http_device, card_id, key="order-42") == first
 
 
 def test_same_key_other_amount_conflicts(http_device: sv.Device) -> None:
-    card_id = _enroll(http_device)
-    _pay(http_device, card_id, key="order-7")
+    card_id = enroll(http_device)
+    pay(http_device, card_id, key="order-7")
     with pytest.raises(sv.IdempotencyConflict):
-        _pay(http_device, card_id, key="order-7", amount=13000)
+        pay(http_device, card_id, key="order-7", amount=13000)
 
 
 def test_decline_is_a_result(http_device: sv.Device) -> None:
     """Over the simulated acquirer's limit: a recorded decline, not an error."""
-    card_id = _enroll(http_device)
-    result = _pay(http_device, card_id, key="big", amount=2_000_000)
+    card_id = enroll(http_device)
+    result = pay(http_device, card_id, key="big", amount=2_000_000)
     assert not result.approved and result.decline_reason == "amount over limit"
 
 
 def test_wrong_pin_counts_down_to_lock(http_device: sv.Device) -> None:
-    card_id = _enroll(http_device)
+    card_id = enroll(http_device)
     left = []
     for i in range(4):
         with pytest.raises(sv.WrongPin) as caught:
-            _pay(http_device, card_id, WRONG, key=f"k{i}")
+            pay(http_device, card_id, WRONG, key=f"k{i}")
         left.append(caught.value.attempts_left)
     assert left == [4, 3, 2, 1]
     with pytest.raises(sv.CardLocked):  # the fifth wrong PIN locks
-        _pay(http_device, card_id, WRONG, key="k5")
+        pay(http_device, card_id, WRONG, key="k5")
     with pytest.raises(sv.CardLocked):
-        _pay(http_device, card_id, PIN, key="k6")  # the right PIN no longer helps
+        pay(http_device, card_id, PIN, key="k6")  # the right PIN no longer helps
 
 
 def test_right_pin_resets_the_count(http_device: sv.Device) -> None:
-    card_id = _enroll(http_device)
+    card_id = enroll(http_device)
     for i in range(3):
         with pytest.raises(sv.WrongPin):
-            _pay(http_device, card_id, WRONG, key=f"w{i}")
-    assert _pay(http_device, card_id, key="ok").approved
+            pay(http_device, card_id, WRONG, key=f"w{i}")
+    assert pay(http_device, card_id, key="ok").approved
     with pytest.raises(sv.WrongPin) as caught:
-        _pay(http_device, card_id, WRONG, key="w9")
+        pay(http_device, card_id, WRONG, key="w9")
     assert caught.value.attempts_left == 4
 
 
 def test_change_pin(http_device: sv.Device) -> None:
-    card_id = _enroll(http_device)
+    card_id = enroll(http_device)
     with sv.Pin.from_digits(PIN) as old, sv.Pin.from_digits(NEW_PIN) as new:
         http_device.change_pin(card_id, old, new)
-    assert _pay(http_device, card_id, NEW_PIN, key="after").approved
+    assert pay(http_device, card_id, NEW_PIN, key="after").approved
     with pytest.raises(sv.WrongPin):
-        _pay(http_device, card_id, PIN, key="old")
+        pay(http_device, card_id, PIN, key="old")
 
 
 def test_delete(http_device: sv.Device, live_server: ServerProcess) -> None:
-    card_id = _enroll(http_device)
+    card_id = enroll(http_device)
     http_device.delete(card_id)
     assert http_device.cards() == []
     with live_server.inspect() as server, pytest.raises(sv.UnknownCard):
@@ -118,15 +100,15 @@ def test_lock_persists_across_restart(own_server: ServerProcess, tmp_path: Path)
     own_server.start()
     with sv.Device.open(tmp_path / "d.db", server=own_server.url,
                         kdf=sv.KdfProfile.TEST_ONLY) as device:
-        card_id = _enroll(device)
+        card_id = enroll(device)
         for i in range(4):
             with pytest.raises(sv.WrongPin):
-                _pay(device, card_id, WRONG, key=f"k{i}")
+                pay(device, card_id, WRONG, key=f"k{i}")
         with pytest.raises(sv.CardLocked):
-            _pay(device, card_id, WRONG, key="k5")
+            pay(device, card_id, WRONG, key="k5")
         own_server.restart()
         with pytest.raises(sv.CardLocked):
-            _pay(device, card_id, PIN, key="k6")
+            pay(device, card_id, PIN, key="k6")
     with own_server.inspect() as server:
         assert server.card_state(card_id).locked
 

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.pilot import Pilot
 from textual.widgets import Button
 
 from splitvault import Pin
@@ -53,7 +54,7 @@ class KeypadHost(KeypadSafeApp[None]):
 
 def button_labelled(app: KeypadHost, label: str) -> Button:
     """The one button in the app whose label reads ``label``."""
-    matches = [button for button in app.query(Button) if button.label.plain == label]
+    matches = [button for button in app.query(Button) if str(button.label) == label]
     assert len(matches) == 1, f"{len(matches)} buttons labelled {label!r}"
     return matches[0]
 
@@ -66,3 +67,9 @@ def position_key_for(keypad: SecureKeypad, digit: int) -> str:
 def pin_digits(pin: Pin) -> str:
     """The digits of a Pin, for comparing in a test."""
     return pin._digits().decode("ascii")
+
+
+async def enter_blind(pilot: Pilot[None], keypad: SecureKeypad, digits: str) -> None:
+    """Enter ``digits`` with the position keys, reading each new layout off the keypad."""
+    for digit in map(int, digits):
+        await pilot.press(position_key_for(keypad, digit))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
+from textual.screen import Screen
 from textual.widgets import Button, Static
 
-from splitvault.keypad import KeypadKey, SecureKeypad, keypad_is_open
+from splitvault.keypad import KeypadKey, SecureKeypad, keypad_is_open, without_screenshot
 from splitvault.keypad._display import PinDisplay
 
 from .helpers import KeypadHost, button_labelled, pin_digits, position_key_for
@@ -48,10 +51,13 @@ async def test_digits_live_only_in_the_bytearray() -> None:
         keypad = app.keypad
         for digit in map(int, PIN):
             await pilot.press(position_key_for(keypad, digit))
-        assert bytes(keypad._buffer[:4]) == PIN.encode()
-        for value in vars(keypad).values():
-            assert not isinstance(value, bytes | str) or PIN not in str(value)
-        assert PIN not in repr(keypad)
+        entry = keypad._entry
+        assert bytes(entry._buffer) == PIN.encode()
+        assert isinstance(entry._buffer, bytearray)
+        values = [*vars(keypad).values(), *(getattr(entry, name) for name in entry.__slots__)]
+        for value in values:
+            assert not isinstance(value, bytes | str) or PIN not in value
+        assert PIN not in repr(keypad) and PIN not in repr(entry)
         await pilot.press("ctrl+s")
         message = app.submitted[0]
         assert PIN not in repr(message) and PIN not in repr(message.pin)
@@ -63,7 +69,7 @@ async def test_buffer_is_zeroed_after_backspace_clear_and_submit() -> None:
     app = KeypadHost(length=4)
     async with app.run_test() as pilot:
         keypad = app.keypad
-        buffer = keypad._buffer
+        buffer = keypad._entry._buffer
         for digit in (9, 9, 9):
             await pilot.press(position_key_for(keypad, digit))
         await pilot.press("backspace")
@@ -73,7 +79,7 @@ async def test_buffer_is_zeroed_after_backspace_clear_and_submit() -> None:
         for digit in map(int, PIN):
             await pilot.press(position_key_for(keypad, digit))
         await pilot.press("enter")
-        assert keypad._buffer is buffer and bytes(buffer) == bytes(4)
+        assert keypad._entry._buffer is buffer and bytes(buffer) == bytes(4)
         assert pin_digits(app.submitted[0].pin) == PIN
 
 
@@ -82,7 +88,7 @@ async def test_buffer_is_zeroed_on_unmount() -> None:
     app = KeypadHost()
     async with app.run_test() as pilot:
         keypad = app.keypad
-        buffer = keypad._buffer
+        buffer = keypad._entry._buffer
         await pilot.press(position_key_for(keypad, 7), position_key_for(keypad, 7))
         await keypad.remove()
         assert bytes(buffer) == bytes(6)
@@ -101,6 +107,26 @@ async def test_copy_and_cut_do_nothing() -> None:
         assert app.screen.get_selected_text() in (None, "")
         assert app.clipboard == ""
         assert keypad.count == 1  # and nothing else happened
+
+
+async def test_copy_binding_is_swallowed_inside_the_keypad() -> None:
+    """With the keypad focused, Ctrl+C copies nothing, even text selected elsewhere."""
+
+    class HostWithText(KeypadHost):
+        def compose(self) -> ComposeResult:
+            yield Static("selectable host text", id="host-text")
+            yield from super().compose()
+
+    app = HostWithText()
+    async with app.run_test() as pilot:
+        app.query_one("#host-text").text_select_all()
+        assert app.screen.get_selected_text() == "selectable host text"
+        assert app.keypad.has_focus
+        await pilot.press("ctrl+c")
+        assert app.clipboard == ""
+        app.set_focus(None)
+        await pilot.press("ctrl+c")  # outside the keypad, Textual's copy works as usual
+        assert app.clipboard == "selectable host text"
 
 
 async def test_nothing_in_the_keypad_can_be_selected() -> None:
@@ -158,6 +184,22 @@ async def test_plain_app_still_offers_screenshots() -> None:
     async with app.run_test():
         titles = [command.title for command in app.get_system_commands(app.screen)]
         assert "Screenshot" in titles
+
+
+async def test_helpers_let_any_app_hide_the_screenshot_command() -> None:
+    """An app with another base can filter its commands with without_screenshot()."""
+
+    class OwnBaseHost(App[None]):
+        def compose(self) -> ComposeResult:
+            yield SecureKeypad()
+
+        def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+            yield from without_screenshot(self, super().get_system_commands(screen))
+
+    app = OwnBaseHost()
+    async with app.run_test():
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        assert "Screenshot" not in titles and "Theme" in titles
 
 
 async def test_pressed_keys_never_get_the_active_effect() -> None:

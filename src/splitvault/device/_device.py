@@ -18,8 +18,15 @@ from typing import TYPE_CHECKING
 
 from .._authorization import Authorization, CardSummary
 from .._card import Card
-from .._errors import InvalidCard, InvalidPhrase, InvalidPin, UnknownCard
-from .._payment import validate_payment
+from .._errors import (
+    InvalidCard,
+    InvalidPhrase,
+    InvalidPin,
+    RateLimited,
+    ServerUnavailable,
+    UnknownCard,
+)
+from .._payment import Payment, validate_payment
 from .._pin import Pin, check_new_pin
 from .._profiles import KdfProfile, PinPolicy
 from .._protocol import (
@@ -159,6 +166,19 @@ class Device:
         payment = validate_payment(amount, currency, merchant, idempotency_key)
         _check_pin(pin)
         card = self._store.get(card_id)
+        try:
+            return self._authorize_once(card, pin, payment)
+        except RateLimited:
+            raise
+        except ServerUnavailable:
+            # The request may or may not have reached the server. Resending it is
+            # impossible (its challenge is single-use) and unnecessary: a whole new
+            # attempt with the same idempotency key gets the recorded result if the
+            # first one was charged, and is charged once if it was not. It costs one
+            # more counted guess, which a right PIN resets.
+            return self._authorize_once(card, pin, payment)
+
+    def _authorize_once(self, card: DeviceCard, pin: Pin, payment: Payment) -> Authorization:
         challenge, pin_seed = self._prove_pin(card, pin)
         try:
             request = AuthorizeRequest(

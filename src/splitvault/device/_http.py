@@ -51,6 +51,7 @@ from .._errors import (
     InvalidPin,
     MalformedRequest,
     PaymentInDoubt,
+    RateLimited,
     ServerUnavailable,
     TamperedData,
     UnknownCard,
@@ -338,5 +339,5 @@ def _exception(error: ErrorBody) -> VaultError:
         # These say which field was wrong; kept printable in case of a strange server.
         return _WITH_MESSAGE[code]("".join(ch for ch in error.message if ch.isprintable()))
     if code == "rate_limited":
-        return ServerUnavailable("the share server is rate limiting this device; retry later")
+        return RateLimited("the share server is rate limiting this device; retry later")
     return ServerUnavailable(f"the share server failed ({code})")

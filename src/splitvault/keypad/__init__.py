@@ -13,9 +13,10 @@
                 ...  # authorize with the PIN; it is wiped on leaving the block
 """
 
+from ._keymap import POSITION_HINTS, POSITION_KEYS
 from ._keypad import INACTIVITY_TIMEOUT, SecureKeypad
 from ._keys import KeypadKey
-from ._layout import POSITION_HINTS, POSITION_KEYS, POSITIONS, Layout, new_layout
+from ._layout import POSITIONS, Layout, new_layout
 from ._screenshot import KeypadSafeApp, keypad_is_open, without_screenshot
 
 __all__ = [

@@ -17,41 +17,28 @@ from textual.reactive import reactive, var
 from textual.timer import Timer
 from textual.widget import Widget
 
-from .._pin import MAX_LENGTH, MIN_LENGTH, Pin, wipe
+from .._pin import Pin
 from ._display import PinDisplay, QuietLabel
-from ._keys import KeypadKey, KeyRole
-from ._layout import COLUMNS, POSITION_HINTS, POSITION_KEYS, POSITIONS, Layout, new_layout
+from ._entry import PinEntry
+from ._keymap import (
+    CELLS,
+    CONFIRM_CELL,
+    FUNCTION_KEYS,
+    POSITION_HINTS,
+    KeyRole,
+    digit_bindings,
+    position_bindings,
+)
+from ._keys import KeypadKey
+from ._layout import COLUMNS, POSITIONS, Layout, new_layout
 from ._siren import Siren
+from ._styles import KEYPAD_CSS
 
 __all__ = ["INACTIVITY_TIMEOUT", "SecureKeypad"]
 
 INACTIVITY_TIMEOUT: Final = 60.0
 """Seconds without a key press before a half-entered PIN is wiped: time enough to read a
 card or think, short enough that an abandoned keypad does not keep digits for long."""
-
-_FUNCTION_KEYS: Final[tuple[tuple[KeyRole, str, str], ...]] = (
-    ("backspace", "Delete", "Bksp"),
-    ("clear", "Cancel", "Esc"),
-    ("shuffle", "Shuffle", "^R"),
-    ("confirm", "OK", "^S"),
-)
-"""Bottom row: role, label and the keyboard key shown as a hint."""
-_CELLS: Final = POSITIONS + len(_FUNCTION_KEYS)
-_CONFIRM_CELL: Final = _CELLS - 1
-_TYPED_DIGITS: Final = {str(digit): digit for digit in range(10)}
-_ASCII_ZERO: Final = 0x30
-
-
-def _position_bindings() -> list[BindingType]:
-    return [
-        Binding(
-            f"{key},{hint}" if hint.isalpha() else key,
-            f"press_position({position})",
-            f"Press the key at position {hint}",
-            show=False,
-        )
-        for position, (key, hint) in enumerate(zip(POSITION_KEYS, POSITION_HINTS, strict=True))
-    ]
 
 
 class SecureKeypad(Widget, can_focus=True):
@@ -84,67 +71,15 @@ class SecureKeypad(Widget, can_focus=True):
 
     ALLOW_SELECT = False
 
-    DEFAULT_CSS = """
-    SecureKeypad {
-        width: 39;
-        height: auto;
-        padding: 0 1;
-        border: round $primary;
-        border-title-align: center;
-        border-title-color: $text-primary;
-        border-title-style: bold;
-        background: $surface;
-
-        &:focus {
-            border: round $accent;
-        }
-        #header {
-            width: 100%;
-            height: 1;
-        }
-        #phrase {
-            width: 1fr;
-            height: 1;
-            text-align: center;
-            text-overflow: ellipsis;
-            text-wrap: nowrap;
-            color: $text-secondary;
-            text-style: italic;
-        }
-        #display {
-            margin-bottom: 1;
-        }
-        #keys {
-            width: 35;
-            height: 11;
-            grid-size: 4 4;
-            grid-columns: 8;
-            grid-rows: 2;
-            grid-gutter: 1 1;
-        }
-        #status {
-            width: 100%;
-            height: 1;
-            text-align: center;
-            color: $text-warning;
-        }
-        KeypadKey#key-confirm:enabled {
-            color: $text-success !important;
-            background: $success-muted !important;
-        }
-        &:focus KeypadKey.-cursor {
-            background: $accent-muted !important;
-            border-subtitle-color: $foreground;
-        }
-    }
-    """
+    DEFAULT_CSS = KEYPAD_CSS
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        *_position_bindings(),
-        Binding("up", "cursor_up", "Cursor up", show=False),
-        Binding("down", "cursor_down", "Cursor down", show=False),
-        Binding("left", "cursor_left", "Cursor left", show=False),
-        Binding("right", "cursor_right", "Cursor right", show=False),
+        *position_bindings(),
+        *digit_bindings(),
+        Binding("up", "move_cursor(-1, 0)", "Cursor up", show=False),
+        Binding("down", "move_cursor(1, 0)", "Cursor down", show=False),
+        Binding("left", "move_cursor(0, -1)", "Cursor left", show=False),
+        Binding("right", "move_cursor(0, 1)", "Cursor right", show=False),
         Binding("enter", "press_cursor", "Press the key under the cursor", show=False),
         Binding("backspace", "backspace", "Delete digit"),
         Binding("escape", "clear_or_cancel", "Clear / cancel"),
@@ -156,7 +91,7 @@ class SecureKeypad(Widget, can_focus=True):
     ]
     """Keys of the keypad (see the class docstring for the design)."""
 
-    cursor: reactive[int] = reactive(_CONFIRM_CELL, init=False)
+    cursor: reactive[int] = reactive(CONFIRM_CELL, init=False)
     """Key under the keyboard cursor: 0-11 the digit positions row by row, then
     Backspace, Clear, Shuffle and OK (12-15)."""
     security_phrase: reactive[str | None] = reactive[str | None](None, init=False)
@@ -169,48 +104,37 @@ class SecureKeypad(Widget, can_focus=True):
     reshuffle_each_press: var[bool] = var(True)
     """Draw a new layout after every key press, not only when the keypad opens."""
 
-    class Submitted(Message):
-        """The user confirmed a PIN of an accepted length."""
-
-        def __init__(self, keypad: SecureKeypad, pin: Pin) -> None:
-            super().__init__()
-            self.keypad = keypad
-            """The keypad the PIN was entered on."""
-            self.pin = pin
-            """The PIN. The handler owns it: wipe it when done (``with event.pin: ...``)."""
-
-        @property
-        def control(self) -> SecureKeypad:
-            """Alias for :attr:`keypad`."""
-            return self.keypad
-
-    class Cancelled(Message):
-        """The user cancelled: Escape (or the *Cancel* key) with nothing entered."""
+    class _Message(Message):
+        """Base of the keypad's messages: each carries the keypad that posted it."""
 
         def __init__(self, keypad: SecureKeypad) -> None:
             super().__init__()
             self.keypad = keypad
-            """The keypad that was cancelled."""
+            """The keypad that posted the message."""
 
         @property
         def control(self) -> SecureKeypad:
             """Alias for :attr:`keypad`."""
             return self.keypad
 
-    class Changed(Message):
+    class Submitted(_Message):
+        """The user confirmed a PIN of an accepted length."""
+
+        def __init__(self, keypad: SecureKeypad, pin: Pin) -> None:
+            super().__init__(keypad)
+            self.pin = pin
+            """The PIN. The handler owns it: wipe it when done (``with event.pin: ...``)."""
+
+    class Cancelled(_Message):
+        """The user cancelled: Escape (or the *Cancel* key) with nothing entered."""
+
+    class Changed(_Message):
         """The number of digits entered changed. Carries the count only, never a digit."""
 
         def __init__(self, keypad: SecureKeypad, count: int) -> None:
-            super().__init__()
-            self.keypad = keypad
-            """The keypad whose entry changed."""
+            super().__init__(keypad)
             self.count = count
             """How many digits are entered now."""
-
-        @property
-        def control(self) -> SecureKeypad:
-            """Alias for :attr:`keypad`."""
-            return self.keypad
 
     def __init__(
         self,
@@ -246,23 +170,18 @@ class SecureKeypad(Widget, can_focus=True):
         Raises:
             ValueError: ``length``, ``max_length`` or ``timeout`` is out of range.
         """
-        if not MIN_LENGTH <= length <= MAX_LENGTH:
-            raise ValueError(f"length must be {MIN_LENGTH} to {MAX_LENGTH}, not {length}")
-        max_length = length if max_length is None else max_length
-        if not length <= max_length <= MAX_LENGTH:
-            raise ValueError(f"max_length must be {length} to {MAX_LENGTH}, not {max_length}")
+        entry = PinEntry(length, length if max_length is None else max_length)
         if not timeout > 0:
             raise ValueError("timeout must be a positive number of seconds")
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
-        self.length: Final = length
+        self.length: Final = entry.length
         """Digits needed before the PIN can be confirmed."""
-        self.max_length: Final = max_length
+        self.max_length: Final = entry.max_length
         """Most digits the entry accepts."""
         self.timeout: Final = timeout
         """Seconds of inactivity after which a partial entry is wiped."""
+        self._entry = entry
         self._rng = secrets.SystemRandom() if rng is None else rng
-        self._buffer = bytearray(max_length)
-        self._count = 0
         self._digit_layout: Layout = (None,) * POSITIONS
         self._keys: list[KeypadKey] = []
         self._idle_timer: Timer | None = None
@@ -277,14 +196,14 @@ class SecureKeypad(Widget, can_focus=True):
 
     def __rich_repr__(self) -> Result:
         yield from super().__rich_repr__()
-        yield "count", self._count
+        yield "count", self._entry.count
 
     # -- read-only views -------------------------------------------------------------
 
     @property
     def count(self) -> int:
         """How many digits are entered (never which)."""
-        return self._count
+        return self._entry.count
 
     @property
     def digit_layout(self) -> Layout:
@@ -304,7 +223,7 @@ class SecureKeypad(Widget, can_focus=True):
         ]
         self._keys += [
             KeypadKey(role, hint=hint, id=f"key-{role}", label=label)
-            for role, label, hint in _FUNCTION_KEYS
+            for role, label, hint in FUNCTION_KEYS
         ]
         self._display = PinDisplay(self.length, self.max_length, id="display")
         self._phrase.update(self._phrase_content())
@@ -319,7 +238,7 @@ class SecureKeypad(Widget, can_focus=True):
 
     def on_mount(self) -> None:
         self._keys[self.cursor].add_class("-cursor")
-        self._set_count(0)
+        self._show_entry()
         self.shuffle()
         if not getattr(self.app, "KEYPAD_SAFE", False):
             self.log.warning(
@@ -339,14 +258,13 @@ class SecureKeypad(Widget, can_focus=True):
 
     def on_unmount(self) -> None:
         self._stop_idle_timer()
-        wipe(self._buffer)
-        self._count = 0
+        self._entry.clear()
         self._display = None
 
     # -- watchers --------------------------------------------------------------------
 
     def validate_cursor(self, cursor: int) -> int:
-        return max(0, min(cursor, _CELLS - 1))
+        return max(0, min(cursor, CELLS - 1))
 
     def watch_cursor(self, old: int, new: int) -> None:
         self._keys[old].remove_class("-cursor")
@@ -375,20 +293,10 @@ class SecureKeypad(Widget, can_focus=True):
         """Open afresh: wipe the entry, clear the status, cursor on *OK*, new layout."""
         self._clear_entry()
         self.status = ""
-        self.cursor = _CONFIRM_CELL
+        self.cursor = CONFIRM_CELL
         self.shuffle()
 
     # -- input -----------------------------------------------------------------------
-
-    def on_key(self, event: events.Key) -> None:
-        digit = _TYPED_DIGITS.get(event.key)
-        if digit is None:
-            return
-        # Swallowed either way, so no binding of the host app sees a digit either.
-        event.stop()
-        event.prevent_default()
-        if self.allow_typed_digits:
-            self._press("position", digit)
 
     def on_paste(self, event: events.Paste) -> None:
         # A PIN in the clipboard is already leaked; never accept one.
@@ -398,6 +306,11 @@ class SecureKeypad(Widget, can_focus=True):
     def on_keypad_key_pressed(self, event: KeypadKey.Pressed) -> None:
         event.stop()
         self._press(event.key.role, event.digit)
+
+    def action_type_digit(self, digit: int) -> None:
+        """Enter a typed digit if ``allow_typed_digits``; otherwise do nothing at all."""
+        if self.allow_typed_digits and 0 <= digit <= 9:
+            self._press("position", digit)
 
     def action_press_position(self, position: int) -> None:
         """Press the key at a digit position (0-11), whatever it shows now."""
@@ -410,25 +323,12 @@ class SecureKeypad(Widget, can_focus=True):
         if not key.disabled:
             self._press(key.role, key.digit)
 
-    def action_cursor_up(self) -> None:
-        """Move the cursor up a row."""
-        if self.cursor >= COLUMNS:
-            self.cursor -= COLUMNS
-
-    def action_cursor_down(self) -> None:
-        """Move the cursor down a row."""
-        if self.cursor + COLUMNS < _CELLS:
-            self.cursor += COLUMNS
-
-    def action_cursor_left(self) -> None:
-        """Move the cursor left, within its row."""
-        if self.cursor % COLUMNS:
-            self.cursor -= 1
-
-    def action_cursor_right(self) -> None:
-        """Move the cursor right, within its row."""
-        if self.cursor % COLUMNS < COLUMNS - 1:
-            self.cursor += 1
+    def action_move_cursor(self, rows: int, columns: int) -> None:
+        """Move the cursor by rows and columns, stopping at the edges of the grid."""
+        row, column = divmod(self.cursor, COLUMNS)
+        row = max(0, min(row + rows, CELLS // COLUMNS - 1))
+        column = max(0, min(column + columns, COLUMNS - 1))
+        self.cursor = row * COLUMNS + column
 
     def action_backspace(self) -> None:
         """Delete the last digit."""
@@ -460,24 +360,26 @@ class SecureKeypad(Widget, can_focus=True):
     # -- the entry -------------------------------------------------------------------
 
     def _press(self, role: KeyRole, digit: int | None) -> None:
-        if role == "position" and digit is None:
-            return  # a blank key does nothing at all
+        entry = self._entry
         if role == "confirm":
-            if self.length <= self._count:
+            if entry.ready:
                 self._submit()
             return
-        if role == "position" and digit is not None:
-            if self._count < self.max_length:
-                self._buffer[self._count] = _ASCII_ZERO + digit
-                self._set_count(self._count + 1)
+        if role == "position":
+            if digit is None:
+                return  # a blank key does nothing at all
+            changed = entry.append(digit)
         elif role == "backspace":
-            if self._count:
-                self._buffer[self._count - 1] = 0
-                self._set_count(self._count - 1)
+            changed = entry.backspace()
         elif role == "clear":
-            if not self._count:
+            changed = bool(entry.count)
+            if not changed:
                 self.post_message(self.Cancelled(self))
-            self._clear_entry()
+            entry.clear()
+        else:
+            changed = False
+        if changed:
+            self._show_entry(changed=True)
         self._after_press(shuffle=role == "shuffle")
 
     def _after_press(self, *, shuffle: bool = False) -> None:
@@ -487,31 +389,28 @@ class SecureKeypad(Widget, can_focus=True):
         self._restart_idle_timer()
 
     def _submit(self) -> None:
-        # bytearray(memoryview slice) copies straight from our buffer; a plain slice
-        # would leave an unwiped temporary behind. Pin.from_buffer copies and wipes it.
-        with memoryview(self._buffer) as view, view[: self._count] as digits:
-            entry = bytearray(digits)
-        pin = Pin.from_buffer(entry)
-        self._clear_entry()
+        pin = self._entry.take_pin()  # wipes the entry
+        self._show_entry(changed=True)
         self.post_message(self.Submitted(self, pin))
         self.reset()
 
     def _clear_entry(self) -> None:
-        wipe(self._buffer)
-        if self._count:
-            self._set_count(0)
+        had_digits = bool(self._entry.count)
+        self._entry.clear()
         self._stop_idle_timer()
+        if had_digits:
+            self._show_entry(changed=True)
 
-    def _set_count(self, count: int) -> None:
-        changed = count != self._count
-        self._count = count
+    def _show_entry(self, *, changed: bool = False) -> None:
+        # Attributes down: the display gets the count, the function keys their state.
         if self._display is None:
             return  # not composed yet, or already gone
+        count = self._entry.count
         self._display.count = count
-        self._keys[-1].disabled = not self.length <= count <= self.max_length
+        self._keys[-1].disabled = not self._entry.ready
         self._keys[POSITIONS + 1].label = "Clear" if count else "Cancel"
         if count == self.max_length:
-            self.cursor = _CONFIRM_CELL
+            self.cursor = CONFIRM_CELL
         if changed:
             self.post_message(self.Changed(self, count))
 
@@ -519,7 +418,7 @@ class SecureKeypad(Widget, can_focus=True):
 
     def _restart_idle_timer(self) -> None:
         self._stop_idle_timer()
-        if self._count and self.is_mounted:
+        if self._entry.count and self.is_mounted:
             self._idle_timer = self.set_timer(
                 self.timeout, self._idle_timeout, name="SecureKeypad inactivity"
             )
@@ -531,7 +430,7 @@ class SecureKeypad(Widget, can_focus=True):
 
     def _idle_timeout(self) -> None:
         self._idle_timer = None
-        if self._count:
+        if self._entry.count:
             self._clear_entry()
             self.shuffle()
             self.status = f"Entry cleared after {self.timeout:g} s of inactivity"

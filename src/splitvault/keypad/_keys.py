@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Self
 
 from textual.content import Content
 from textual.selection import Selection
 from textual.widgets import Button
 
-__all__ = ["KeyRole", "KeypadKey"]
+from ._keymap import KeyRole
 
-KeyRole = Literal["position", "backspace", "clear", "shuffle", "confirm"]
-"""What a key does: a digit position (digit or blank) or one of the function keys."""
+__all__ = ["KeypadKey"]
 
 
 class KeypadKey(Button, can_focus=False):
@@ -98,7 +97,7 @@ class KeypadKey(Button, can_focus=False):
         digit is taken when the key is pressed, not later when the keypad handles the
         message, by which time a reshuffle may have relabelled the key.
         """
-        if not self.disabled and self.display:
+        if not self.is_disabled and self.display:
             self.post_message(self.Pressed(self, self.digit))
         return self
 

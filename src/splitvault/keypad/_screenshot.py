@@ -34,9 +34,7 @@ def keypad_is_open(app: App[Any]) -> bool:
     return any(screen.query(SecureKeypad) for screen in app.screen_stack)
 
 
-def without_screenshot(
-    app: App[Any], commands: Iterable[SystemCommand]
-) -> Iterator[SystemCommand]:
+def without_screenshot(app: App[Any], commands: Iterable[SystemCommand]) -> Iterator[SystemCommand]:
     """``commands`` less any screenshot command while a keypad is open in ``app``."""
     hide = keypad_is_open(app)
     for command in commands:

@@ -14,7 +14,10 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -47,10 +50,13 @@ _POLL = 0.02
 
 
 class PaymentFlow:
-    def __init__(self, server: ShareServer, *, opened_at: float) -> None:
+    def __init__(self, server: ShareServer) -> None:
         self._server = server
-        # Pending rows older than this process were left by a crash: in doubt at once.
-        self._opened_at = opened_at
+        # Ledger keys whose acquirer call is running in this process right now. A
+        # 'pending' row not in this set was left by a crash or a failed write: it is in
+        # doubt at once; one in it is waited for (a concurrent retry).
+        self._flying: dict[bytes, int] = {}
+        self._lock = threading.Lock()
 
     def authorize(self, request: AuthorizeRequest) -> Authorization:
         server = self._server
@@ -75,53 +81,94 @@ class PaymentFlow:
         # The PIN verified: only now are the shares recombined and the card opened.
         found = self._open_card(card_id, card.share, challenge_id, envelope)
         try:
-            with server._db.write() as conn:
-                try:
-                    ledger.start(conn, key, params, server.now())
-                except sqlite3.IntegrityError:
-                    # A concurrent attempt with the same key got there first.
-                    entry = ledger.lookup(conn, key)
-            if entry is not None:
-                return self._recorded(key, params, entry)
-            return self._charge(card_id, found, payment, key)
+            # Marked in flight before the pending row exists, so a concurrent retry that
+            # sees the row also sees that someone is working on it.
+            with self._in_flight(key):
+                with server._db.write() as conn:
+                    try:
+                        ledger.start(conn, key, params, server.now())
+                    except sqlite3.IntegrityError:
+                        # A concurrent attempt with the same key got there first.
+                        entry = ledger.lookup(conn, key)
+                if entry is None:
+                    return self._charge(card_id, found, payment, key)
+            return self._recorded(key, params, entry)
         finally:
             del found  # the acquirer's copy is the last; see threat_model.md on memory
 
     def _charge(self, card_id: str, card: Card, payment: Payment, key: bytes) -> Authorization:
         server = self._server
+        outcome = self._ask_acquirer(card, payment, key)
+        recorded = False
         try:
-            code = server.acquirer.authorize(card, payment.amount, payment.currency,
-                                             payment.merchant)
+            with server._db.write() as conn:
+                server._ledger.finish(conn, server._kek, key, outcome, server.now())
+                event = "authorized" if outcome.approved else "declined"
+                server._audit(conn, event, card_id)
+            recorded = True
+        except Exception:  # noqa: S110  (handled below, outside the except block)
+            pass
+        if not recorded:
+            # The acquirer answered but we could not write it down (disk full, I/O
+            # error): money may have moved, so the answer is "in doubt", never "failed".
+            self._mark_in_doubt(key)
+            raise PaymentInDoubt()
+        return outcome
+
+    def _ask_acquirer(self, card: Card, payment: Payment, key: bytes) -> Authorization:
+        """The acquirer's answer as a result, or the error to raise.
+
+        Errors are raised *after* the except blocks, so the acquirer's own exception is
+        not even reachable as ``__context__``: its text could hold anything, the card
+        included.
+        """
+        verdict, code, reason = "doubt", None, None
+        try:
+            code = self._server.acquirer.authorize(card, payment.amount, payment.currency,
+                                                   payment.merchant)
+            verdict = "approved"
         except Declined as declined:
-            outcome = self._result(card, payment, None, _clean(declined.reason) or "declined")
+            verdict, reason = "declined", _clean(declined.reason) or "declined"
         except AcquirerUnavailable:
+            verdict = "unavailable"
+        except Exception:  # noqa: S110  (any other failure leaves verdict "doubt")
+            pass
+        if verdict == "unavailable":
             # The acquirer says it never took the payment: nothing was charged, nothing
             # is recorded, and a retry may try again.
-            with server._db.write() as conn:
-                server._ledger.abandon(conn, key)
-            raise AcquirerUnavailable() from None
-        except Exception:
-            # Anything else (a timeout, a dropped connection, a bug) may have come after
-            # the money moved. Treating it as "failed" is how money gets taken for a
-            # payment the user was told had failed; so the row stays pending and the
-            # payment is in doubt until reconciled. The exception's text is not passed
-            # on: it could hold anything, card data included.
-            with server._db.write() as conn:
-                server._ledger.mark_in_doubt(conn, key)
-            raise PaymentInDoubt() from None
-        else:
-            if not isinstance(code, str) or not _clean(code):
-                # An answer we cannot record faithfully: money may have moved. Leave the
-                # row in doubt so nobody retries it into a second charge.
-                with server._db.write() as conn:
-                    server._ledger.mark_in_doubt(conn, key)
-                raise PaymentInDoubt()
-            outcome = self._result(card, payment, _clean(code), None)
-        with server._db.write() as conn:
-            server._ledger.finish(conn, server._kek, key, outcome, server.now())
-            event = "authorized" if outcome.approved else "declined"
-            server._audit(conn, event, card_id)
-        return outcome
+            with self._server._db.write() as conn:
+                self._server._ledger.abandon(conn, key)
+            raise AcquirerUnavailable()
+        if verdict == "approved" and (not isinstance(code, str) or not _clean(code)):
+            verdict = "doubt"  # an approval we cannot record faithfully
+        if verdict == "doubt":
+            # A timeout, a dropped connection, a bug: any of them may have come after the
+            # money moved. Calling that "failed" is how money gets taken for a payment
+            # the user was told had failed; so it stays in doubt until reconciled.
+            self._mark_in_doubt(key)
+            raise PaymentInDoubt()
+        return self._result(card, payment, _clean(code) if code else None, reason)
+
+    def _mark_in_doubt(self, key: bytes) -> None:
+        try:
+            with self._server._db.write() as conn:
+                self._server._ledger.mark_in_doubt(conn, key)
+        except Exception:  # noqa: S110
+            # Best effort: a row left 'pending' and no longer in flight is treated as
+            # in doubt anyway (see _recorded).
+            pass
+
+    @contextmanager
+    def _in_flight(self, key: bytes) -> Iterator[None]:
+        with self._lock:
+            self._flying[key] = self._flying.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._flying[key] -= 1
+                if not self._flying[key]:
+                    del self._flying[key]
 
     def _result(self, card: Card, payment: Payment, code: str | None,
                 reason: str | None) -> Authorization:
@@ -143,18 +190,12 @@ class PaymentFlow:
             raise IdempotencyConflict()
         deadline = time.monotonic() + IN_FLIGHT_WAIT
         while entry.state in ("pending", "in_doubt"):
-            if entry.state == "in_doubt":
-                raise PaymentInDoubt()
-            started = server._db.connection().execute(
-                "SELECT started_at FROM authorizations WHERE key_digest = ?", (key,)
-            ).fetchone()
-            if started is None:  # the other attempt's acquirer failed: nothing charged
-                raise AcquirerUnavailable()
-            if started[0] < self._opened_at or time.monotonic() > deadline:
+            if (entry.state == "in_doubt" or key not in self._flying
+                    or time.monotonic() > deadline):
                 raise PaymentInDoubt()
             time.sleep(_POLL)
             found = server._ledger.lookup(server._db.connection(), key)
-            if found is None:
+            if found is None:  # the other attempt's acquirer took nothing; not retried here
                 raise AcquirerUnavailable()
             entry = found
         return server._ledger.result(server._kek, key, entry)

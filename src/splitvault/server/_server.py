@@ -97,7 +97,7 @@ class ShareServer:
         with db.write() as conn:
             self._keys: ServerKeys = load_or_create(conn, kek)
         self._ledger = Ledger(self._keys.ledger)
-        self._payments = PaymentFlow(self, opened_at=clock())
+        self._payments = PaymentFlow(self)
 
     @classmethod
     def open(cls, path: str | Path, *, acquirer: Acquirer | None = None,
@@ -221,8 +221,10 @@ class ShareServer:
         blinded = check_bytes(request.blinded, "blinded element", 32)
         error: VaultError | None = None
         with self._db.write() as conn:
-            card = self._active_card(conn, card_id)
+            # Challenge first: they are issued for any id, so this check says nothing
+            # about whether the card exists; only then look the card up.
             nonce = self._challenge(conn, request.challenge_id, card_id, "issued")
+            card = self._active_card(conn, card_id)
             # The device key check comes before anything is spent: a stranger who does not
             # hold the device key cannot use up the card's guesses (no malicious lockout).
             try:
@@ -278,8 +280,8 @@ class ShareServer:
         card_id = check_id(request.card_id, "card id")
         verifier = check_bytes(request.new_verifier, "verifier", 32)
         with self._db.write() as conn:
-            card = self._active_card(conn, card_id)
             nonce = self._challenge(conn, request.challenge_id, card_id, "pin_change")
+            card = self._active_card(conn, card_id)
             signed = request.signed_bytes(nonce)
             try:
                 verify(card.verifier, signed, request.old_pin_signature)
@@ -303,8 +305,10 @@ class ShareServer:
     def delete(self, request: DeleteRequest) -> None:
         card_id = check_id(request.card_id, "card id")
         with self._db.write() as conn:
-            card = self._active_card(conn, card_id)
+            # Challenge first: they are issued for any id, so this check says nothing
+            # about whether the card exists; only then look the card up.
             nonce = self._challenge(conn, request.challenge_id, card_id, "issued")
+            card = self._active_card(conn, card_id)
             try:
                 verify(card.device_key, request.signed_bytes(nonce), request.signature)
             except AuthenticationFailed:
@@ -321,6 +325,14 @@ class ShareServer:
         """Guesses used and lock state of an enrolled card (``UnknownCard`` otherwise)."""
         card = self._active_card(self._db.connection(), check_id(card_id, "card id"))
         return CardState(card.guesses_used, self.profile.guess_limit, card.locked)
+
+    def ready(self) -> bool:
+        """True if the database answers (for health checks)."""
+        try:
+            self._db.connection().execute("SELECT 1 FROM meta LIMIT 1").fetchone()
+        except sqlite3.Error:
+            return False
+        return True
 
     def verify_audit(self) -> _audit.AuditReport:
         """Verify the audit chain; ``TamperedData`` names the first entry that fails."""
@@ -375,8 +387,8 @@ class ShareServer:
         """Inside a write transaction: consume an evaluated challenge and check the PIN
         signature. Returns the card and, if the PIN was wrong, the error to raise after
         COMMIT (the guess was already spent by evaluate())."""
-        card = self._active_card(conn, card_id)
         nonce = self._challenge(conn, challenge_id, card_id, "evaluated")
+        card = self._active_card(conn, card_id)
         # Used whatever happens next: one evaluation, one proof.
         self._set_challenge(conn, challenge_id, "used")
         if card.locked:

@@ -1,0 +1,186 @@
+"""Scenario 1, the stolen device: a full copy of the device's files, and every message the
+device ever sent or received.
+
+- :func:`brute_force`: guessing through the real server locks the card after the limit
+  (5), and the right PIN is refused afterwards, for the thief and the owner alike.
+- :func:`offline_pin_test`: the files plus the whole transcript give no offline test of
+  a PIN. The thief's best derivation (each recorded OPRF evaluation finalized with the
+  blind it never learned replaced by 1) matches the verifier, which the transcript
+  holds, for no candidate, the right PIN included; the recorded blinded elements are
+  not the unblinded hash of any candidate. Positive control: one fresh, counted
+  evaluation from the server with the stolen device key does match, so the harness
+  would see a match if there were one.
+- :func:`files_hold_nothing_of_the_pin`: no form of the PIN or the verifier in the files.
+
+Every attack here runs against a remote deployment too (``--server``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+
+from .. import _errors
+from .._pin import Pin
+from .._profiles import KdfProfile
+from .._protocol import (
+    EnrollBegin,
+    EnrollBeginReply,
+    EnrollFinish,
+    EvaluateReply,
+    EvaluateRequest,
+    pin_input,
+)
+from ..crypto import oprf
+from ..crypto.signing import public_key, sign
+from ..device._pinkey import BlindedPin, derive_pin_seed
+from ..device._store import DeviceCard
+from ._harness import (
+    CLAIMED_GUESS_LIMIT,
+    OTHER_PIN,
+    PIN,
+    AttackResult,
+    Deployment,
+    Lab,
+    Options,
+    Victim,
+    guarded,
+    pay,
+)
+from ._needles import Needles
+from .scan import sqlite_files
+
+__all__ = ["brute_force", "files_hold_nothing_of_the_pin", "offline_pin_test", "run"]
+
+HAD = "a byte copy of the device's files"
+HAD_TRANSCRIPT = "the device's files and every message it exchanged"
+#: What a thief tries first: the most common PINs, then the owner's other PIN.
+GUESSES = ("123456", "000000", "111111", "121212", "654321", "112233", "147258", OTHER_PIN)
+ONE = (1).to_bytes(32, "little")
+"""The scalar 1: finalizing with it treats a recorded evaluation as if it were unblinded."""
+
+
+def brute_force(lab: Lab) -> AttackResult:
+    name = "brute-force the PIN through the server"
+
+    def attack() -> AttackResult:
+        owner = lab.device("owner")
+        card_id = lab.enroll(owner)
+        pay(owner, card_id)
+        thief = lab.steal(owner)
+        tried = 0
+        locked = False
+        for guess in GUESSES[:CLAIMED_GUESS_LIMIT + 3]:
+            tried += 1
+            try:
+                pay(thief, card_id, guess, key=f"brute-{tried}")
+            except _errors.WrongPin:
+                continue
+            except _errors.CardLocked:
+                locked = True
+                break
+            return AttackResult(name, HAD, f"wrong PIN {guess} was accepted", False)
+        thief_ok, thief_got = _refused_right_pin(thief, card_id, "thief")
+        owner_ok, owner_got = _refused_right_pin(owner, card_id, "owner")
+        passed = locked and tried <= CLAIMED_GUESS_LIMIT and thief_ok and owner_ok
+        got = (f"locked at wrong guess {tried} (limit {CLAIMED_GUESS_LIMIT}); right PIN "
+               f"then refused: {thief_got}, {owner_got}" if locked
+               else f"{tried} wrong guesses and still not locked")
+        return AttackResult(name, HAD, got, passed)
+
+    return guarded(name, HAD, attack)
+
+
+def _refused_right_pin(victim: Victim, card_id: str, who: str) -> tuple[bool, str]:
+    try:
+        pay(victim, card_id, PIN, key=f"after-lock-{who}")
+    except _errors.CardLocked:
+        return True, f"{who} CardLocked"
+    except _errors.VaultError as exc:
+        return False, f"{who} {type(exc).__name__}"
+    return False, f"{who} PAID with the right PIN after the lock"
+
+
+def offline_pin_test(lab: Lab) -> AttackResult:
+    name = "test PINs offline with the files and transcript"
+
+    def attack() -> AttackResult:
+        owner = lab.device("owner")
+        card_id = lab.enroll(owner)
+        pay(owner, card_id)
+        with contextlib.suppress(_errors.WrongPin):
+            pay(owner, card_id, OTHER_PIN, key="typo")
+        thief = lab.steal(owner)
+        stolen = thief.device._store.get(card_id)
+        wire = owner.wire
+        verifier = wire.of(EnrollFinish)[0].verifier
+        evaluated = [r.evaluated for r in wire.of(EvaluateReply)]
+        evaluated += [r.evaluated for r in wire.of(EnrollBeginReply)]
+        blinded = {m.blinded for m in wire.of(EvaluateRequest)}
+        blinded |= {m.blinded for m in wire.of(EnrollBegin)}
+        candidates = (PIN, *GUESSES)
+        matches: list[str] = []
+        for digits in candidates:
+            x = pin_input(card_id, digits.encode())
+            for element in evaluated:
+                if _derive(stolen, oprf.finalize(x, ONE, element)) == verifier:
+                    matches.append(digits)
+            _, unblinded = oprf.blind(x, rng=lambda: ONE)
+            if unblinded in blinded:
+                matches.append(digits)
+        control = _derive(stolen, _fresh_evaluation(thief, stolen, PIN)) == verifier
+        tested = len(candidates) * (len(evaluated) + 1)
+        if matches:
+            got = f"PIN {matches[0]} confirmed offline"
+        else:
+            got = (f"0 of {tested} offline tests matched (the right PIN included); only a "
+                   "fresh, counted server evaluation does")
+        detail = "" if control else "positive control failed: the harness cannot see a match"
+        return AttackResult(name, HAD_TRANSCRIPT, got, not matches and control, detail)
+
+    return guarded(name, HAD_TRANSCRIPT, attack)
+
+
+def _derive(card: DeviceCard, oprf_output: bytearray) -> bytes:
+    seed = derive_pin_seed(oprf_output, salt=card.salt, device_secret=card.device_secret,
+                           card_id=card.card_id, profile=KdfProfile.from_parameters(*card.kdf))
+    try:
+        return public_key(seed)
+    finally:
+        seed[:] = bytes(len(seed))
+
+
+def _fresh_evaluation(thief: Victim, card: DeviceCard, digits: str) -> bytearray:
+    """One online evaluation, signed with the stolen device key: counted by the server."""
+    challenge = thief.wire.challenge(card.card_id)
+    with Pin.from_digits(digits) as pin, BlindedPin(card.card_id, pin) as blinded:
+        request = EvaluateRequest(card.card_id, challenge.challenge_id, blinded.blinded, b"")
+        request = dataclasses.replace(
+            request, signature=sign(card.sign_seed, request.signed_bytes(challenge.nonce)))
+        return blinded.finalize(thief.wire.evaluate(request).evaluated)
+
+
+def files_hold_nothing_of_the_pin(lab: Lab) -> AttackResult:
+    name = "search the files for the PIN or its verifier"
+
+    def attack() -> AttackResult:
+        owner = lab.device("owner")
+        card_id = lab.enroll(owner)
+        pay(owner, card_id)
+        verifier = owner.wire.of(EnrollFinish)[0].verifier
+        needles = Needles().text("PIN", PIN).data("verifier", verifier)
+        found = [f"{path.name}: {hit}" for path in sqlite_files(owner.path)
+                 for hit in needles.search(Path(path).read_bytes())]
+        got = "; ".join(found) if found else "no PIN and no verifier, in any encoding"
+        return AttackResult(name, HAD, got, not found)
+
+    return guarded(name, HAD, attack)
+
+
+def run(deployment: Deployment, options: Options) -> list[AttackResult]:
+    results = []
+    for attack in (brute_force, offline_pin_test, files_hold_nothing_of_the_pin):
+        with deployment.lab() as lab:
+            results.append(attack(lab))
+    return results

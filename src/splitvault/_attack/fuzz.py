@@ -1,0 +1,358 @@
+"""Scenario 8, malformed input: every decoder and the card parser fuzzed with Hypothesis.
+
+The claim: hostile bytes or values only ever produce the decoder's own typed error;
+nothing crashes with another exception, and the server's state does not change.
+
+Decoders fuzzed: the HTTP wire decoder of every message (random bytes, random JSON,
+and objects with the message's keys holding random JSON values), the device's
+decoder of server replies (random status and body: a hostile server), the card parser
+and the sealed card record decoder, the length-prefixed signed-message decoder, the
+PIN parser, the payment validator, the KEK file parser, and the share server's message
+handlers (well-shaped messages with random content, about an enrolled card, with live
+challenge ids, whose database must be byte-for-byte unchanged afterwards).
+
+Hypothesis is a development dependency: without it the scenario is SKIPPED, never
+passed. Each run draws fresh examples (``Options.fuzz_examples`` per decoder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .. import _errors
+from .._card import Card, brand_of, luhn_valid, normalise_pan
+from .._payment import validate_payment
+from .._pin import Pin
+from .._protocol import (
+    AuthorizeRequest,
+    ChangePinBegin,
+    ChangePinFinish,
+    DeleteRequest,
+    EnrollBegin,
+    EnrollFinish,
+    EvaluateRequest,
+)
+from ..crypto.encoding import decode
+from ..crypto.errors import DecodeError
+from ._harness import AttackResult, Deployment, Lab, Options, guarded, skipped
+
+__all__ = ["run"]
+
+HAD = "any bytes or values"
+
+
+class _Escaped(Exception):
+    """An input made the target raise something other than its typed error."""
+
+
+def _fuzz(name: str, strategy: Any, target: Callable[[Any], object],
+          allowed: tuple[type[BaseException], ...], examples: int,
+          after: Callable[[], str | None] | None = None) -> AttackResult:
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    escaped: list[str] = []
+
+    @settings(max_examples=examples, deadline=None, database=None,
+              phases=(Phase.explicit, Phase.generate),
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def prop(value: Any) -> None:
+        try:
+            target(value)
+        except allowed:
+            pass
+        except Exception as exc:
+            escaped.append(f"{type(exc).__name__} for input {repr(value)[:120]}")
+            raise _Escaped from None
+
+    def attack() -> AttackResult:
+        with contextlib.suppress(_Escaped):
+            prop()
+        changed = after() if after is not None else None
+        if escaped:
+            return AttackResult(name, HAD, f"crash: {escaped[0]}", False)
+        if changed:
+            return AttackResult(name, HAD, f"state changed: {changed}", False)
+        typed = "/".join(sorted({e.__name__ for e in allowed})) or "typed 4xx errors"
+        return AttackResult(name, HAD, f"{examples} inputs: only {typed}"
+                            + (", state unchanged" if after is not None else ""), True)
+
+    return guarded(name, HAD, attack)
+
+
+def _json(st: Any) -> Any:
+    scalars = (st.none() | st.booleans() | st.integers() | st.floats()
+               | st.text(max_size=40) | _hex_id(st))
+    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                        | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                        max_leaves=8)
+
+
+def _hex_id(st: Any) -> Any:
+    return st.binary(min_size=16, max_size=16).map(bytes.hex)
+
+
+def _valid(st: Any, kind: Any) -> Any:
+    """A value the wire decoder accepts for a field of this kind."""
+    from .. import _wire
+
+    if isinstance(kind, _wire.Text):
+        return st.from_regex(kind.pattern, fullmatch=True) if kind.pattern else st.text(
+            min_size=kind.lo, max_size=kind.hi)
+    if isinstance(kind, _wire.NullableText):
+        return st.none() | st.text(min_size=1, max_size=kind.hi)
+    if isinstance(kind, _wire.Bytes):
+        top = kind.lo if kind.hi is None else min(kind.hi, 200)
+        return st.binary(min_size=kind.lo, max_size=top).map(kind.encode)
+    if isinstance(kind, _wire.Int):
+        return st.integers(kind.lo, kind.hi)
+    if isinstance(kind, _wire.Number):
+        return st.floats(kind.lo, kind.hi)
+    if isinstance(kind, _wire.Bool):
+        return st.booleans()
+    if isinstance(kind, _wire.Timestamp):
+        return st.datetimes(timezones=st.timezones()).map(kind.encode)
+    return _json(st)
+
+
+def _spoil(t: tuple[dict[str, Any], str | None, bool, Any]) -> dict[str, Any]:
+    body, field, drop, junk = t
+    if field is not None:
+        if drop:
+            body.pop(field)
+        else:
+            body[field] = junk
+    return body
+
+
+def _bodies(st: Any, message: Any) -> Any:
+    """(message, body): random bytes, random JSON, or a body valid in every field but
+    one, which holds random JSON or is missing."""
+    valid = st.fixed_dictionaries({k: _valid(st, kind) for k, kind in message.fields.items()})
+    nearly = st.tuples(valid, st.sampled_from([*message.fields, None]),
+                       st.booleans(), _json(st)).map(_spoil)
+    return st.tuples(st.just(message), st.one_of(
+        st.binary(max_size=300),
+        _json(st).map(lambda v: json.dumps(v).encode()),
+        nearly.map(lambda d: json.dumps(d).encode()),
+    ))
+
+
+def _wire_attack(examples: int) -> AttackResult:
+    from hypothesis import strategies as st
+
+    from .. import _wire
+
+    strategy = st.one_of([_bodies(st, message) for message in _wire.MESSAGES])
+    return _fuzz(f"HTTP wire decoders ({len(_wire.MESSAGES)} messages)", strategy,
+                 lambda pair: _wire.loads(pair[0], pair[1]),
+                 (_errors.MalformedRequest,), examples * 3)
+
+
+class _ServerFault(Exception):
+    """The deployment answered a malformed request with a 5xx or an undecodable body."""
+
+
+def _http_attack(name: str, service: Any, examples: int, *,
+                 after: Callable[[], str | None] | None = None) -> AttackResult:
+    """Malformed bodies POSTed to every route of a real HTTP app: each must be answered
+    with a typed 4xx error body (or a 200), never a 5xx. With ``after``, every route but
+    the challenge, which creates a challenge by design for any well-formed id."""
+    from hypothesis import strategies as st
+
+    from .. import _wire
+    from .._http_api import ROUTES
+
+    paths = {route.request.name: route.path for route in ROUTES if route.request is not None
+             and not (after is not None and route.method == "challenge")}
+    messages = [m for m in _wire.MESSAGES if m.name in paths]
+    strategy = st.one_of([_bodies(st, message) for message in messages])
+
+    def send(pair: tuple[Any, bytes]) -> None:
+        response = service._client.post(paths[pair[0].name], content=pair[1],
+                                         headers={"content-type": "application/json"})
+        if response.status_code >= 500:
+            raise _ServerFault(f"HTTP {response.status_code}")
+        if response.status_code != 200:
+            _wire.loads(_wire.ERROR, response.content)  # a typed error body, or a fault
+
+    return _fuzz(f"{name} ({len(paths)} routes)", strategy, send, (), examples, after)
+
+
+def _remote_attack(url: str, pin_sha256: str | None, examples: int) -> AttackResult:
+    from ..device._http import HttpShareService
+
+    service = HttpShareService(url, pin_sha256=pin_sha256)
+    try:
+        return _http_attack("the deployment's HTTP routes", service, examples)
+    finally:
+        service.close_transport()
+
+
+def _reply_attack(examples: int) -> AttackResult:
+    from hypothesis import strategies as st
+
+    from .._http_api import ROUTES
+    from ..device._http import _reply
+
+    strategy = st.tuples(st.sampled_from(ROUTES), st.integers(100, 599),
+                         st.one_of(st.binary(max_size=200),
+                                   _json(st).map(lambda v: json.dumps(v).encode())))
+    return _fuzz("device's decoder of server replies", strategy,
+                 lambda t: _reply(t[0], t[1], t[2]), (_errors.VaultError,), examples)
+
+
+def _parser_attacks(examples: int, root: Path) -> list[AttackResult]:
+    from hypothesis import strategies as st
+
+    pan_text = st.text(alphabet="0123456789 -/\u0660\uff10x", max_size=24) | st.text()
+    anything = st.one_of(st.none(), st.integers(), st.floats(), st.text(), st.binary())
+
+    def card(t: tuple[Any, Any, Any]) -> None:
+        brand_of(t[0])
+        luhn_valid(t[0])
+        try:
+            normalise_pan(t[0])
+        finally:
+            Card(t[0], t[1], t[2])
+
+    def record(data: bytes) -> None:
+        Card._from_record(data)
+
+    def kek(data: bytes) -> None:
+        from ..server._kek import Kek
+
+        path = root / "fuzz.kek"
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        Kek.load(path).wipe()
+
+    def pin(value: Any) -> None:
+        if isinstance(value, bytearray):
+            Pin.from_buffer(value).wipe()
+        else:
+            Pin.from_digits(value).wipe()
+
+    record_like = st.one_of(st.binary(max_size=200), st.fixed_dictionaries({
+        "v": _json(st), "pan": pan_text, "expiry": st.text(max_size=8),
+        "holder": st.text(max_size=20)}).map(lambda d: json.dumps(d).encode()))
+    kek_like = st.one_of(st.binary(max_size=120), st.builds(
+        lambda kid, key: f"splitvault-kek-v1 {kid} {key}\n".encode(),
+        st.text(max_size=20), st.text(max_size=50)))
+    return [
+        _fuzz("card parser (PAN, expiry, holder)",
+              st.tuples(pan_text | anything, st.text(max_size=10) | anything,
+                        st.text(max_size=70) | anything), card, (_errors.InvalidCard,),
+              examples),
+        _fuzz("sealed card record decoder", record_like, record, (_errors.InvalidCard,),
+              examples),
+        _fuzz("signed-message decoder", st.tuples(st.binary(max_size=20),
+                                                 st.binary(max_size=120), st.integers(0, 6)),
+              lambda t: decode(t[0], t[1], t[2]), (DecodeError,), examples),
+        _fuzz("PIN parser", anything | st.text(alphabet="0123456789\u0661", max_size=14)
+              | st.binary(max_size=14).map(bytearray), pin, (_errors.InvalidPin,), examples),
+        _fuzz("payment validator", st.tuples(anything | st.integers(), anything | st.text(
+              max_size=4), anything, anything), lambda t: validate_payment(*t),
+              (_errors.InvalidPayment,), examples),
+        _fuzz("KEK file parser", kek_like, kek, (_errors.ConfigurationError,), examples),
+    ]
+
+
+def _server_attack(lab: Lab, examples: int) -> AttackResult:
+    from hypothesis import strategies as st
+
+    server = lab.server
+    if server is None:
+        raise RuntimeError("needs the in-process server")
+    victim = lab.device()
+    card_id = lab.enroll(victim)
+    live = [server.challenge(card_id).challenge_id for _ in range(3)]
+    ids = st.sampled_from([card_id, *live]) | _hex_id(st)
+    ids = ids | st.text(max_size=40)
+    blob = st.binary(min_size=32, max_size=32) | st.binary(max_size=5000)
+    sig = st.binary(min_size=64, max_size=64) | st.binary(max_size=80)
+    small = st.integers(1, 10**12) | st.integers()
+    messages = st.one_of(
+        st.builds(EnrollBegin, ids, blob, blob, sig),
+        st.builds(EnrollFinish, ids, blob, blob, sig, sig),
+        st.builds(EvaluateRequest, ids, ids, blob, sig),
+        st.builds(AuthorizeRequest, ids, ids, small, st.sampled_from(["KRW", "USD", "XXX"]),
+                  st.text(max_size=70), st.text(max_size=20), blob, sig),
+        st.builds(ChangePinBegin, ids, ids, blob, sig),
+        st.builds(ChangePinFinish, ids, ids, blob, sig, sig),
+        st.builds(DeleteRequest, ids, ids, sig),
+    )
+    methods: dict[type, Callable[[Any], object]] = {
+        EnrollBegin: server.enroll_begin, EnrollFinish: server.enroll_finish,
+        EvaluateRequest: server.evaluate, AuthorizeRequest: server.authorize,
+        ChangePinBegin: server.change_pin_begin, ChangePinFinish: server.change_pin_finish,
+        DeleteRequest: server.delete}
+    changed = _unchanged(lab.server_path)
+    return _fuzz("share server message handlers", messages,
+                 lambda m: methods[type(m)](m), (_errors.VaultError,), examples, changed)
+
+
+def _app_attack(lab: Lab, examples: int) -> AttackResult:
+    """The HTTP app in this process, in front of a server with an enrolled card."""
+    from ._asgi import http_service
+
+    if lab.server is None:
+        raise RuntimeError("needs the in-process server")
+    victim = lab.device()
+    lab.enroll(victim)
+    service, bridge = http_service(lab.server)
+    lab._bridges.append(bridge)
+    return _http_attack("the HTTP app", service, examples, after=_unchanged(lab.server_path))
+
+
+def _unchanged(path: Path) -> Callable[[], str | None]:
+    """A check that says which tables changed since it was made, or None."""
+    before = _snapshot(path)
+
+    def changed() -> str | None:
+        after = _snapshot(path)
+        diff = sorted(t for t in set(before) | set(after) if before.get(t) != after.get(t))
+        return f"tables {', '.join(diff)}" if diff else None
+
+    return changed
+
+
+def _snapshot(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    conn = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr)  # noqa: S608  # nosec B608: names from sqlite_master
+                for t in tables}
+    finally:
+        conn.close()
+
+
+def run(deployment: Deployment, options: Options) -> list[AttackResult]:
+    try:
+        import hypothesis  # noqa: F401
+    except ImportError:
+        return [skipped("fuzz every decoder", HAD,
+                        "Hypothesis is not installed (pip install splitvault[dev])")]
+    n = options.fuzz_examples
+    results = [_wire_attack(n), _reply_attack(n)]
+    if deployment.url is not None:
+        results.append(_remote_attack(deployment.url, deployment.pin_sha256, n))
+    with deployment.lab() as lab:
+        results += _parser_attacks(n, lab.root)
+        if deployment.remote:
+            results.append(skipped("share server message handlers", HAD,
+                                   "needs the server's database to prove nothing changed"))
+        else:
+            results.append(guarded("share server message handlers", HAD,
+                                   lambda: _server_attack(lab, n)))
+            results.append(guarded("the HTTP app", HAD, lambda: _app_attack(lab, n)))
+    return results

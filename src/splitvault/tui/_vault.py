@@ -1,0 +1,175 @@
+"""``DemoVault``: the device (and, embedded, the share server) behind the demo's screens.
+
+The screens never touch ``Device`` or ``ShareServer`` directly: they call this small
+facade, from a thread worker for anything slow. It also remembers, per card, the
+result of the leak scan run right after enrollment (counts only: the PAN and the
+holder's name are never kept).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from .._attack.scan import encodings, scan_files, sqlite_files
+from .._authorization import Authorization, CardSummary
+from .._card import Card
+from .._pin import Pin, check_new_pin
+from .._profiles import KdfProfile
+from ..device import Device
+from ..server import Acquirer, CardState, ShareServer
+
+__all__ = ["DemoVault", "ScanReport", "SideScan", "default_data_dir", "scan_sides"]
+
+DEVICE_DB = "device.db"
+SERVER_DB = "server.db"
+CURRENCY = "KRW"
+"""The demo pays in Korean won: no minor unit, so an amount is typed as it is shown."""
+
+
+def default_data_dir() -> Path:
+    """Where the demo keeps its two databases unless ``--data-dir`` says otherwise."""
+    return Path(platformdirs.user_data_dir("splitvault")) / "demo"
+
+
+@dataclass(frozen=True)
+class SideScan:
+    """One side's files searched for the card's secrets: what was looked at, and how
+    often each secret turned up (the secrets themselves are not kept)."""
+
+    files: tuple[str, ...]
+    encodings: int
+    found: dict[str, int]
+
+    @property
+    def clean(self) -> bool:
+        return not any(self.found.values())
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """The leak scan of both sides; ``server`` is ``None`` when the server is remote."""
+
+    device: SideScan
+    server: SideScan | None
+
+
+def scan_sides(device_db: Path, server_db: Path | None, needles: dict[str, str]) -> ScanReport:
+    """Search each side's database, WAL, journal and key files for ``needles`` in every
+    encoding ``scan_files`` knows. Only counts leave this function."""
+    patterns = sum(len(encodings(secret)) for secret in needles.values())
+
+    def side(db: Path) -> SideScan:
+        files = sqlite_files(db)
+        found = dict.fromkeys(needles, 0)
+        for finding in scan_files(files, needles):
+            found[finding.label] += 1
+        return SideScan(tuple(path.name for path in files), patterns, found)
+
+    return ScanReport(side(device_db), None if server_db is None else side(server_db))
+
+
+class DemoVault:
+    """A device with its share server: embedded in this process, or remote by URL."""
+
+    def __init__(self, data_dir: Path, device: Device, server: ShareServer | None,
+                 server_url: str | None) -> None:
+        self.data_dir = data_dir
+        self.device = device
+        self.server = server
+        self.server_url = server_url
+        self._scans: dict[str, ScanReport] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, data_dir: Path | None = None, *, server_url: str | None = None,
+             pin_sha256: str | None = None, kdf: KdfProfile = KdfProfile.INTERACTIVE,
+             acquirer: Acquirer | None = None) -> DemoVault:
+        folder = default_data_dir() if data_dir is None else Path(data_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        # The folder holds a device share and, embedded, the server's key file.
+        os.chmod(folder, 0o700)
+        if server_url is not None:
+            device = Device.open(folder / DEVICE_DB, server=server_url, kdf=kdf,
+                                 pin_sha256=pin_sha256)
+            return cls(folder, device, None, server_url)
+        server = ShareServer.open(folder / SERVER_DB, acquirer=acquirer)
+        try:
+            device = Device.open(folder / DEVICE_DB, server=server, kdf=kdf)
+        except BaseException:
+            server.close()
+            raise
+        return cls(folder, device, server, None)
+
+    def close(self) -> None:
+        self.device.close()
+        if self.server is not None:
+            self.server.close()
+
+    # -- where things are --------------------------------------------------------------
+
+    @property
+    def remote(self) -> bool:
+        return self.server is None
+
+    @property
+    def device_db(self) -> Path:
+        return self.data_dir / DEVICE_DB
+
+    @property
+    def server_db(self) -> Path | None:
+        return None if self.server is None else self.data_dir / SERVER_DB
+
+    # -- fast reads (UI thread) ----------------------------------------------------------
+
+    def cards(self) -> list[CardSummary]:
+        return self.device.cards()
+
+    def card_state(self, card_id: str) -> CardState | None:
+        """The guess counter, or ``None`` when the server is remote (it keeps it)."""
+        return None if self.server is None else self.server.card_state(card_id)
+
+    def security_phrase(self, card_id: str) -> str | None:
+        return self.device.security_phrase(card_id)
+
+    def check_new_pin(self, pin: Pin) -> None:
+        """``WeakPin``/``InvalidPin`` now, before the user types the PIN a second time."""
+        check_new_pin(pin, self.device.pin_policy)
+
+    @property
+    def pin_length(self) -> tuple[int, int]:
+        policy = self.device.pin_policy
+        return policy.min_length, policy.max_length
+
+    def scan_report(self, card_id: str) -> ScanReport | None:
+        with self._lock:
+            return self._scans.get(card_id)
+
+    # -- slow work (thread workers only) -------------------------------------------------
+
+    def enroll(self, card: Card, pin: Pin, phrase: str | None) -> str:
+        """Enroll, then scan both sides for the card while it is still in hand."""
+        card_id = self.device.enroll(card, pin, security_phrase=phrase)
+        report = scan_sides(self.device_db, self.server_db,
+                            {"card number": card.pan, "holder name": card.holder})
+        with self._lock:
+            self._scans[card_id] = report
+        return card_id
+
+    def authorize(self, card_id: str, pin: Pin, *, amount: int, merchant: str,
+                  idempotency_key: str) -> Authorization:
+        return self.device.authorize(card_id, pin, amount=amount, currency=CURRENCY,
+                                     merchant=merchant, idempotency_key=idempotency_key)
+
+    def delete(self, card_id: str) -> None:
+        self.device.delete(card_id)
+        with self._lock:
+            self._scans.pop(card_id, None)
+
+    def scan_for_pan(self, digits: str) -> ScanReport:
+        """Search both sides for a card number the visitor typed in the lab."""
+        return scan_sides(self.device_db, self.server_db, {"card number": digits})

@@ -1,0 +1,56 @@
+"""Many simultaneous wrong-PIN attempts on one card: the guess limit holds over HTTP."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from http_support import ServerProcess, device_card, enroll, signed_evaluate
+
+import splitvault as sv
+from splitvault.device._http import HttpShareService
+
+ATTEMPTS = 50
+
+
+@pytest.mark.slow
+def test_fifty_parallel_guesses_get_at_most_the_limit(live_server: ServerProcess,
+                                                       tmp_path: Path) -> None:
+    with sv.Device.open(tmp_path / "d.db", server=live_server.url,
+                        kdf=sv.KdfProfile.TEST_ONLY) as device:
+        card_id = enroll(device)
+        stored = device_card(device, card_id)
+    barrier = threading.Barrier(ATTEMPTS)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def attempt() -> None:
+        service = HttpShareService(live_server.url, timeout=60.0)
+        try:
+            barrier.wait()
+            challenge = service.challenge(card_id)
+            service.evaluate(signed_evaluate(stored, challenge))
+            outcome = "evaluated"
+        except sv.VaultError as exc:
+            outcome = exc.code
+        finally:
+            service.close_transport()
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=attempt) for _ in range(ATTEMPTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(outcomes) == ATTEMPTS
+    assert set(outcomes) <= {"evaluated", "card_locked"}
+    assert outcomes.count("evaluated") <= 5
+    with sqlite3.connect(live_server.db) as db:
+        (guesses,) = db.execute("SELECT count(*) FROM audit WHERE event = 'guess_used' "
+                                "AND card_id = ?", (card_id,)).fetchone()
+    assert guesses <= 5
+    with live_server.inspect() as server:
+        assert server.card_state(card_id).locked
