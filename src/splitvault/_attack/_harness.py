@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _errors
 from .._authorization import Authorization
@@ -48,6 +48,9 @@ from .._protocol import (
 from ..device import Device
 from ..device._store import DeviceStore
 from ..server import ShareServer, SimulatedAcquirer
+
+if TYPE_CHECKING:
+    from ._asgi import AsgiBridge
 
 __all__ = [
     "HOLDER",
@@ -249,7 +252,8 @@ class Lab:
         if url is None:
             self.server = server_factory(self.server_path, self.clock)
         self.victims: list[Victim] = []
-        self._bridges: list[Any] = []
+        self.bridges: list[AsgiBridge] = []
+        """In-process HTTP apps the lab's devices talk to (their bodies are recorded)."""
 
     @property
     def remote(self) -> bool:
@@ -266,7 +270,7 @@ class Lab:
             from ._asgi import http_service
 
             service, bridge = http_service(self.server)
-            self._bridges.append(bridge)
+            self.bridges.append(bridge)
             return service
         return self.server
 
@@ -325,7 +329,7 @@ class Lab:
                     victim.device.delete(card_id)
             with contextlib.suppress(Exception):
                 victim.device.close()
-        for bridge in self._bridges:
+        for bridge in self.bridges:
             with contextlib.suppress(Exception):
                 bridge.close()
         if self.server is not None:

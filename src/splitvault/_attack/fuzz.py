@@ -309,7 +309,7 @@ def _app_attack(lab: Lab, examples: int) -> AttackResult:
     victim = lab.device()
     lab.enroll(victim)
     service, bridge = http_service(lab.server)
-    lab._bridges.append(bridge)
+    lab.bridges.append(bridge)
     return _http_attack("the HTTP app", service, examples, after=_unchanged(lab.server_path))
 
 

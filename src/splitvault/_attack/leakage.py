@@ -163,7 +163,7 @@ def _leak_hunt(lab: Lab, over_http: bool) -> AttackResult:
                 texts += [f"{label}: {t}" for t in _exception_texts(outcome)]
             else:
                 texts += [f"{label}: {outcome!r}", f"{label}: {outcome!s}"]
-        bodies = [b for bridge in lab._bridges for b in getattr(bridge, "bodies", [])]
+        bodies = [b for bridge in lab.bridges for b in bridge.bodies]
         found = sorted({hit for text in texts for hit in needles.search(text)})
         found += sorted({f"HTTP body: {hit}" for body in bodies for hit in needles.search(body)})
         unexpected = sorted({type(o).__name__ for _, o in flows.outcomes

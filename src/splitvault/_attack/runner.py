@@ -149,7 +149,7 @@ def _print_rich(results: Sequence[AttackResult]) -> bool:
     except ImportError:
         return False
     console = Console()
-    style = {"PASS": "bold green", "FAIL": "bold red", "SKIP": "yellow"}
+    style = {"PASS": "bold green", "FAIL": "bold red", "SKIP": "yellow"}  # nosec B105: colours
     table = Table(show_lines=False)
     for name, _ in _COLUMNS:
         table.add_column(name, overflow="fold")

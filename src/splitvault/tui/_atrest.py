@@ -15,7 +15,7 @@ from pathlib import Path
 
 __all__ = ["Field", "FileInfo", "files_of", "preview", "read_device_row", "read_server_row"]
 
-_HEAD = 6
+_HEAD = 5
 """Bytes shown from the start of a value: enough to see it is random, too few to use."""
 _TAIL = 2
 
@@ -38,7 +38,7 @@ class FileInfo:
 
 
 def preview(data: bytes) -> str:
-    """``8a1f03c2b4d9…a9f0``: the first and last bytes as hex, never a whole key."""
+    """``8a1f03c2b4…a9f0``: the first and last bytes as hex, never a whole key."""
     if len(data) <= _HEAD + _TAIL:
         return data.hex()
     return f"{data[:_HEAD].hex()}…{data[-_TAIL:].hex()}"

@@ -1,0 +1,211 @@
+"""The security lab: what each side holds at rest, side by side, and what an attacker
+holding one side can do with it.
+
+The rows come straight from the two SQLite files. The leak scan searched every file of
+each side (database, WAL, journal, key file) for the card number and the holder's name
+in many encodings right after enrollment, while the card was still in hand; only the
+counts were kept. A visitor can also type the card number here to search again: it is
+cleared from the field at once and dropped after the search.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.widgets import Button, Input, Static
+from textual.worker import Worker
+
+from .._authorization import CardSummary
+from .._card import normalise_pan
+from .._errors import InvalidCard
+from ._atrest import Field, read_device_row, read_server_row
+from ._base import DemoScreen
+from ._vault import ScanReport, SideScan
+from ._wallet import card_label
+from ._widgets import ErrorLine
+from ._work import finished, start
+
+__all__ = ["LabScreen", "fields_table"]
+
+SERVER_LOOT = ("Its share is wrapped under the server's key, and even unwrapped it is "
+               "a one-time pad: with no device share there is no card to find.")
+REMOTE_SERVER = ("The server is remote: its row lives on that machine. It holds the card "
+                 "id, the device's public key, a verifier, and the OPRF key and share "
+                 "wrapped under its key-encryption key. No card data.")
+
+
+def fields_table(fields: list[Field]) -> Table:
+    """Name, value (hex for key material), size right-aligned."""
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column(justify="right", style="dim", no_wrap=True)
+    for field in fields:
+        style = "cyan" if field.secret else ""
+        table.add_row(field.name, Text(field.value, style=style), field.size)
+    return table
+
+
+def _scan_lines(scan: SideScan | None) -> list[tuple[str, str]]:
+    if scan is None:
+        return [("Not searched yet: type the card number below.", "dim")]
+    files = f"{len(scan.files)} file{'s' if len(scan.files) != 1 else ''}"
+    lines = []
+    for label, hits in scan.found.items():
+        if hits:
+            lines.append((f"✗ {label}: FOUND, {hits} matches", "bold red"))
+        else:
+            lines.append((f"✓ {label}: not in its {files}", "green"))
+    return lines
+
+
+class LabScreen(DemoScreen[None]):
+    """Both halves of one card, as stored."""
+
+    SCREEN_TITLE = "Security lab"
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("r", "reload", "Reload")]
+
+    DEFAULT_CSS = """
+    LabScreen {
+        #lead { padding: 0 1; height: 1; color: $text-primary; text-style: bold; }
+        #sides { height: auto; }
+        .side { width: 1fr; height: auto; border: round $primary; padding: 0 1; }
+        #device-side { border: round $accent; }
+        .loot { margin-top: 1; }
+        #search { height: 3; padding: 0 1; }
+        #search-label { width: auto; padding: 1 1 0 0; }
+        #pan { width: 1fr; }
+        #search-hint { padding: 0 1; }
+    }
+    """
+
+    def __init__(self, card: CardSummary) -> None:
+        super().__init__()
+        self._card = card
+        self._typed: ScanReport | None = None
+
+    def compose(self) -> ComposeResult:
+        yield from self.frame()
+        with VerticalScroll(id="body"):
+            yield Static(Content(f"What each side stores for {card_label(self._card)}"),
+                         id="lead")
+            with Horizontal(id="sides"):
+                with Vertical(id="server-side", classes="side"):
+                    yield Static(id="server-row")
+                    yield Static(id="server-loot", classes="loot")
+                with Vertical(id="device-side", classes="side"):
+                    yield Static(id="device-row")
+                    yield Static(id="device-loot", classes="loot")
+            with Horizontal(id="search"):
+                yield Static("Search both sides for a card number:", id="search-label")
+                yield Input(placeholder="card number", id="pan", password=True,
+                            restrict=r"[0-9 ]*", max_length=23)
+                yield Button("Search", id="search-button")
+            yield ErrorLine(id="search-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#search-hint", ErrorLine).show(
+            "Typed digits are masked, cleared at once and never stored.")
+        self.action_reload()
+        self.query_one("#body").focus()
+
+    def action_reload(self) -> None:
+        self._show_server()
+        self._show_device()
+
+    # -- the two sides -------------------------------------------------------------------
+
+    def _scan(self) -> ScanReport | None:
+        return self._typed or self.vault.scan_report(self._card.card_id)
+
+    def _show_server(self) -> None:
+        pane = self.query_one("#server-side")
+        row, loot = self.query_one("#server-row", Static), self.query_one("#server-loot", Static)
+        path = self.vault.server_db
+        if path is None:
+            pane.border_title = "Server · remote"
+            row.update(Text(REMOTE_SERVER, style="dim"))
+            loot.display = False
+            return
+        pane.border_title = f"Server · {path.name} · cards row"
+        row.update(fields_table(read_server_row(path, self._card.card_id)))
+        scan = self._scan()
+        lines = [("If this database leaks:", "bold"),
+                 *_scan_lines(None if scan is None else scan.server),
+                 (SERVER_LOOT, "")]
+        loot.update(_text(lines))
+
+    def _show_device(self) -> None:
+        pane = self.query_one("#device-side")
+        path = self.vault.device_db
+        pane.border_title = f"Device · {path.name} · cards row"
+        self.query_one("#device-row", Static).update(
+            fields_table(read_device_row(path, self._card.card_id)))
+        scan = self._scan()
+        lines = [("If this phone is stolen:", "bold"),
+                 *_scan_lines(None if scan is None else scan.device),
+                 (self._guess_line(), "")]
+        self.query_one("#device-loot", Static).update(_text(lines))
+
+    def _guess_line(self) -> str:
+        state = self.vault.card_state(self._card.card_id)
+        if state is None:
+            return ("A thief with this device file must ask the server for every guess; "
+                    "the server counts them and locks the card.")
+        if state.locked:
+            return "The card is locked: the server answers no more guesses, ever."
+        return ("A thief with this device file must ask the server for every guess: "
+                f"{state.guesses_used} of {state.guess_limit} used.")
+
+    # -- search for a typed card number --------------------------------------------------
+
+    @on(Input.Submitted, "#pan")
+    def _typed_pan(self) -> None:
+        self._search()
+
+    @on(Button.Pressed, "#search-button")
+    def _search_pressed(self) -> None:
+        self._search()
+
+    def _search(self) -> None:
+        field = self.query_one("#pan", Input)
+        text = field.value
+        field.clear()  # off the screen and out of the widget before anything else
+        hint = self.query_one("#search-hint", ErrorLine)
+        try:
+            digits = normalise_pan(text)
+        except InvalidCard as exc:
+            hint.show(f"✗ {exc}", "error")
+            return
+        hint.show("Searching…")
+        vault = self.vault
+        start(self, "scan", lambda: vault.scan_for_pan(digits))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        done = finished(event)
+        if done is None:
+            return
+        outcome = done[1]
+        hint = self.query_one("#search-hint", ErrorLine)
+        if not isinstance(outcome.value, ScanReport):
+            hint.show(f"✗ search failed: {outcome.error}", "error")
+            return
+        self._typed = outcome.value
+        found = not (outcome.value.device.clean and
+                     (outcome.value.server is None or outcome.value.server.clean))
+        hint.show("✗ found: see above" if found else
+                  "✓ that number is in neither side's files, in any encoding we know",
+                  "error" if found else "ok")
+        self.action_reload()
+
+
+def _text(lines: list[tuple[str, str]]) -> Text:
+    return Text("\n").join(Text(line, style=style) for line, style in lines)

@@ -1,0 +1,164 @@
+"""The result of a payment: approved, declined, wrong PIN, locked, or an error.
+
+Each outcome becomes a ``ResultView`` (plain data, easy to test) and the screen draws
+it. Nothing here shows more of the card than the last four digits, and error texts
+come from the library's messages, which never contain a secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Static
+
+from .._authorization import Authorization, CardSummary
+from .._errors import (
+    AcquirerUnavailable,
+    CardLocked,
+    PaymentInDoubt,
+    ServerUnavailable,
+    WrongPin,
+)
+from .._payment import format_amount
+from ._base import DemoScreen
+from ._vault import CURRENCY
+from ._work import Outcome
+
+__all__ = ["ResultScreen", "ResultView", "result_view"]
+
+LOCKED_TEXT = ("Five wrong PINs: the server has locked this card. It stays locked, "
+               "across restarts of the app and of the server: the count is kept there, "
+               "where a thief with this device cannot reset it.")
+
+
+@dataclass(frozen=True)
+class ResultView:
+    """What the result screen shows."""
+
+    kind: str
+    """approved, declined, wrong_pin, locked or error (also the CSS class)."""
+    title: str
+    details: tuple[tuple[str, str], ...]
+    message: str
+    retry: str | None = None
+    """Label of the button that tries again, if trying again makes sense."""
+
+
+def result_view(outcome: Outcome[Authorization], card: CardSummary, amount: int,
+                merchant: str) -> ResultView:
+    shown = format_amount(amount, CURRENCY)
+    auth, error = outcome.value, outcome.error
+    if isinstance(auth, Authorization):
+        details = (("Amount", format_amount(auth.amount, auth.currency)),
+                   ("Merchant", auth.merchant), ("Card", auth.masked_pan))
+        if auth.approved:
+            return ResultView("approved", "✓ Approved",
+                              (*details, ("Approval code", auth.approval_code or "")),
+                              "The two shares met in the server's memory for this one "
+                              "payment and were wiped again.")
+        return ResultView("declined", "✗ Declined",
+                          (*details, ("Reason", auth.decline_reason or "")),
+                          "The acquirer said no. The decline is recorded: retrying this "
+                          "payment returns the same answer.")
+    base = (("Amount", shown), ("Merchant", merchant), ("Card", card.masked_pan))
+    if isinstance(error, WrongPin):
+        left = error.attempts_left
+        return ResultView("wrong_pin", "Wrong PIN",
+                          (*base, ("Attempts left", str(left))),
+                          f"The server counted this guess. {left} more wrong "
+                          f"PIN{'s' if left != 1 else ''} and the card locks.",
+                          retry="Try the PIN again")
+    if isinstance(error, CardLocked):
+        return ResultView("locked", "Card locked", base, LOCKED_TEXT)
+    return ResultView("error", "Not paid", base, _error_text(error), retry="Try again")
+
+
+def _error_text(error: Exception | None) -> str:
+    if isinstance(error, ServerUnavailable):
+        return ("The share server could not be reached. Trying again sends the same "
+                "payment key, so it can never be charged twice.")
+    if isinstance(error, AcquirerUnavailable | PaymentInDoubt):
+        return str(error).capitalize()
+    return f"Something went wrong: {error}" if error is not None else "Unknown outcome"
+
+
+class ResultScreen(DemoScreen[str | None]):
+    """Dismisses with ``"done"`` (back to the wallet) or ``"retry"``."""
+
+    SCREEN_TITLE = "Pay · result"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "retry", "Try again"),
+        Binding("enter", "done", "Done", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    ResultScreen {
+        align: center middle;
+        #panel { width: 60; height: auto; padding: 1 2; border: round $primary;
+                 background: $surface; }
+        #title { width: 100%; text-align: center; text-style: bold; margin-bottom: 1; }
+        #message { margin-top: 1; color: $foreground-muted; }
+        #buttons { width: 60; height: 3; align-horizontal: right; margin-top: 1; }
+        #buttons Button { margin-left: 1; }
+        .approved #panel { border: round $success; }
+        .approved #title { color: $text-success; }
+        .declined #panel, .wrong_pin #panel { border: round $warning; }
+        .declined #title, .wrong_pin #title { color: $text-warning; }
+        .locked #panel, .error #panel { border: round $error; }
+        .locked #title, .error #title { color: $text-error; }
+    }
+    """
+
+    def __init__(self, view: ResultView) -> None:
+        super().__init__(classes=view.kind)
+        self.view = view
+
+    def compose(self) -> ComposeResult:
+        yield from self.frame()
+        with Vertical(id="panel"):
+            yield Static(Text(self.view.title), id="title")
+            yield Static(_details_table(self.view.details), id="details")
+            yield Static(Text(self.view.message), id="message")
+        with Horizontal(id="buttons"):
+            if self.view.retry is not None:
+                yield Button(self.view.retry, id="retry", variant="warning")
+            yield Button("Done", id="done", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#retry" if self.view.retry else "#done", Button).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "retry":
+            return self.view.retry is not None
+        return True
+
+    def action_retry(self) -> None:
+        if self.view.retry is not None:
+            self.dismiss("retry")
+
+    def action_done(self) -> None:
+        self.dismiss("done")
+
+    def action_back(self) -> None:
+        self.dismiss(None)  # back to the payment form
+
+    @on(Button.Pressed)
+    def _button(self, event: Button.Pressed) -> None:
+        self.dismiss("retry" if event.button.id == "retry" else "done")
+
+
+def _details_table(details: tuple[tuple[str, str], ...]) -> Table:
+    table = Table.grid(expand=True)
+    table.add_column(style="dim")
+    table.add_column(justify="right", style="bold")
+    for label, value in details:
+        table.add_row(label, value)
+    return table
