@@ -21,7 +21,7 @@ server   challenge       2 random; BEGIN, DELETE expired challenges, INSERT chal
 device   blind           ristretto255 scalar_random, scalar_reduce (canonical check),
                          2 SHA-512 (expand_message_xmd), from_hash, scalarmult
 device   sign            Ed25519 keygen from the device seed, sign (evaluate request)
-server   evaluate        BEGIN, SELECT card, SELECT challenge; Ed25519 verify;
+server   evaluate        BEGIN, SELECT challenge, SELECT card; Ed25519 verify;
                          XChaCha20-Poly1305 decrypt (KEK unwrap of the OPRF key);
                          scalar_reduce, is_valid_point, scalarmult (BlindEvaluate);
                          UPDATE card, UPDATE challenge, SELECT audit head, BLAKE2b,
@@ -30,11 +30,10 @@ device   finalize        scalar_reduce, is_valid_point, scalar_invert, scalarmul
 device   PIN key         Argon2id (TEST_ONLY), HKDF-SHA512
 device   envelope        2 random; X25519 base and scalarmult, HKDF-SHA512, XChaCha encrypt
 device   sign            Ed25519 keygen from the PIN seed, sign (authorize request)
-server   authorize       BLAKE2b x2 (ledger digests); BEGIN, SELECT card, SELECT challenge,
-                         UPDATE challenge, Ed25519 verify, UPDATE card, SELECT ledger,
-                         COMMIT; X25519 base (the server's own public key, recomputed) and
-                         scalarmult, HKDF-SHA512, XChaCha decrypt (envelope); XChaCha
-                         decrypt x2 (KEK unwrap of the share, card record); BEGIN, INSERT
+server   authorize       BLAKE2b x2 (ledger digests); BEGIN, SELECT challenge, SELECT card,
+                         UPDATE challenge, Ed25519 verify, UPDATE card, SELECT ledger;
+                         X25519 scalarmult, HKDF-SHA512, XChaCha decrypt (envelope);
+                         XChaCha decrypt x2 (KEK unwrap of the share, card record); INSERT
                          ledger, COMMIT; 1 random, XChaCha encrypt (KEK wrap of the result);
                          BEGIN, UPDATE ledger, SELECT audit head, BLAKE2b, INSERT audit,
                          COMMIT
@@ -363,8 +362,8 @@ class _Floor:
                  message: bytes) -> bytes:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
-        row = conn.execute(_SELECT_CARD, (card.card_id,)).fetchone()
         conn.execute(_SELECT_CHALLENGE, (challenge_id,)).fetchone()
+        row = conn.execute(_SELECT_CARD, (card.card_id,)).fetchone()
         nb.crypto_sign_open(signature + message, row[0])
         key = _unwrap(self.kek, row[2], b"oprf-key" + card.id_bytes)
         pysodium.crypto_core_ristretto255_scalar_reduce(key + _ZERO)
@@ -409,17 +408,15 @@ class _Floor:
         params = _blake2b(b"ledger-params" + card.id_bytes + b"12000KRWGift Shop",
                           self.ledger_key)
         conn.execute("BEGIN IMMEDIATE")
-        row = conn.execute(_SELECT_CARD, (card_id,)).fetchone()
         conn.execute(_SELECT_CHALLENGE, (challenge_id,)).fetchone()
+        row = conn.execute(_SELECT_CARD, (card_id,)).fetchone()
         conn.execute("UPDATE challenges SET state = ? WHERE challenge_id = ?",
                      ("used", challenge_id))
         nb.crypto_sign_open(signature + message, row[1])
         conn.execute("UPDATE cards SET guesses_used = 0 WHERE card_id = ?", (card_id,))
         conn.execute("SELECT state, params_digest, result FROM authorizations "
                      "WHERE key_digest = ?", (digest,)).fetchone()
-        conn.execute("COMMIT")
         self.open_card(card, row[3], envelope, challenge_id)
-        conn.execute("BEGIN IMMEDIATE")
         conn.execute("INSERT INTO authorizations (key_digest, params_digest, state, started_at) "
                      "VALUES (?, ?, 'pending', ?)", (digest, params, time.time()))
         conn.execute("COMMIT")

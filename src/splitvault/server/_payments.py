@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -29,9 +28,11 @@ from .._errors import (
     IdempotencyConflict,
     PaymentInDoubt,
     TamperedData,
+    VaultError,
 )
 from .._payment import Payment, validate_payment
 from .._protocol import AuthorizeRequest, card_record_aad
+from ..crypto.envelope import open_envelope
 from ..crypto.errors import AuthenticationFailed
 from ..crypto.sealing import open_sealed
 from ..crypto.shares import KEY_LEN, combine
@@ -66,35 +67,34 @@ class PaymentFlow:
                                    request.idempotency_key)
         envelope = check_bytes(request.envelope, "envelope")
         ledger = server._ledger
+        error: VaultError | None
         key = ledger.key_digest(card_id, payment.idempotency_key)
         params = ledger.params_digest(card_id, payment.amount, payment.currency,
                                       payment.merchant)
-        with server._db.write() as conn:
-            card, error = server.prove_pin(conn, card_id, challenge_id, request.signed_bytes,
-                                           request.pin_signature)
-            entry = ledger.lookup(conn, key) if error is None else None
+        # One transaction: the PIN proof, the idempotency lookup and, for a new payment,
+        # the card opened in memory and the ledger row written as pending. Marked in flight
+        # before that row exists, so a concurrent retry that sees it waits for us.
+        found: Card | None = None
+        with self._in_flight(key):
+            with server._db.write() as conn:
+                card, error = server.prove_pin(conn, card_id, challenge_id,
+                                               request.signed_bytes, request.pin_signature)
+                entry = ledger.lookup(conn, key) if error is None else None
+                if error is None and entry is None:
+                    # The PIN verified: only now are the shares recombined.
+                    found, error = self._open_card(card_id, card.share, challenge_id, envelope)
+                    if found is not None:
+                        ledger.start(conn, key, params, server.now())
+            if found is not None:
+                try:
+                    return self._charge(card_id, found, payment, key)
+                finally:
+                    del found  # the acquirer's copy is the last; see threat_model.md
         if error is not None:
             raise error
-        if entry is not None:
-            return self._recorded(key, params, entry)
-
-        # The PIN verified: only now are the shares recombined and the card opened.
-        found = self._open_card(card_id, card.share, challenge_id, envelope)
-        try:
-            # Marked in flight before the pending row exists, so a concurrent retry that
-            # sees the row also sees that someone is working on it.
-            with self._in_flight(key):
-                with server._db.write() as conn:
-                    try:
-                        ledger.start(conn, key, params, server.now())
-                    except sqlite3.IntegrityError:
-                        # A concurrent attempt with the same key got there first.
-                        entry = ledger.lookup(conn, key)
-                if entry is None:
-                    return self._charge(card_id, found, payment, key)
-            return self._recorded(key, params, entry)
-        finally:
-            del found  # the acquirer's copy is the last; see threat_model.md on memory
+        if entry is None:  # cannot happen: no error means a card or a recorded entry
+            raise TamperedData()
+        return self._recorded(key, params, entry)
 
     def _charge(self, card_id: str, card: Card, payment: Payment, key: bytes) -> Authorization:
         server = self._server
@@ -201,24 +201,30 @@ class PaymentFlow:
         return server._ledger.result(server._kek, key, entry)
 
     def _open_card(self, card_id: str, wrapped_share: bytes, challenge_id: str,
-                   envelope: bytes) -> Card:
+                   envelope: bytes) -> tuple[Card | None, TamperedData | None]:
+        """The card, or the error to raise once the transaction has committed (the
+        challenge stays consumed: the PIN proof was good, the device's data is not)."""
         server = self._server
-        plain = server._open_envelope(envelope, AuthorizeRequest.envelope_aad(card_id,
-                                                                              challenge_id))
-        server_share = server._kek.unwrap("share", card_id, wrapped_share)
-        device_share = bytearray(plain[:KEY_LEN])
-        data_key = bytearray()
-        record = bytearray()
+        buffers: list[bytearray] = []
         try:
+            plain = open_envelope(server._keys.x25519_secret, envelope,
+                                  AuthorizeRequest.envelope_aad(card_id, challenge_id),
+                                  public=server._keys.x25519_public)
+            buffers.append(plain)
+            server_share = server._kek.unwrap("share", card_id, wrapped_share)
+            buffers.append(server_share)
             if len(plain) <= KEY_LEN:
-                raise TamperedData()
+                return None, TamperedData()
+            device_share = bytearray(plain[:KEY_LEN])
             data_key = combine(device_share, server_share)
+            buffers += [device_share, data_key]
             record = open_sealed(data_key, bytes(plain[KEY_LEN:]), card_record_aad(card_id))
-            return Card._from_record(record)
-        except (AuthenticationFailed, ValueError):
-            raise TamperedData() from None
+            buffers.append(record)
+            return Card._from_record(record), None
+        except (AuthenticationFailed, TamperedData, ValueError):
+            return None, TamperedData()
         finally:
-            for buf in (plain, server_share, device_share, data_key, record):
+            for buf in buffers:
                 buf[:] = bytes(len(buf))
 
 
