@@ -233,7 +233,11 @@ class Timestamp(Kind):
             raise _bad(name) from None
         if when.tzinfo is None:
             raise _bad(name)
-        return when.astimezone(UTC)
+        try:
+            # An offset can push an extreme date past the calendar's ends.
+            return when.astimezone(UTC)
+        except OverflowError:
+            raise _bad(name) from None
 
     def encode(self, value: Any) -> str:
         return str(value.astimezone(UTC).isoformat())

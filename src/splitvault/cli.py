@@ -148,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--pin-sha256", default=None,
                         help="SHA-256 fingerprint of the server's TLS certificate")
     attack.add_argument("--json", action="store_true", help="print JSON")
+    attack.add_argument("--slow", action="store_true",
+                        help="also run attacks that wait out real timeouts (challenge expiry "
+                        "against a remote server)")
+    attack.add_argument("--only", default=None,
+                        help="comma-separated scenario numbers or keys, e.g. 1,4,stranger")
     attack.set_defaults(func=_attack)
     return parser
 

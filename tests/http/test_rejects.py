@@ -231,9 +231,6 @@ def test_rate_limit_gives_429(own_server: ServerProcess, tmp_path: Path) -> None
         service.close_transport()
 
 
-@pytest.mark.xfail(strict=True, reason="core: evaluate/delete/authorize look the card up "
-                   "before the challenge, so a made-up challenge id tells known cards "
-                   "(invalid_challenge) from unknown ones (unknown_card)")
 def test_made_up_challenge_does_not_reveal_the_card(enrolled: tuple[sv.Device, str],
                                                     client: httpx.Client) -> None:
     _, card_id = enrolled

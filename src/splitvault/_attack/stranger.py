@@ -9,6 +9,9 @@ not the card's device key.
   still pays.
 - :func:`pay_without_evaluation`: an authorization on a challenge that was never
   evaluated (the stranger cannot get one evaluated) is refused; nothing is charged.
+- :func:`enumerate_cards`: every probe a stranger can send (a request signed with its
+  own key, a made-up challenge id) answers word for word alike for an enrolled card
+  and a made-up id: the card ids cannot be enumerated.
 
 All run against a remote deployment too.
 """
@@ -35,7 +38,7 @@ from ._harness import (
     refused,
 )
 
-__all__ = ["delete_card", "pay_without_evaluation", "run", "spend_guesses"]
+__all__ = ["delete_card", "enumerate_cards", "pay_without_evaluation", "run", "spend_guesses"]
 
 HAD = "a card id and the network; no device key"
 TRIES = 10
@@ -124,9 +127,45 @@ def pay_without_evaluation(lab: Lab) -> AttackResult:
     return guarded(name, HAD, attack)
 
 
+def enumerate_cards(lab: Lab) -> AttackResult:
+    name = "tell enrolled card ids from made-up ones"
+
+    def attack() -> AttackResult:
+        owner = lab.device("owner")
+        real = lab.enroll(owner)
+        wire = lab.device("stranger").wire
+        ghost = secrets.token_hex(16)
+        key = secrets.token_bytes(32)
+        _, blinded = oprf.blind(b"123456")
+
+        def probes(card_id: str) -> list[str]:
+            made_up = secrets.token_hex(16)
+            live = wire.challenge(card_id)
+            evaluate = EvaluateRequest(card_id, live.challenge_id, blinded, b"")
+            evaluate = dataclasses.replace(
+                evaluate, signature=sign(key, evaluate.signed_bytes(live.nonce)))
+            return [
+                _message(partial(wire.evaluate, evaluate)),
+                _message(partial(wire.evaluate, EvaluateRequest(card_id, made_up, blinded,
+                                                                bytes(64)))),
+                _message(partial(wire.delete, DeleteRequest(card_id, made_up, bytes(64)))),
+                _message(partial(wire.authorize, AuthorizeRequest(
+                    card_id, made_up, 100, "KRW", "Shop", "probe", bytes(100), bytes(64)))),
+            ]
+
+        seen, unseen = probes(real), probes(ghost)
+        differ = [f"{a} / {b}" for a, b in zip(seen, unseen, strict=True) if a != b]
+        got = ("every probe (stranger signature, made-up challenge; evaluate, delete, "
+               "authorize) answers alike for both" if not differ
+               else f"answers differ: {differ[0]}")
+        return AttackResult(name, HAD, got, not differ)
+
+    return guarded(name, HAD, attack)
+
+
 def run(deployment: Deployment, options: Options) -> list[AttackResult]:
     results = []
-    for attack in (spend_guesses, delete_card, pay_without_evaluation):
+    for attack in (spend_guesses, delete_card, pay_without_evaluation, enumerate_cards):
         with deployment.lab() as lab:
             results.append(attack(lab))
     return results

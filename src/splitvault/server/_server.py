@@ -235,6 +235,13 @@ class ShareServer:
                 raise CardLocked()
             limit = self.profile.guess_limit
             if card.guesses_used >= limit:
+                # Every guess is spent. If some are still waiting for their proof (a
+                # device paying several times at once), they may yet succeed and reset
+                # the count: refuse this one without locking. Otherwise they failed or
+                # were abandoned: lock.
+                if self._proofs_pending(conn, card_id):
+                    raise InvalidChallenge(
+                        "too many PIN checks in progress for this card; try again shortly")
                 error = self._lock(conn, card_id)
             else:
                 # Evaluate first (a malformed element rolls back and spends nothing), but
@@ -403,6 +410,11 @@ class ShareServer:
             return card, WrongPin(left)
         conn.execute("UPDATE cards SET guesses_used = 0 WHERE card_id = ?", (card_id,))
         return card, None
+
+    def _proofs_pending(self, conn: sqlite3.Connection, card_id: str) -> bool:
+        return conn.execute(
+            "SELECT 1 FROM challenges WHERE card_id = ? AND state = 'evaluated' "
+            "AND expires_at >= ? LIMIT 1", (card_id, self._clock())).fetchone() is not None
 
     def _lock(self, conn: sqlite3.Connection, card_id: str) -> CardLocked:
         conn.execute("UPDATE cards SET locked = 1 WHERE card_id = ?", (card_id,))

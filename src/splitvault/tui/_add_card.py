@@ -24,6 +24,7 @@ from ._widgets import ErrorLine
 __all__ = ["AddCardScreen", "expiry_hint", "pan_hint"]
 
 _MIN_DIGITS = 12
+HOLDER_HINT = "as printed on the card"
 _EXPIRY = re.compile(r"([0-9]{2})/([0-9]{2}|[0-9]{4})")
 
 
@@ -93,13 +94,15 @@ class AddCardScreen(DemoScreen[str | None]):
                 yield Button("Continue", id="next", variant="primary")
 
     def on_mount(self) -> None:
-        self._line("pan").show(*pan_hint(""))
-        self._line("expiry").show(*expiry_hint("", self.today()))
-        self._line("holder").show("as printed on the card")
+        self._show("pan", *pan_hint(""))
+        self._show("expiry", *expiry_hint("", self.today()))
+        self._show("holder", HOLDER_HINT)
         self.query_one("#pan", Input).focus()
 
-    def _line(self, field: str) -> ErrorLine:
-        return self.query_one(f"#{field}-hint", ErrorLine)
+    def _show(self, field: str, text: str, kind: str = "hint") -> None:
+        """The line under ``field``; an error also turns the field's border red."""
+        self.query_one(f"#{field}-hint", ErrorLine).show(text, kind)
+        self.query_one(f"#{field}", Input).set_class(kind == "error", "-invalid")
 
     def _value(self, field: str) -> str:
         return self.query_one(f"#{field}", Input).value
@@ -108,15 +111,15 @@ class AddCardScreen(DemoScreen[str | None]):
 
     @on(Input.Changed, "#pan")
     def _pan_changed(self, event: Input.Changed) -> None:
-        self._line("pan").show(*pan_hint(event.value))
+        self._show("pan", *pan_hint(event.value))
 
     @on(Input.Changed, "#expiry")
     def _expiry_changed(self, event: Input.Changed) -> None:
-        self._line("expiry").show(*expiry_hint(event.value, self.today()))
+        self._show("expiry", *expiry_hint(event.value, self.today()))
 
     @on(Input.Changed, "#holder")
     def _holder_changed(self) -> None:
-        self._line("holder").show("as printed on the card")
+        self._show("holder", HOLDER_HINT)
 
     @on(Input.Submitted)
     def _field_submitted(self, event: Input.Submitted) -> None:
@@ -143,7 +146,7 @@ class AddCardScreen(DemoScreen[str | None]):
                               today=self.today())
         except InvalidCard as exc:
             field = _field_of(str(exc))
-            self._line(field).show(f"✗ {exc}", "error")
+            self._show(field, f"✗ {exc}", "error")
             self.query_one(f"#{field}", Input).focus()
             return None
 

@@ -33,12 +33,6 @@ class DemoApp(KeypadSafeApp[int]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "quit", "Quit")]
 
-    CSS = """
-    Screen { background: $background; }
-    Input { border: tall $panel-lighten-2; }
-    Input:focus { border: tall $accent; }
-    """
-
     def __init__(self, data_dir: Path | None = None, *, server_url: str | None = None,
                  pin_sha256: str | None = None, kdf: KdfProfile = KdfProfile.INTERACTIVE,
                  rng: random.Random | None = None,

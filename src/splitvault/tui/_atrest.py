@@ -52,8 +52,8 @@ def _blob(name: str, data: object) -> Field:
 
 def _text(name: str, value: object) -> Field:
     shown = "(none)" if value is None else str(value)
-    if len(shown) > 20:
-        shown = f"{shown[:12]}…{shown[-4:]}"
+    if len(shown) > 15:  # a card id: enough to tell two apart
+        shown = f"{shown[:8]}…{shown[-4:]}"
     return Field(name, shown)
 
 
@@ -94,16 +94,15 @@ def read_device_row(path: Path, card_id: str) -> list[Field]:
         return []
     return [
         _text("card_id", row[0]),
-        _text("brand, last4", f"{row[1]}, {row[2]}"),
-        _text("expiry", row[3]),
+        Field("in clear", f"{row[1]} {row[2]} {row[3]}"),
         _blob("sealed_record", row[4]),
         _blob("device_share", row[5]),
         _blob("sign_seed", row[6]),
         _blob("device_secret", row[7]),
         _blob("salt", row[8]),
-        _text("kdf", f"t={row[9]} m={_memory(row[10])} p={row[11]}"),
+        _text("kdf", f"t={row[9]} {_memory(row[10])} p={row[11]}"),
         _blob("server_key", row[12]),
-        _text("phrase", "(none)" if row[13] is None else f"“{row[13]}”"),
+        Field("phrase", "(none)" if row[13] is None else f"“{row[13]}”"),
     ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from textual.app import ComposeResult
+from textual.containers import Center
 from textual.content import Content
 from textual.widgets import Static
 
@@ -27,7 +28,6 @@ class KeypadScreen(DemoScreen[ResultT]):
 
     DEFAULT_CSS = """
     KeypadScreen {
-        align-horizontal: center;
         #prompt { width: 100%; height: 1; text-align: center; text-style: bold;
                   color: $text-primary; }
         #hint { text-align: center; }
@@ -41,8 +41,11 @@ class KeypadScreen(DemoScreen[ResultT]):
         yield Static(id="prompt")
         yield ErrorLine(id="hint")
         low, high = self.vault.pin_length
-        yield SecureKeypad(length=low, max_length=high, security_phrase=self.phrase(),
-                           rng=self.rng)
+        # Screen alignment moves all children as one block, and the lines above are full
+        # width: the keypad needs its own centring container.
+        with Center():
+            yield SecureKeypad(length=low, max_length=high, security_phrase=self.phrase(),
+                               rng=self.rng)
         yield Working()
 
     def phrase(self) -> str | None:

@@ -80,9 +80,9 @@ class LabScreen(DemoScreen[None]):
         .side { width: 1fr; height: auto; border: round $primary; padding: 0 1; }
         #device-side { border: round $accent; }
         .loot { margin-top: 1; }
-        #search { height: 3; padding: 0 1; }
-        #search-label { width: auto; padding: 1 1 0 0; }
-        #pan { width: 1fr; }
+        #search { height: 1; padding: 0 1; margin-top: 1; }
+        #search-label { width: auto; padding-right: 1; }
+        #pan { width: 1fr; margin-right: 1; }
         #search-hint { padding: 0 1; }
     }
     """
@@ -106,15 +106,14 @@ class LabScreen(DemoScreen[None]):
                     yield Static(id="device-loot", classes="loot")
             with Horizontal(id="search"):
                 yield Static("Search both sides for a card number:", id="search-label")
-                yield Input(placeholder="card number", id="pan", password=True,
-                            restrict=r"[0-9 ]*", max_length=23)
-                yield Button("Search", id="search-button")
+                yield Input(placeholder="masked, never stored", id="pan", password=True,
+                            restrict=r"[0-9 ]*", max_length=23, compact=True)
+                yield Button("Search", id="search-button", compact=True)
             yield ErrorLine(id="search-hint")
 
     def on_mount(self) -> None:
-        self.query_one("#search-hint", ErrorLine).show(
-            "Typed digits are masked, cleared at once and never stored.")
         self.action_reload()
+        self._describe_scan()
         self.query_one("#body").focus()
 
     def action_reload(self) -> None:
@@ -158,12 +157,21 @@ class LabScreen(DemoScreen[None]):
     def _guess_line(self) -> str:
         state = self.vault.card_state(self._card.card_id)
         if state is None:
-            return ("A thief with this device file must ask the server for every guess; "
-                    "the server counts them and locks the card.")
+            return ("A thief must ask the server for every PIN guess; it counts them "
+                    "and locks the card.")
         if state.locked:
             return "The card is locked: the server answers no more guesses, ever."
-        return ("A thief with this device file must ask the server for every guess: "
+        return ("A thief must ask the server for every PIN guess: "
                 f"{state.guesses_used} of {state.guess_limit} used.")
+
+    def _describe_scan(self) -> None:
+        scan = self._scan()
+        hint = self.query_one("#search-hint", ErrorLine)
+        if scan is None:
+            hint.show("Not scanned since this card was added: type its number to search.")
+            return
+        hint.show(f"Every file searched for {scan.device.encodings} byte patterns: "
+                  "ASCII, UTF-16, hex, base64, BCD.")
 
     # -- search for a typed card number --------------------------------------------------
 

@@ -108,12 +108,12 @@ class ResultScreen(DemoScreen[str | None]):
         #message { margin-top: 1; color: $foreground-muted; }
         #buttons { width: 60; height: 3; align-horizontal: right; margin-top: 1; }
         #buttons Button { margin-left: 1; }
-        .approved #panel { border: round $success; }
-        .approved #title { color: $text-success; }
-        .declined #panel, .wrong_pin #panel { border: round $warning; }
-        .declined #title, .wrong_pin #title { color: $text-warning; }
-        .locked #panel, .error #panel { border: round $error; }
-        .locked #title, .error #title { color: $text-error; }
+        &.approved #panel { border: round $success; }
+        &.approved #title { color: $text-success; }
+        &.declined #panel, &.wrong_pin #panel { border: round $warning; }
+        &.declined #title, &.wrong_pin #title { color: $text-warning; }
+        &.locked #panel, &.error #panel { border: round $error; }
+        &.locked #title, &.error #title { color: $text-error; }
     }
     """
 

@@ -9,6 +9,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Static
 from textual.worker import Worker
@@ -40,6 +41,7 @@ class WalletScreen(DemoScreen[None]):
         Binding("p", "pay", "Pay"),
         Binding("l", "lab", "Security lab"),
         Binding("d", "delete", "Delete"),
+        Binding("escape", "back", "Back", show=False),
     ]
 
     DEFAULT_CSS = """
@@ -61,7 +63,8 @@ class WalletScreen(DemoScreen[None]):
                                                      zebra_stripes=True)
             table.border_title = "Your cards"
             yield table
-            yield Static("No cards yet: press [b]a[/b] to add one", id="empty")
+            yield Static(Content.from_markup("No cards yet: press [b]a[/b] to add one"),
+                         id="empty")
         with Horizontal(id="actions"):
             yield Button("Add card", id="add", variant="primary")
             yield Button("Pay", id="pay", variant="success")

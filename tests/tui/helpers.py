@@ -1,0 +1,161 @@
+"""Driving the demo through the pilot, as a visitor would: typing, clicking keys."""
+
+from __future__ import annotations
+
+import datetime
+import random
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import Button, Input
+
+from splitvault import Card, Declined, KdfProfile, Pin
+from splitvault.keypad import KeypadKey, SecureKeypad
+from splitvault.tui import DemoApp
+
+SEED = 7
+TODAY = datetime.date(2025, 6, 1)
+PAN = "4111 1111 1111 1111"
+PAN_DIGITS = "4111111111111111"
+HOLDER = "KIM MINSU"
+PHRASE = "blue otter"
+PIN = "739184"
+WRONG_PIN = "580247"
+SIZE = (80, 24)
+APPROVAL_CODE = "K7Q2ZP"
+
+
+class FixedAcquirer:
+    """Approves with one fixed code (for stable snapshots), declines over 1,000,000."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def authorize(self, card: Card, amount: int, currency: str, merchant: str) -> str:
+        self.calls += 1
+        if amount > 1_000_000:
+            raise Declined("amount over limit")
+        return APPROVAL_CODE
+
+
+def make_app(data_dir: Path, **options: Any) -> DemoApp:
+    options.setdefault("kdf", KdfProfile.TEST_ONLY)
+    options.setdefault("rng", random.Random(SEED))
+    options.setdefault("today", lambda: TODAY)
+    if options.get("server_url") is None:
+        options.setdefault("acquirer", FixedAcquirer())
+    return DemoApp(data_dir, **options)
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    """Let every vault worker finish and its result reach the screens."""
+    await pilot.pause()
+    while any(worker.is_running for worker in pilot.app.workers):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def digit_key(app: DemoApp, digit: str) -> KeypadKey:
+    """The keypad key labelled ``digit`` right now (the layout moves after each press)."""
+    keys = [key for key in app.screen.query(KeypadKey) if str(key.label) == digit]
+    assert len(keys) == 1, f"{len(keys)} keys labelled {digit!r}"
+    return keys[0]
+
+
+async def click_pin(pilot: Pilot[Any], digits: str) -> None:
+    """Click each digit's key by its label, then OK: the mouse alone."""
+    app = pilot.app
+    assert isinstance(app, DemoApp)
+    for digit in digits:
+        assert await pilot.click(digit_key(app, digit))
+        await pilot.pause()
+    ok = [key for key in app.screen.query(KeypadKey) if str(key.label) == "OK"]
+    assert await pilot.click(ok[0])
+    await settle(pilot)
+
+
+async def tap_pin(pilot: Pilot[Any], digits: str) -> None:
+    """As :func:`click_pin`, faster: presses each key found by its label as a click does
+    (``Button.press``), and waits only until the keypad has taken the digit (and drawn
+    its next layout) instead of for three mouse events to settle."""
+    app = pilot.app
+    assert isinstance(app, DemoApp)
+    pad = keypad(app)
+    for count, digit in enumerate(digits, start=1):
+        digit_key(app, digit).press()
+        for _ in range(100):
+            if pad.count == count:
+                break
+            await pilot.pause(0)
+        assert pad.count == count
+    [ok] = [key for key in app.screen.query(KeypadKey) if str(key.label) == "OK"]
+    ok.press()
+    await settle(pilot)
+
+
+async def click_button(pilot: Pilot[Any], label: str) -> None:
+    """Click the one visible button on the current screen whose label reads ``label``."""
+    buttons = [b for b in pilot.app.screen.query(Button)
+               if str(b.label) == label and b.display and not isinstance(b, KeypadKey)]
+    assert len(buttons) == 1, f"{len(buttons)} buttons labelled {label!r}"
+    assert await pilot.click(buttons[0])
+    await settle(pilot)
+
+
+async def type_into(pilot: Pilot[Any], selector: str, text: str, *, keys: bool = False) -> None:
+    """Click a field and fill it in: key by key with ``keys``, else as a paste would
+    (much faster; the field's ``restrict`` still applies)."""
+    field = pilot.app.screen.query_one(selector, Input)
+    assert await pilot.click(field)
+    field.clear()
+    if keys:
+        await pilot.press(*text)
+    else:
+        field.insert_text_at_cursor(text)
+    await pilot.pause()
+
+
+async def fill_card(pilot: Pilot[Any], pan: str = PAN, expiry: str = "12/30",
+                    holder: str = HOLDER) -> None:
+    await type_into(pilot, "#pan", pan)
+    await type_into(pilot, "#expiry", expiry)
+    await type_into(pilot, "#holder", holder)
+
+
+async def add_card(pilot: Pilot[Any], pin: str = PIN, phrase: str = PHRASE) -> None:
+    """From the wallet: the whole enrollment, by mouse."""
+    await click_button(pilot, "Add card")
+    await fill_card(pilot)
+    await click_button(pilot, "Continue")
+    await type_into(pilot, "#phrase", phrase)
+    await click_button(pilot, "Continue to PIN")
+    await click_pin(pilot, pin)
+    await click_pin(pilot, pin)
+
+
+async def pay(pilot: Pilot[Any], pin: str = PIN, amount: str | None = None,
+              *, fast: bool = False) -> None:
+    """From the wallet, with a card selected: the payment form, then the keypad."""
+    await click_button(pilot, "Pay")
+    if amount is not None:
+        await type_into(pilot, "#amount", amount)
+    await click_button(pilot, "Pay with PIN")
+    await (tap_pin if fast else click_pin)(pilot, pin)
+
+
+def enroll_directly(app: DemoApp, pin: str = PIN, phrase: str = PHRASE) -> str:
+    """Enroll a card without the UI, for tests about what comes after (the vault
+    still scans both sides, as after an enrollment through the UI)."""
+    card = Card.parse(PAN, "12/30", HOLDER, today=TODAY)
+    with Pin.from_digits(pin) as secret:
+        return app.vault.enroll(card, secret, phrase)
+
+
+def keypad(app: DemoApp) -> SecureKeypad:
+    return app.screen.query_one(SecureKeypad)
+
+
+def screen_text(app: DemoApp) -> str:
+    """Everything on screen as plain text."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
