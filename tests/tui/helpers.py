@@ -75,7 +75,7 @@ async def click_pin(pilot: Pilot[Any], digits: str) -> None:
     await settle(pilot)
 
 
-async def tap_pin(pilot: Pilot[Any], digits: str) -> None:
+async def tap_pin(pilot: Pilot[Any], digits: str, *, wait: bool = True) -> None:
     """As :func:`click_pin`, faster: presses each key found by its label as a click does
     (``Button.press``), and waits only until the keypad has taken the digit (and drawn
     its next layout) instead of for three mouse events to settle."""
@@ -91,7 +91,8 @@ async def tap_pin(pilot: Pilot[Any], digits: str) -> None:
         assert pad.count == count
     [ok] = [key for key in app.screen.query(KeypadKey) if str(key.label) == "OK"]
     ok.press()
-    await settle(pilot)
+    if wait:
+        await settle(pilot)
 
 
 async def click_button(pilot: Pilot[Any], label: str) -> None:

@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
+import subprocess  # nosec B404: starts our own server process, fixed arguments
 import sys
 import tempfile
 import threading
@@ -35,7 +35,7 @@ PIN = "739184"
 def _start(root: Path) -> tuple[subprocess.Popen[str], str]:
     kek = root / "kek.key"
     Kek.generate().write(kek)
-    proc = subprocess.Popen(  # noqa: S603  (our own interpreter and module, fixed arguments)
+    proc = subprocess.Popen(  # noqa: S603  # nosec B603: our interpreter, fixed arguments
         [sys.executable, "-m", "splitvault.server._serve", "--db", str(root / "server.db"),
          "--kek-file", str(kek), "--port", "0", "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -104,7 +104,7 @@ def run(duration: float = 5.0, clients: int = 32, *, profile: Path | None = None
                 cards.append(device.enroll(card, pin))
         py_spy = shutil.which("py-spy") if profile is not None else None
         if py_spy is not None:
-            spy = subprocess.Popen(  # noqa: S603  (fixed arguments)
+            spy = subprocess.Popen(  # noqa: S603  # nosec B603: py-spy, fixed arguments
                 [py_spy, "record", "--pid", str(proc.pid), "--duration", str(int(duration)),
                  "--format", "raw", "--output", str(profile), "--threads", "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

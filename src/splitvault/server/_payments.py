@@ -106,8 +106,8 @@ class PaymentFlow:
                 event = "authorized" if outcome.approved else "declined"
                 server._audit(conn, event, card_id)
             recorded = True
-        except Exception:  # noqa: S110  (handled below, outside the except block)
-            pass
+        except Exception:
+            recorded = False  # handled below, outside the except block
         if not recorded:
             # The acquirer answered but we could not write it down (disk full, I/O
             # error): money may have moved, so the answer is "in doubt", never "failed".
@@ -131,8 +131,8 @@ class PaymentFlow:
             verdict, reason = "declined", _clean(declined.reason) or "declined"
         except AcquirerUnavailable:
             verdict = "unavailable"
-        except Exception:  # noqa: S110  (any other failure leaves verdict "doubt")
-            pass
+        except Exception:
+            verdict = "doubt"  # anything else: see below
         if verdict == "unavailable":
             # The acquirer says it never took the payment: nothing was charged, nothing
             # is recorded, and a retry may try again.
@@ -153,10 +153,10 @@ class PaymentFlow:
         try:
             with self._server._db.write() as conn:
                 self._server._ledger.mark_in_doubt(conn, key)
-        except Exception:  # noqa: S110
+        except Exception:
             # Best effort: a row left 'pending' and no longer in flight is treated as
             # in doubt anyway (see _recorded).
-            pass
+            return
 
     @contextmanager
     def _in_flight(self, key: bytes) -> Iterator[None]:

@@ -8,7 +8,6 @@ holder's name are never kept).
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,9 +89,10 @@ class DemoVault:
              pin_sha256: str | None = None, kdf: KdfProfile = KdfProfile.INTERACTIVE,
              acquirer: Acquirer | None = None) -> DemoVault:
         folder = default_data_dir() if data_dir is None else Path(data_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        # The folder holds a device share and, embedded, the server's key file.
-        os.chmod(folder, 0o700)
+        if not folder.exists():
+            # It will hold a device share and, embedded, the server's key file: private.
+            # A folder the user named and that already exists keeps its permissions.
+            folder.mkdir(parents=True, mode=0o700)
         if server_url is not None:
             device = Device.open(folder / DEVICE_DB, server=server_url, kdf=kdf,
                                  pin_sha256=pin_sha256)
