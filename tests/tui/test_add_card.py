@@ -13,7 +13,7 @@ from splitvault.tui._add_card import AddCardScreen, expiry_hint, pan_hint
 from splitvault.tui._phrase import PhraseScreen
 from splitvault.tui._widgets import ErrorLine
 
-from .helpers import SIZE, TODAY, click_button, fill_card, screen_text, type_into
+from .helpers import SIZE, click_button, fill_card, screen_text, type_into
 
 Demo = Callable[..., DemoApp]
 
@@ -51,58 +51,27 @@ def test_expiry_hint(typed: str, kind: str, fragment: str) -> None:
     assert got == kind and fragment in text
 
 
-async def test_bad_luhn_is_an_inline_error(demo: Demo) -> None:
-    """A mistyped number is caught live and on Continue; the form stays, nothing else."""
+async def test_inline_errors_field_by_field(demo: Demo) -> None:
+    """Each mistake is caught live and again on Continue, shown under its own field
+    (whose border turns red), which gets the focus; the form stays until all is well."""
     app = demo()
     async with app.run_test(size=SIZE) as pilot:
         await click_button(pilot, "Add card")
-        await fill_card(pilot, pan="4111 1111 1111 1112")
-        assert "✗ fails the Luhn check" in screen_text(app)
-        await click_button(pilot, "Continue")
-        assert isinstance(app.screen, AddCardScreen)
-        line = app.screen.query_one("#pan-hint", ErrorLine)
-        assert line.is_error and "Luhn" in str(line.render())
-        assert app.focused is app.screen.query_one("#pan")
-
-
-async def test_expired_card_is_an_inline_error(demo: Demo) -> None:
-    """An expired card stays on the form with the error under the expiry."""
-    app = demo()
-    async with app.run_test(size=SIZE) as pilot:
-        await click_button(pilot, "Add card")
-        await fill_card(pilot, expiry="05/25")
-        assert "✗ this card has expired" in screen_text(app)
-        await click_button(pilot, "Continue")
-        assert isinstance(app.screen, AddCardScreen)
-        assert "card has expired" in screen_text(app)
-        assert app.focused is app.screen.query_one("#expiry")
-
-
-async def test_missing_name_is_an_inline_error(demo: Demo) -> None:
-    """No name: the error sits under the name field."""
-    app = demo()
-    async with app.run_test(size=SIZE) as pilot:
-        await click_button(pilot, "Add card")
-        await fill_card(pilot, holder="   ")
-        await click_button(pilot, "Continue")
-        assert isinstance(app.screen, AddCardScreen)
-        assert app.screen.query_one("#holder-hint", ErrorLine).is_error
-
-
-async def test_only_digits_and_spaces_go_into_the_number(demo: Demo) -> None:
-    """The number field refuses letters as they are typed."""
-    app = demo()
-    async with app.run_test(size=SIZE) as pilot:
-        await click_button(pilot, "Add card")
-        await type_into(pilot, "#pan", "4111-abcd 1111", keys=True)
-        assert app.screen.query_one("#pan", Input).value == "4111 1111"
-
-
-async def test_a_valid_card_moves_on_to_the_phrase(demo: Demo) -> None:
-    """A valid card goes on to the security phrase, dated by the injected clock."""
-    app = demo(today=lambda: TODAY)
-    async with app.run_test(size=SIZE) as pilot:
-        await click_button(pilot, "Add card")
-        await fill_card(pilot, expiry="06/25")
+        await fill_card(pilot, pan="", expiry="05/25", holder="  ")
+        # Typed key by key: the number field drops anything but digits and spaces.
+        await type_into(pilot, "#pan", "4111-1111 abc1111 1112", keys=True)
+        assert app.screen.query_one("#pan", Input).value == "41111111 1111 1112"
+        text = screen_text(app)
+        assert "✗ fails the Luhn check" in text and "✗ this card has expired" in text
+        fixes = {"pan": "4111 1111 1111 1111", "expiry": "12/30", "holder": "KIM MINSU"}
+        for field in fixes:
+            await click_button(pilot, "Continue")
+            assert isinstance(app.screen, AddCardScreen)
+            # Every remaining mistake is shown; the focus goes to the first.
+            for pending in list(fixes)[list(fixes).index(field):]:
+                assert app.screen.query_one(f"#{pending}-hint", ErrorLine).is_error
+                assert app.screen.query_one(f"#{pending}", Input).has_class("-invalid")
+            assert app.focused is app.screen.query_one(f"#{field}", Input)
+            await type_into(pilot, f"#{field}", fixes[field])
         await click_button(pilot, "Continue")
         assert isinstance(app.screen, PhraseScreen)

@@ -59,30 +59,9 @@ async def test_enroll_then_pay_by_mouse(demo: Demo) -> None:
         assert isinstance(app.screen, WalletScreen)
 
 
-async def test_mismatched_pins_start_again(demo: Demo) -> None:
-    """Two different PINs: an error, and the keypad asks for a new PIN from scratch."""
-    app = demo()
-    async with app.run_test(size=SIZE) as pilot:
-        await click_button(pilot, "Add card")
-        await fill_card(pilot)
-        await click_button(pilot, "Continue")
-        await click_button(pilot, "Continue to PIN")
-        await tap_pin(pilot, PIN)
-        assert "Enter the same PIN again" in screen_text(app)
-        await tap_pin(pilot, WRONG_PIN)
-        assert isinstance(app.screen, SetPinScreen)
-        assert keypad(app).status == "PINs did not match"
-        assert "The two PINs were different" in screen_text(app)
-        assert "Choose a 6-digit PIN" in screen_text(app)
-        assert app.vault.cards() == []
-        # ... and the right PIN twice still works.
-        await tap_pin(pilot, PIN)
-        await tap_pin(pilot, PIN)
-        assert len(app.vault.cards()) == 1
-
-
-async def test_weak_pin_is_refused_at_once(demo: Demo) -> None:
-    """A weak PIN is refused after the first entry, not after typing it twice."""
+async def test_set_pin_refuses_weak_then_mismatched_pins(demo: Demo) -> None:
+    """A weak PIN is refused after its first entry; two different PINs start over; then
+    the same good PIN twice enrolls the card."""
     app = demo()
     async with app.run_test(size=SIZE) as pilot:
         await click_button(pilot, "Add card")
@@ -93,6 +72,19 @@ async def test_weak_pin_is_refused_at_once(demo: Demo) -> None:
         assert keypad(app).status == "Too easy to guess: try another"
         assert "too easy to guess" in screen_text(app)
         assert "Choose a 6-digit PIN" in screen_text(app)
+
+        await tap_pin(pilot, PIN)
+        assert "Enter the same PIN again" in screen_text(app)
+        await tap_pin(pilot, WRONG_PIN)
+        assert isinstance(app.screen, SetPinScreen)
+        assert keypad(app).status == "PINs did not match"
+        assert "The two PINs were different" in screen_text(app)
+        assert "Choose a 6-digit PIN" in screen_text(app)
+        assert app.vault.cards() == []
+
+        await tap_pin(pilot, PIN)
+        await tap_pin(pilot, PIN)
+        assert isinstance(app.screen, WalletScreen) and len(app.vault.cards()) == 1
 
 
 async def test_wrong_pin_until_locked(demo: Demo) -> None:
@@ -108,7 +100,8 @@ async def test_wrong_pin_until_locked(demo: Demo) -> None:
             assert f"{left} more wrong PIN" in screen_text(app)
             await click_button(pilot, "Try the PIN again")
             assert isinstance(app.screen, PayPinScreen)
-            assert keypad(app).status == f"Wrong PIN: {left} attempts left"
+            plural = "s" if left > 1 else ""
+            assert keypad(app).status == f"Wrong PIN: {left} attempt{plural} left"
             await tap_pin(pilot, WRONG_PIN)
         assert isinstance(app.screen, ResultScreen)
         assert app.screen.view.kind == "locked"
@@ -177,22 +170,6 @@ async def test_keyboard_alone(demo: Demo) -> None:
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, WalletScreen)
-
-
-async def test_escape_goes_back_step_by_step(demo: Demo) -> None:
-    """Escape leaves the PIN step for the phrase, then the form, then the wallet."""
-    app = demo()
-    async with app.run_test(size=SIZE) as pilot:
-        await click_button(pilot, "Add card")
-        await fill_card(pilot)
-        await click_button(pilot, "Continue")
-        await click_button(pilot, "Continue to PIN")
-        assert isinstance(app.screen, SetPinScreen)
-        for _ in range(3):
-            await pilot.press("escape")
-            await pilot.pause()
-        assert isinstance(app.screen, WalletScreen)
-        assert app.vault.cards() == []
 
 
 async def test_amount_is_shown_with_separators(demo: Demo) -> None:

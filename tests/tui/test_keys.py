@@ -12,6 +12,7 @@ from textual.widgets import Button, Input
 from splitvault.keypad import SecureKeypad
 from splitvault.tui import DemoApp
 from splitvault.tui._set_pin import SetPinScreen
+from splitvault.tui._wallet import WalletScreen
 
 from .helpers import (
     SIZE,
@@ -41,31 +42,26 @@ async def test_q_quits_from_the_wallet(demo: Demo) -> None:
         assert not app.is_running
 
 
-async def test_q_does_not_quit_from_the_keypad(demo: Demo) -> None:
-    """On the keypad, q is swallowed: the keypad keeps focus and nothing is entered."""
+async def test_while_the_keypad_is_open(demo: Demo) -> None:
+    """On the keypad, q is swallowed (the keypad keeps focus, nothing is entered, and the
+    footer offers no Quit), and the palette offers no Screenshot, as it does elsewhere."""
     app = demo()
     async with app.run_test(size=SIZE) as pilot:
+
+        def screenshot_offered() -> bool:
+            return any("screenshot" in c.title.lower()
+                       for c in app.get_system_commands(app.screen))
+
+        assert screenshot_offered()
         await _to_set_pin(pilot)
         assert isinstance(app.focused, SecureKeypad)
+        assert not screenshot_offered()
         await pilot.press("q")
         await pilot.pause()
         assert app.is_running and isinstance(app.screen, SetPinScreen)
         assert keypad(app).count == 0
         quit_binding = app.screen.active_bindings.get("q")
-        assert quit_binding is None or not quit_binding.enabled  # and so not in the footer
-
-
-async def test_screenshot_command_is_hidden_while_the_keypad_is_open(demo: Demo) -> None:
-    """The palette offers Screenshot on the wallet but not while a keypad is open."""
-    app = demo()
-    async with app.run_test(size=SIZE) as pilot:
-
-        def titles() -> list[str]:
-            return [c.title for c in app.get_system_commands(app.screen)]
-
-        assert any("screenshot" in t.lower() for t in titles())
-        await _to_set_pin(pilot)
-        assert not any("screenshot" in t.lower() for t in titles())
+        assert quit_binding is None or not quit_binding.enabled
 
 
 def _fits(app: DemoApp) -> None:
@@ -83,16 +79,18 @@ def _fits(app: DemoApp) -> None:
 
 
 async def test_every_screen_fits_80_by_24(demo: Demo) -> None:
-    """Wallet, form, phrase, keypad, pay, result and lab, each at 80x24."""
+    """Wallet, form, keypad, pay, result and lab, each at 80x24; on the way, Escape
+    steps back from the PIN to the phrase to the form to the wallet."""
     app = demo()
     enroll_directly(app)
     async with app.run_test(size=SIZE) as pilot:
         _fits(app)
         await _to_set_pin(pilot)
         _fits(app)
-        for _ in range(3):
+        for _ in range(3):  # Escape: PIN -> phrase -> card form -> wallet
             await pilot.press("escape")
             await pilot.pause()
+        assert isinstance(app.screen, WalletScreen) and len(app.vault.cards()) == 1
         await click_button(pilot, "Pay")
         _fits(app)
         await click_button(pilot, "Pay with PIN")

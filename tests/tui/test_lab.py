@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from textual.widgets import Input
+from textual.widgets import DataTable, Input
 
-from splitvault import CardSummary
+from splitvault import Card, CardSummary, Pin
 from splitvault.tui import DemoApp
 from splitvault.tui._atrest import preview, read_device_row, read_server_row
 from splitvault.tui._lab import LabScreen
@@ -17,7 +17,9 @@ from .helpers import (
     HOLDER,
     PAN,
     PAN_DIGITS,
+    PIN,
     SIZE,
+    TODAY,
     click_button,
     enroll_directly,
     screen_text,
@@ -111,3 +113,19 @@ async def test_remote_server_shows_the_device_side_only(tmp_path: Path, demo: De
         await pilot.pause()
         text = screen_text(app)
         assert "Server · remote" in text and "No card data" in text
+
+
+async def test_mouse_picks_which_card_the_lab_shows(demo: Demo) -> None:
+    """Click a card's row, then the lab button: the lab is about that card."""
+    app = demo()
+    enroll_directly(app)
+    with Pin.from_digits(PIN) as pin:
+        app.vault.enroll(Card.parse("5500 0000 0000 0004", "08/29", "LEE JIEUN", today=TODAY),
+                         pin, None)
+    async with app.run_test(size=SIZE) as pilot:
+        # Inside the table's border: the header is row 1, the cards rows 2 and 3.
+        assert await pilot.click(DataTable, offset=(6, 3))
+        await click_button(pilot, "Security lab")
+        text = screen_text(app)
+        assert "What each side stores for Mastercard •••• 0004" in text
+        assert "mastercard 0004 08/29" in text and "(none)" in text  # no phrase chosen

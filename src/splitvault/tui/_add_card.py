@@ -16,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label
 
-from .._card import BRAND_NAMES, Card, brand_of, luhn_valid
+from .._card import BRAND_NAMES, Card, brand_of, luhn_valid, normalise_pan
 from .._errors import InvalidCard
 from ._base import DemoScreen
 from ._widgets import ErrorLine
@@ -80,14 +80,15 @@ class AddCardScreen(DemoScreen[str | None]):
         yield from self.frame()
         with Vertical(id="form"):
             yield Label("Card number")
-            yield Input(placeholder="4111 1111 1111 1111", id="pan", restrict=r"[0-9 ]*",
-                        max_length=23)
+            yield Input(placeholder="4111 1111 1111 1111", id="pan", classes="field",
+                        restrict=r"[0-9 ]*", max_length=23)
             yield ErrorLine(id="pan-hint")
             yield Label("Expiry")
-            yield Input(placeholder="MM/YY", id="expiry", restrict=r"[0-9/]*", max_length=7)
+            yield Input(placeholder="MM/YY", id="expiry", classes="field",
+                        restrict=r"[0-9/]*", max_length=7)
             yield ErrorLine(id="expiry-hint")
             yield Label("Name on card")
-            yield Input(placeholder="KIM MINSU", id="holder", max_length=64)
+            yield Input(placeholder="KIM MINSU", id="holder", classes="field", max_length=64)
             yield ErrorLine(id="holder-hint")
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel")
@@ -140,15 +141,34 @@ class AddCardScreen(DemoScreen[str | None]):
         self.app.push_screen(PhraseScreen(card), self._enrolled)
 
     def _parse(self) -> Card | None:
-        """The card, or ``None`` with the problem shown under its field."""
+        """The card, or ``None`` with every problem shown under its field and the focus
+        on the first one."""
+        problems = self._field_problems()
+        if not problems:
+            try:
+                return Card.parse(self._value("pan"), self._value("expiry"),
+                                  self._value("holder"), today=self.today())
+            except InvalidCard as exc:  # anything the field checks did not foresee
+                problems = {_field_of(str(exc)): str(exc)}
+        for field, message in problems.items():
+            self._show(field, f"✗ {message}", "error")
+        first = next(f for f in ("pan", "expiry", "holder") if f in problems)
+        self.query_one(f"#{first}", Input).focus()
+        return None
+
+    def _field_problems(self) -> dict[str, str]:
+        """Each field checked on its own, so all mistakes show at once."""
+        problems: dict[str, str] = {}
         try:
-            return Card.parse(self._value("pan"), self._value("expiry"), self._value("holder"),
-                              today=self.today())
+            normalise_pan(self._value("pan"))
         except InvalidCard as exc:
-            field = _field_of(str(exc))
-            self._show(field, f"✗ {exc}", "error")
-            self.query_one(f"#{field}", Input).focus()
-            return None
+            problems["pan"] = str(exc)
+        text, kind = expiry_hint(self._value("expiry"), self.today())
+        if kind != "ok":
+            problems["expiry"] = text.removeprefix("✗ ")
+        if not self._value("holder").strip():
+            problems["holder"] = "the name on the card is needed"
+        return problems
 
     def _enrolled(self, card_id: str | None) -> None:
         if card_id is None:

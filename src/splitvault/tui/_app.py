@@ -33,6 +33,14 @@ class DemoApp(KeypadSafeApp[int]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "quit", "Quit")]
 
+    # Form fields get a visible frame even when not focused, red when wrong.
+    CSS = """
+    Input.field { border: tall $panel-lighten-2; }
+    Input.field:focus { border: tall $accent; }
+    Input.field.-invalid { border: tall $error 60%; }
+    Input.field.-invalid:focus { border: tall $error; }
+    """
+
     def __init__(self, data_dir: Path | None = None, *, server_url: str | None = None,
                  pin_sha256: str | None = None, kdf: KdfProfile = KdfProfile.INTERACTIVE,
                  rng: random.Random | None = None,

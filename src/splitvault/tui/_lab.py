@@ -42,14 +42,19 @@ REMOTE_SERVER = ("The server is remote: its row lives on that machine. It holds 
 
 
 def fields_table(fields: list[Field]) -> Table:
-    """Name, value (hex for key material), size right-aligned."""
+    """Name, then the value: key material as cyan hex with its size right-aligned,
+    plain values using the whole width (a pane is only 36 cells wide at 80 columns)."""
     table = Table.grid(padding=(0, 1), expand=True)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
-    table.add_column(justify="right", style="dim", no_wrap=True)
+    width = max((len(f.value) for f in fields if f.size), default=0)
     for field in fields:
-        style = "cyan" if field.secret else ""
-        table.add_row(field.name, Text(field.value, style=style), field.size)
+        if field.size:
+            value = Text(field.value.ljust(width), style="cyan" if field.secret else "")
+            value.append(field.size.rjust(6), style="dim")
+        else:
+            value = Text(field.value)
+        table.add_row(field.name, value)
     return table
 
 

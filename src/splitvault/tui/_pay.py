@@ -86,10 +86,11 @@ class PayScreen(DemoScreen[None]):
             yield Static(Content(f"{card_label(self._card)}   expires {self._card.expiry}"),
                          id="card")
             yield Label("Merchant")
-            yield Input(DEFAULT_MERCHANT, id="merchant", max_length=64)
+            yield Input(DEFAULT_MERCHANT, id="merchant", classes="field", max_length=64)
             yield ErrorLine(id="merchant-hint")
             yield Label(f"Amount ({CURRENCY})")
-            yield Input(DEFAULT_AMOUNT, id="amount", restrict=r"[0-9,]*", max_length=17)
+            yield Input(DEFAULT_AMOUNT, id="amount", classes="field", restrict=r"[0-9,]*",
+                        max_length=17)
             yield ErrorLine(id="amount-shown")
             yield Static(self._note(), id="note", markup=False)
             with Horizontal(id="buttons"):
@@ -154,6 +155,7 @@ class PayScreen(DemoScreen[None]):
         digits = self.query_one("#amount", Input).value.replace(",", "")
         merchant = self.query_one("#merchant", Input).value
         try:
+            # The idempotency key is chosen later, per attempt; a placeholder passes here.
             payment = validate_payment(int(digits or "0"), CURRENCY, merchant, "check")
         except InvalidPayment as exc:
             field = "amount-shown" if "amount" in str(exc) else "merchant-hint"
@@ -188,7 +190,8 @@ class PayScreen(DemoScreen[None]):
         if choice == "retry":
             status = ""
             if isinstance(outcome.error, WrongPin):
-                status = f"Wrong PIN: {outcome.error.attempts_left} attempts left"
+                left = outcome.error.attempts_left
+                status = f"Wrong PIN: {left} attempt{'' if left == 1 else 's'} left"
             self._ask_pin(purchase, status)
         elif choice == "done":
             self.dismiss(None)

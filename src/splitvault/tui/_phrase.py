@@ -56,7 +56,7 @@ class PhraseScreen(DemoScreen[str | None]):
         with Vertical(id="form"):
             yield Static(EXPLAIN, id="explain", markup=False)
             yield Label("Security phrase")
-            yield Input(placeholder="blue otter by the lake", id="phrase",
+            yield Input(placeholder="blue otter by the lake", id="phrase", classes="field",
                         max_length=MAX_PHRASE)
             yield ErrorLine(f"up to {MAX_PHRASE} characters; leave empty to skip",
                             id="phrase-hint")
@@ -73,6 +73,7 @@ class PhraseScreen(DemoScreen[str | None]):
         text = self.query_one(Input).value.strip()
         if text and not text.isprintable():
             self.query_one(ErrorLine).show("✗ only printable characters, please", "error")
+            self.query_one(Input).add_class("-invalid")
             return
         self.app.push_screen(SetPinScreen(self._card, text or None), self._enrolled)
 

@@ -21,9 +21,8 @@ from ._work import finished, start
 
 __all__ = ["ConfirmDelete", "WalletScreen", "card_label"]
 
-INTRO = ("Each card is split in two: one share on this device, one on the server. "
-         "Neither half is the card. Pay with a PIN on a shuffled keypad; "
-         "open the security lab to see both halves.")
+INTRO = ("Each card is split in two: one share on this device, one on the server.\n"
+         "Neither half is the card: the security lab shows you both.")
 
 
 def card_label(card: CardSummary) -> str:
@@ -55,9 +54,11 @@ class WalletScreen(DemoScreen[None]):
     }
     """
 
+    _has_cards = False
+
     def compose(self) -> ComposeResult:
         yield from self.frame()
-        yield Static(INTRO, id="intro")
+        yield Static(INTRO, id="intro", markup=False)
         with Vertical(id="body"):
             table: DataTable[str | Text] = DataTable(id="cards", cursor_type="row",
                                                      zebra_stripes=True)
@@ -92,10 +93,12 @@ class WalletScreen(DemoScreen[None]):
             guesses, status = self._state_cells(card.card_id)
             table.add_row(card_label(card), card.expiry, guesses, status, key=card.card_id)
         empty = table.row_count == 0
+        self._has_cards = not empty
         table.display = not empty
         self.query_one("#empty").display = empty
         for button_id in ("#pay", "#lab", "#delete"):
             self.query_one(button_id, Button).disabled = empty
+        self.refresh_bindings()
         if previous is not None and previous in table.rows:
             table.move_cursor(row=table.get_row_index(previous))
         (self.query_one("#add") if empty else table).focus()
@@ -124,6 +127,11 @@ class WalletScreen(DemoScreen[None]):
 
     def action_back(self) -> None:
         """Nothing to go back to from the wallet."""
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("pay", "lab", "delete") and not self._has_cards:
+            return None  # shown greyed out in the footer: there is no card yet
+        return True
 
     def action_add_card(self) -> None:
         from ._add_card import AddCardScreen

@@ -4,7 +4,7 @@ and a line for inline errors."""
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Center, Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import ProgressBar, Static
 
@@ -36,7 +36,7 @@ class BrandBar(Horizontal):
         self._mode = mode
 
     def compose(self) -> ComposeResult:
-        yield Static(Content.from_markup("◆ splitvault"), id="brand")
+        yield Static(Content("◆ splitvault"), id="brand")
         yield Static(Content(self._title), id="screen-title")
         yield Static(Content(self._mode), id="mode")
 
@@ -53,7 +53,6 @@ class Working(Vertical):
         height: auto;
         width: 100%;
         display: none;
-        align-horizontal: center;
         &.-busy { display: block; }
         #working-text { width: 100%; text-align: center; color: $text-accent; }
         ProgressBar { width: auto; }
@@ -63,7 +62,8 @@ class Working(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(id="working-text")
-        yield ProgressBar(total=None, show_eta=False, show_percentage=False)
+        with Center():  # a Vertical aligns its children as one block: centre the bar alone
+            yield ProgressBar(total=None, show_eta=False, show_percentage=False)
 
     def start(self, text: str) -> None:
         self.query_one("#working-text", Static).update(Content(text))
