@@ -90,3 +90,12 @@ def test_from_digits_only_raises_invalid_pin(text: str) -> None:
     except sv.InvalidPin:
         return
     assert 4 <= len(pin) <= 12 and bytes(pin._digits()).isdigit()
+
+
+def test_device_checks_new_pins_against_its_policy(device: sv.Device) -> None:
+    """Device.check_new_pin applies the device's policy, so a UI can refuse early."""
+    with pytest.raises(sv.WeakPin):
+        device.check_new_pin(sv.Pin.from_digits("123456"))
+    with pytest.raises(sv.InvalidPin, match="exactly 6"):
+        device.check_new_pin(sv.Pin.from_digits("7391"))
+    device.check_new_pin(sv.Pin.from_digits("739184"))

@@ -195,6 +195,12 @@ class Device:
             pin_seed[:] = bytes(len(pin_seed))
         return self._server.authorize(request)
 
+    def check_new_pin(self, pin: Pin) -> None:
+        """Raise ``InvalidPin`` or ``WeakPin`` unless ``pin`` may be chosen as a new PIN
+        under this device's policy (so a UI can refuse it before asking twice)."""
+        _check_pin(pin)
+        check_new_pin(pin, self.pin_policy)
+
     def cards(self) -> list[CardSummary]:
         """The enrolled cards: id, brand, last 4 digits, expiry. Never the PAN."""
         return [CardSummary(*row) for row in self._store.active()]

@@ -17,7 +17,7 @@ import platformdirs
 from .._attack.scan import encodings, scan_files, sqlite_files
 from .._authorization import Authorization, CardSummary
 from .._card import Card
-from .._pin import Pin, check_new_pin
+from .._pin import Pin
 from .._profiles import KdfProfile
 from ..device import Device
 from ..server import Acquirer, CardState, ShareServer
@@ -138,7 +138,7 @@ class DemoVault:
 
     def check_new_pin(self, pin: Pin) -> None:
         """``WeakPin``/``InvalidPin`` now, before the user types the PIN a second time."""
-        check_new_pin(pin, self.device.pin_policy)
+        self.device.check_new_pin(pin)
 
     @property
     def pin_length(self) -> tuple[int, int]:
