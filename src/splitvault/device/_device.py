@@ -246,12 +246,8 @@ class Device:
         card = self._store.get(card_id)
         challenge = self._server.challenge(card.card_id)
         request = DeleteRequest(card.card_id, challenge.challenge_id, b"")
-        seed = bytearray(card.sign_seed)
-        try:
-            request = dataclasses.replace(
-                request, signature=sign(seed, request.signed_bytes(challenge.nonce)))
-        finally:
-            seed[:] = bytes(len(seed))
+        request = dataclasses.replace(
+            request, signature=_device_sign(card, request.signed_bytes(challenge.nonce)))
         # UnknownCard: already gone on the server (an earlier delete crashed half-way).
         with contextlib.suppress(UnknownCard):
             self._server.delete(request)
@@ -266,17 +262,22 @@ class Device:
         with BlindedPin(card.card_id, pin) as blinded:
             request = EvaluateRequest(card.card_id, challenge.challenge_id, blinded.blinded,
                                       b"")
-            seed = bytearray(card.sign_seed)
-            try:
-                request = dataclasses.replace(
-                    request, signature=sign(seed, request.signed_bytes(challenge.nonce)))
-            finally:
-                seed[:] = bytes(len(seed))
+            request = dataclasses.replace(
+                request, signature=_device_sign(card, request.signed_bytes(challenge.nonce)))
             reply = self._server.evaluate(request)
             pin_seed = derive_pin_seed(blinded.finalize(reply.evaluated), salt=card.salt,
                                        device_secret=card.device_secret, card_id=card.card_id,
                                        profile=KdfProfile.from_parameters(*card.kdf))
         return challenge, pin_seed
+
+
+def _device_sign(card: DeviceCard, message: bytes) -> bytes:
+    """Sign with the card's device key (proves the request comes from this device)."""
+    seed = bytearray(card.sign_seed)
+    try:
+        return sign(seed, message)
+    finally:
+        seed[:] = bytes(len(seed))
 
 
 def _check_pin(pin: object) -> None:

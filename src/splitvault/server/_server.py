@@ -221,16 +221,10 @@ class ShareServer:
         blinded = check_bytes(request.blinded, "blinded element", 32)
         error: VaultError | None = None
         with self._db.write() as conn:
-            # Challenge first: they are issued for any id, so this check says nothing
-            # about whether the card exists; only then look the card up.
-            nonce = self._challenge(conn, request.challenge_id, card_id, "issued")
-            card = self._active_card(conn, card_id)
             # The device key check comes before anything is spent: a stranger who does not
             # hold the device key cannot use up the card's guesses (no malicious lockout).
-            try:
-                verify(card.device_key, request.signed_bytes(nonce), request.signature)
-            except AuthenticationFailed:
-                raise UnknownCard() from None
+            card = self._device_signed(conn, card_id, request.challenge_id,
+                                       request.signed_bytes, request.signature)
             if card.locked:
                 raise CardLocked()
             limit = self.profile.guess_limit
@@ -312,14 +306,8 @@ class ShareServer:
     def delete(self, request: DeleteRequest) -> None:
         card_id = check_id(request.card_id, "card id")
         with self._db.write() as conn:
-            # Challenge first: they are issued for any id, so this check says nothing
-            # about whether the card exists; only then look the card up.
-            nonce = self._challenge(conn, request.challenge_id, card_id, "issued")
-            card = self._active_card(conn, card_id)
-            try:
-                verify(card.device_key, request.signed_bytes(nonce), request.signature)
-            except AuthenticationFailed:
-                raise UnknownCard() from None
+            self._device_signed(conn, card_id, request.challenge_id, request.signed_bytes,
+                                request.signature)
             conn.execute("DELETE FROM cards WHERE card_id = ?", (card_id,))
             conn.execute("DELETE FROM challenges WHERE card_id = ?", (card_id,))
             self._audit(conn, "deleted", card_id)
@@ -370,6 +358,20 @@ class ShareServer:
         if row is None:
             raise UnknownCard()
         return _Card(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+
+    def _device_signed(self, conn: sqlite3.Connection, card_id: str, challenge_id: str,
+                       signed_bytes: Callable[[bytes], bytes], signature: bytes) -> _Card:
+        """The card, if the request carries a live fresh challenge for it and the card's
+        device key signed it; ``UnknownCard`` (exactly as for a card that does not exist)
+        if not. The challenge is checked first: they are issued for any id, so that
+        check says nothing about whether the card exists."""
+        nonce = self._challenge(conn, challenge_id, card_id, "issued")
+        card = self._active_card(conn, card_id)
+        try:
+            verify(card.device_key, signed_bytes(nonce), signature)
+        except AuthenticationFailed:
+            raise UnknownCard() from None
+        return card
 
     def _challenge(self, conn: sqlite3.Connection, challenge_id: object, card_id: str,
                    state: str) -> bytes:
