@@ -47,7 +47,9 @@ class Load:
                 challenge = self.service.challenge(self.victim.card_id)
                 self.service.evaluate(signed_evaluate(self.victim, challenge))
                 self.evaluations += 1
-            except sv.CardLocked:
+            except (sv.CardLocked, sv.InvalidChallenge):
+                # locked, or all guesses out awaiting proofs that never come: either way
+                # this card grants no more evaluations
                 locked = True
             except sv.ServerUnavailable:
                 pass
