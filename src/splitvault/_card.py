@@ -15,7 +15,7 @@ import re
 from typing import NoReturn
 
 from ._errors import InvalidCard
-from ._pin import wipe
+from .crypto.memory import wipe
 
 __all__ = ["BRAND_NAMES", "Card", "brand_of", "luhn_valid", "normalise_pan"]
 

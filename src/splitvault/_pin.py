@@ -15,8 +15,9 @@ from typing import NoReturn
 
 from ._errors import InvalidPin, WeakPin
 from ._profiles import PinPolicy
+from .crypto.memory import wipe
 
-__all__ = ["Pin", "check_new_pin", "wipe"]
+__all__ = ["Pin", "check_new_pin"]
 
 MIN_LENGTH = 4
 """ISO 9564-1 allows PINs of 4 to 12 digits."""
@@ -45,11 +46,6 @@ _BLOCKLIST = frozenset(
         "12341234", "11223344", "12121212", "88888888", "12344321", "1234567890",
     }
 )
-
-
-def wipe(buffer: bytearray) -> None:
-    """Overwrite a buffer with zeros in place (best effort: see threat_model.md)."""
-    buffer[:] = bytes(len(buffer))
 
 
 class Pin:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .._protocol import card_record_aad
 from ..crypto.errors import AuthenticationFailed
+from ..crypto.memory import wipe
 from ..crypto.sealing import open_sealed
 from ..crypto.shares import combine
 from ._flows import KOREAN_HOLDER, complete_flows
@@ -119,7 +120,7 @@ def one_share_opens_nothing(lab: Lab) -> AttackResult:
                 pass
         record = open_sealed(combine(held.device_share, server_share), held.sealed_record, aad)
         control = PAN.encode() in record
-        record[:] = bytes(len(record))
+        wipe(record)
         got = f"opened with the {opened[0]} alone" if opened else \
             "neither share alone opens the record; their XOR does (positive control)"
         return AttackResult(name, had, got, not opened and control,

@@ -33,6 +33,7 @@ from .._protocol import (
     pin_input,
 )
 from ..crypto import oprf
+from ..crypto.memory import wipe
 from ..crypto.signing import public_key, sign
 from ..device._pinkey import BlindedPin, derive_pin_seed
 from ..device._store import DeviceCard
@@ -148,7 +149,7 @@ def _derive(card: DeviceCard, oprf_output: bytearray) -> bytes:
     try:
         return public_key(seed)
     finally:
-        seed[:] = bytes(len(seed))
+        wipe(seed)
 
 
 def _fresh_evaluation(thief: Victim, card: DeviceCard, digits: str) -> bytearray:

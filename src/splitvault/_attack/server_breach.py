@@ -24,6 +24,7 @@ import sqlite3
 from .._profiles import KdfProfile
 from .._protocol import pin_input
 from ..crypto import oprf
+from ..crypto.memory import wipe
 from ..crypto.signing import public_key
 from ..device._pinkey import derive_pin_seed
 from ..server._kek import Kek
@@ -145,7 +146,7 @@ def _derive(card_id: str, output: bytearray, salt: bytes, secret: bytes) -> byte
     try:
         return public_key(seed)
     finally:
-        seed[:] = bytes(len(seed))
+        wipe(seed)
 
 
 def run(deployment: Deployment, options: Options) -> list[AttackResult]:

@@ -9,8 +9,6 @@ signature made for one purpose from verifying for another.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from .errors import DecodeError
 
 __all__ = ["decode", "encode", "u64"]
@@ -69,7 +67,3 @@ def decode(domain: bytes, data: bytes, count: int) -> list[bytes]:
         raise DecodeError("trailing bytes after message")
     return fields
 
-
-def join_fields(fields: Sequence[bytes]) -> bytes:
-    """Fields without a domain, for hashing a list of values (used by digests)."""
-    return encode(b"fields", *fields)

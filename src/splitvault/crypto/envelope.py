@@ -15,6 +15,7 @@ from nacl.exceptions import CryptoError
 
 from .errors import AuthenticationFailed
 from .kdf import hkdf
+from .memory import wipe
 from .sealing import NONCE_LEN, TAG_LEN, aead_decrypt, aead_encrypt
 
 __all__ = [
@@ -65,8 +66,8 @@ def seal_envelope(recipient: bytes, plaintext: bytes | bytearray, aad: bytes) ->
         nonce = secrets.token_bytes(NONCE_LEN)
         return eph_public + nonce + aead_encrypt(key, nonce, plaintext, aad)
     finally:
-        _wipe(eph_secret)
-        _wipe(key)
+        wipe(eph_secret)
+        wipe(key)
 
 
 def open_envelope(
@@ -86,7 +87,7 @@ def open_envelope(
     try:
         return aead_decrypt(key, nonce, envelope[PUBLIC_KEY_LEN + NONCE_LEN :], aad)
     finally:
-        _wipe(key)
+        wipe(key)
 
 
 def _envelope_key(
@@ -103,8 +104,5 @@ def _envelope_key(
         pair = peer_public + own_public if recipient_side else own_public + peer_public
         return hkdf(shared, salt=pair, info=_INFO, length=32)
     finally:
-        _wipe(shared)
+        wipe(shared)
 
-
-def _wipe(buffer: bytearray) -> None:
-    buffer[:] = bytes(len(buffer))

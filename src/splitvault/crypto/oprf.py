@@ -14,6 +14,8 @@ import hmac
 from collections.abc import Callable
 from typing import Any
 
+from .memory import wipe
+
 try:
     import pysodium
 except (OSError, ValueError) as _exc:  # pysodium loads the system libsodium with ctypes
@@ -45,9 +47,6 @@ class OprfError(ValueError):
 def _i2osp(value: int, length: int) -> bytes:
     return value.to_bytes(length, "big")
 
-
-def _wipe(buf: bytearray) -> None:
-    buf[:] = bytes(len(buf))
 
 
 def _native(buf: bytes | bytearray) -> Any:
@@ -83,7 +82,7 @@ def _check_scalar(s: bytes | bytearray) -> None:
     try:
         reduced = pysodium.crypto_core_ristretto255_scalar_reduce(_native(wide))
     finally:
-        _wipe(wide)
+        wipe(wide)
     if not hmac.compare_digest(reduced, s):
         raise OprfError("scalar is not canonical")
     if hmac.compare_digest(s, _ZERO):
@@ -210,7 +209,7 @@ def derive_key_pair(
             if not hmac.compare_digest(sk, _ZERO):
                 return sk, _mult(sk, None)
     finally:
-        _wipe(derive_input)
+        wipe(derive_input)
     raise OprfError("key derivation failed")
 
 
@@ -237,7 +236,7 @@ def blind(
             raise OprfError("input maps to the identity element")
         return r, _mult(r, element)
     except BaseException:
-        _wipe(r)
+        wipe(r)
         raise
 
 
@@ -259,7 +258,7 @@ def finalize(
     try:
         return _finalize_hash(input, _mult(inverse, element))
     finally:
-        _wipe(inverse)
+        wipe(inverse)
 
 
 def evaluate(sk: bytes | bytearray, input: bytes | bytearray) -> bytearray:

@@ -42,6 +42,7 @@ from .._protocol import (
     card_record_aad,
 )
 from ..crypto.envelope import seal_envelope
+from ..crypto.memory import wipe
 from ..crypto.sealing import seal
 from ..crypto.shares import KEY_LEN, split
 from ..crypto.signing import public_key, sign
@@ -152,7 +153,7 @@ class Device:
         finally:
             for buf in (data_key, record, device_share, server_share, sign_seed,
                         device_secret, pin_seed):
-                buf[:] = bytes(len(buf))
+                wipe(buf)
         return card_id
 
     def authorize(self, card_id: str, pin: Pin, *, amount: int, currency: str, merchant: str,
@@ -192,7 +193,7 @@ class Device:
             request = dataclasses.replace(
                 request, pin_signature=sign(pin_seed, request.signed_bytes(challenge.nonce)))
         finally:
-            pin_seed[:] = bytes(len(pin_seed))
+            wipe(pin_seed)
         return self._server.authorize(request)
 
     def check_new_pin(self, pin: Pin) -> None:
@@ -236,7 +237,7 @@ class Device:
                                          new_pin_signature=sign(new_seed, signed))
         finally:
             for buf in (old_seed, new_seed):
-                buf[:] = bytes(len(buf))
+                wipe(buf)
         # Only the server changes: salt, device secret and KDF cost stay, so a crash
         # anywhere leaves either the old PIN or the new one working, never neither.
         self._server.change_pin_finish(finish)
@@ -277,7 +278,7 @@ def _device_sign(card: DeviceCard, message: bytes) -> bytes:
     try:
         return sign(seed, message)
     finally:
-        seed[:] = bytes(len(seed))
+        wipe(seed)
 
 
 def _check_pin(pin: object) -> None:

@@ -20,6 +20,7 @@ from .._protocol import VERSION, pin_input
 from ..crypto import oprf
 from ..crypto.encoding import encode
 from ..crypto.kdf import argon2id, hkdf
+from ..crypto.memory import wipe
 
 __all__ = ["BlindedPin", "derive_pin_seed"]
 
@@ -41,7 +42,7 @@ class BlindedPin:
 
     def wipe(self) -> None:
         for buf in (self._input, self._blind):
-            buf[:] = bytes(len(buf))
+            wipe(buf)
 
     def __enter__(self) -> BlindedPin:
         return self
@@ -64,4 +65,4 @@ def derive_pin_seed(oprf_output: bytearray, *, salt: bytes, device_secret: bytes
         return hkdf(ikm, salt=None, info=encode(_D_PIN_KEY, card_id.encode()), length=32)
     finally:
         for buf in (oprf_output, stretched, ikm):
-            buf[:] = bytes(len(buf))
+            wipe(buf)

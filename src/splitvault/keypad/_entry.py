@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from .._pin import MAX_LENGTH, MIN_LENGTH, Pin, wipe
+from .._pin import MAX_LENGTH, MIN_LENGTH, Pin
+from ..crypto.memory import wipe
 
 __all__ = ["PinEntry"]
 

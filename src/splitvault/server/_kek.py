@@ -21,6 +21,7 @@ from pathlib import Path
 from .._errors import ConfigurationError, TamperedData
 from ..crypto.encoding import encode
 from ..crypto.errors import AuthenticationFailed
+from ..crypto.memory import wipe
 from ..crypto.sealing import open_sealed, seal
 
 __all__ = ["Kek"]
@@ -129,7 +130,7 @@ class Kek:
         return encode(_D_WRAP, kid, purpose.encode(), row.encode())
 
     def wipe(self) -> None:
-        self._key[:] = bytes(len(self._key))
+        wipe(self._key)
 
 
 def _fsync_dir(directory: Path) -> None:

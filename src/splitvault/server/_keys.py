@@ -14,6 +14,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from ..crypto.envelope import public_key
+from ..crypto.memory import wipe
 from ._kek import Kek
 
 __all__ = ["ServerKeys", "load_or_create", "rewrap_all"]
@@ -30,7 +31,7 @@ class ServerKeys:
 
     def wipe(self) -> None:
         for buf in (self.x25519_secret, self.audit, self.ledger):
-            buf[:] = bytes(len(buf))
+            wipe(buf)
 
 
 def load_or_create(conn: sqlite3.Connection, kek: Kek) -> ServerKeys:
@@ -80,6 +81,6 @@ def rewrap_all(conn: sqlite3.Connection, old: Kek, new: Kek) -> int:
                     (new.wrap(purpose, row, secret), rowid),
                 )
             finally:
-                secret[:] = bytes(len(secret))
+                wipe(secret)
             count += 1
     return count

@@ -21,6 +21,7 @@ from nacl.hash import blake2b
 from .._authorization import Authorization
 from .._errors import TamperedData
 from ..crypto.encoding import encode, u64
+from ..crypto.memory import wipe
 from ._kek import Kek
 
 __all__ = ["Ledger", "LedgerEntry"]
@@ -101,7 +102,7 @@ class Ledger:
         try:
             return _load(raw)
         finally:
-            raw[:] = bytes(len(raw))
+            wipe(raw)
 
 
 def _dump(auth: Authorization) -> bytes:

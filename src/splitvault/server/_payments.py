@@ -32,8 +32,8 @@ from .._errors import (
 )
 from .._payment import Payment, validate_payment
 from .._protocol import AuthorizeRequest, card_record_aad
-from ..crypto.envelope import open_envelope
 from ..crypto.errors import AuthenticationFailed
+from ..crypto.memory import wipe
 from ..crypto.sealing import open_sealed
 from ..crypto.shares import KEY_LEN, combine
 from ._checks import check_bytes, check_id
@@ -207,9 +207,8 @@ class PaymentFlow:
         server = self._server
         buffers: list[bytearray] = []
         try:
-            plain = open_envelope(server._keys.x25519_secret, envelope,
-                                  AuthorizeRequest.envelope_aad(card_id, challenge_id),
-                                  public=server._keys.x25519_public)
+            plain = server._open_envelope(envelope,
+                                          AuthorizeRequest.envelope_aad(card_id, challenge_id))
             buffers.append(plain)
             server_share = server._kek.unwrap("share", card_id, wrapped_share)
             buffers.append(server_share)
@@ -224,8 +223,7 @@ class PaymentFlow:
         except (AuthenticationFailed, TamperedData, ValueError):
             return None, TamperedData()
         finally:
-            for buf in buffers:
-                buf[:] = bytes(len(buf))
+            wipe(*buffers)
 
 
 def _clean(text: object) -> str:

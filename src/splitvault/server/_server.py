@@ -46,6 +46,7 @@ from .._protocol import (
 from ..crypto import oprf
 from ..crypto.envelope import open_envelope
 from ..crypto.errors import AuthenticationFailed
+from ..crypto.memory import wipe
 from ..crypto.signing import verify
 from . import _audit
 from ._acquirer import Acquirer, SimulatedAcquirer
@@ -172,7 +173,7 @@ class ShareServer:
                 except sqlite3.IntegrityError:
                     raise MalformedRequest("card id already in use") from None
         finally:
-            _wipe(key)
+            wipe(key)
         return EnrollBeginReply(evaluated, self._keys.x25519_public)
 
     def enroll_finish(self, request: EnrollFinish) -> None:
@@ -198,7 +199,7 @@ class ShareServer:
                     (verifier, self._kek.wrap("share", card_id, share), card_id),
                 )
             finally:
-                _wipe(share)
+                wipe(share)
             self._audit(conn, "enrolled", card_id)
 
     def challenge(self, card_id: str) -> ChallengeReply:
@@ -244,7 +245,7 @@ class ShareServer:
                 try:
                     evaluated = _evaluate(key, blinded)
                 finally:
-                    _wipe(key)
+                    wipe(key)
                 used = card.guesses_used + 1
                 conn.execute("UPDATE cards SET guesses_used = ? WHERE card_id = ?",
                              (used, card_id))
@@ -269,7 +270,7 @@ class ShareServer:
                     evaluated = _evaluate(key, blinded)
                     wrapped = self._kek.wrap("oprf-key", request.challenge_id, key)
                 finally:
-                    _wipe(key)
+                    wipe(key)
                 conn.execute(
                     "UPDATE challenges SET state = 'pin_change', new_oprf_key = ? "
                     "WHERE challenge_id = ?", (wrapped, request.challenge_id))
@@ -298,7 +299,7 @@ class ShareServer:
                     "WHERE card_id = ?",
                     (self._kek.wrap("oprf-key", card_id, key), verifier, card_id))
             finally:
-                _wipe(key)
+                wipe(key)
             conn.execute("UPDATE challenges SET state = 'used', new_oprf_key = NULL "
                          "WHERE challenge_id = ?", (request.challenge_id,))
             self._audit(conn, "pin_changed", card_id)
@@ -450,9 +451,6 @@ def _evaluate(key: bytes | bytearray, blinded: bytes) -> bytes:
     except oprf.OprfError:
         raise MalformedRequest("malformed blinded element") from None
 
-
-def _wipe(buffer: bytearray) -> None:
-    buffer[:] = bytes(len(buffer))
 
 
 def _load_kek_recovering(kek_file: Path, db: Database) -> Kek:
