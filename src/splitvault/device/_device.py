@@ -80,6 +80,9 @@ class Device:
         """Open (or create) the device store at ``path``, talking to ``server``: a
         ``ShareServer`` in this process, or the URL of one (``https://host:port``)."""
         if isinstance(server, str):
+            from .._extras import require
+
+            require("httpx", "client", "a device talking to a remote share server")
             from ._http import HttpShareService
 
             service: ShareService = HttpShareService(server, pin_sha256=pin_sha256,
