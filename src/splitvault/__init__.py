@@ -32,6 +32,7 @@ from ._errors import (
 from ._pin import Pin
 from ._profiles import KdfProfile, PinPolicy, ServerProfile
 from .device import Device
+from .device._async import AsyncDevice
 from .server import Acquirer, AuditReport, CardState, ShareServer, SimulatedAcquirer
 
 __version__ = "0.1.0"
@@ -39,6 +40,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Acquirer",
     "AcquirerUnavailable",
+    "AsyncDevice",
     "AuditReport",
     "Authorization",
     "Card",
@@ -70,3 +72,12 @@ __all__ = [
     "WeakPin",
     "WrongPin",
 ]
+
+# The public classes live in private modules; they are shown, documented and pickled
+# as splitvault.<Name> (a traceback says splitvault.WrongPin, not
+# splitvault._errors.WrongPin), which works because each one is an attribute here.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = __name__
+del _name, _obj
