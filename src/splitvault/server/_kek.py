@@ -35,13 +35,14 @@ _D_WRAP = b"splitvault/v1/kek-wrap"
 class Kek:
     """A 256-bit key-encryption key with an 8-byte key id."""
 
-    __slots__ = ("_key", "kid")
+    __slots__ = ("_key", "_path", "kid")
 
     def __init__(self, kid: bytes, key: bytearray) -> None:
         if len(kid) != _KID_LEN or len(key) != _KEY_LEN:
             raise ConfigurationError("key-encryption key has the wrong size")
         self.kid = kid
         self._key = key
+        self._path: str | None = None
 
     @classmethod
     def generate(cls) -> Kek:
@@ -53,6 +54,10 @@ class Kek:
 
     def __repr__(self) -> str:
         return f"<Kek id={self.kid_hex}>"
+
+    def describe(self) -> str:
+        """A non-secret label: the key file's path, if loaded from one."""
+        return self._path if self._path is not None else f"key {self.kid_hex} (not from a file)"
 
     # -- files ---------------------------------------------------------------------------
 
@@ -103,7 +108,9 @@ class Kek:
             raise ConfigurationError(
                 f"key file {path} is malformed (expected one '{_MAGIC} <id> <key>' line)"
             ) from None
-        return cls(kid, key)
+        kek = cls(kid, key)
+        kek._path = str(path)
+        return kek
 
     # -- wrapping ------------------------------------------------------------------------
 
