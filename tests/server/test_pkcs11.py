@@ -425,3 +425,15 @@ def test_key_source_dispatch(hsm: Hsm, keys: list[KeySource], tmp_path: Path) ->
             generate_key_source(spec)
     for key in (loaded, file_key):
         assert isinstance(key, KeySource)
+
+
+def test_lost_session_is_replaced(hsm: Hsm, keys: list[KeySource]) -> None:
+    """If the token drops the session (an HSM restart), the next call logs in again and
+    still unwraps what was wrapped before."""
+    kek = Pkcs11Kek.generate(hsm.uri(_label()))
+    keys.append(kek)
+    blob = kek.wrap("p", "r", b"kept")
+    # Reaching into the shared session is the only way to make SoftHSM2 drop it.
+    kek._token.session.close()  # type: ignore[union-attr]
+    assert kek.unwrap("p", "r", blob) == b"kept"
+    assert kek.unwrap("p", "r", kek.wrap("p", "r", b"new")) == b"new"
