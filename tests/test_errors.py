@@ -23,11 +23,12 @@ def _unchanged(files: tuple[Path, Path], before: dict[str, list[tuple[object, ..
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"amount": 0}, sv.InvalidPayment, "amount must be a positive whole number"),
-        ({"amount": -5}, sv.InvalidPayment, "amount must be a positive whole number"),
-        ({"amount": 12.5}, sv.InvalidPayment, "amount must be a positive whole number"),
-        ({"currency": "XYZ"}, sv.InvalidPayment, "unknown currency code"),
-        ({"currency": "krw"}, sv.InvalidPayment, "unknown currency code"),
+        ({"amount": 0}, sv.InvalidPayment, "^amount must be at least 1 minor unit; got 0$"),
+        ({"amount": -5}, sv.InvalidPayment, "^amount must be at least 1 minor unit; got -5$"),
+        ({"amount": 12.5}, sv.InvalidPayment, r"^amount must be an integer number of minor "
+         r"units \(KRW has no minor unit: 12000 is 12,000 KRW\); got float 12\.5$"),
+        ({"currency": "XYZ"}, sv.InvalidPayment, r"^unknown currency code 'XYZ' \(ISO 4217"),
+        ({"currency": "krw"}, sv.InvalidPayment, "^unknown currency code: did you mean 'KRW'"),
         ({"merchant": ""}, sv.InvalidPayment, "merchant name must be"),
         ({"idempotency_key": "order 1"}, sv.InvalidPayment, "idempotency key must be"),
     ],
