@@ -17,8 +17,9 @@ import splitvault as sv
 from splitvault import _extras, cli
 
 # Never loaded by `import splitvault`: extras, and the command-line-only suites.
-HEAVY = ("textual", "starlette", "uvicorn", "httpx", "psycopg", "pkcs11", "platformdirs",
-         "anyio", "splitvault._attack", "splitvault._bench", "splitvault.tui",
+EXTRAS = ("textual", "starlette", "uvicorn", "httpx", "psycopg", "psycopg_pool", "pkcs11",
+          "platformdirs")
+HEAVY = (*EXTRAS, "anyio", "splitvault._attack", "splitvault._bench", "splitvault.tui",
          "splitvault.keypad", "splitvault.cli")
 
 
@@ -41,9 +42,9 @@ def test_import_loads_no_extra_and_no_suite() -> None:
 def test_library_works_with_every_extra_missing() -> None:
     """With every extra's package made unimportable, the in-process library still
     enrolls and pays; a remote server says which extra to install."""
-    code = """
+    code = f"""
 import sys, tempfile, pathlib
-for m in ("textual", "starlette", "uvicorn", "httpx", "psycopg", "pkcs11", "platformdirs"):
+for m in {EXTRAS!r}:
     sys.modules[m] = None
 import splitvault as sv
 root = pathlib.Path(tempfile.mkdtemp())
