@@ -21,7 +21,7 @@ from .crypto.encoding import encode, u64
 
 __all__ = [
     "AuthorizeRequest",
-    "ChallengeReply",
+    "FRESHNESS_SECONDS",
     "ChangePinBegin",
     "ChangePinFinish",
     "DeleteRequest",
@@ -46,13 +46,19 @@ D_PIN_INPUT = _d("pin-input")
 D_ENROLL_BEGIN = _d("enroll-begin")
 D_ENROLL_FINISH = _d("enroll-finish")
 D_ENROLL_ENVELOPE = _d("enroll-envelope")
-D_EVALUATE = _d("evaluate")
+D_EVALUATE = b"splitvault/v2/evaluate"  # v2: device nonce and time instead of a challenge
 D_AUTHORIZE = _d("authorize")
 D_AUTHORIZE_ENVELOPE = _d("authorize-envelope")
 D_CHANGE_PIN_BEGIN = _d("change-pin-begin")
 D_CHANGE_PIN_FINISH = _d("change-pin-finish")
-D_DELETE = _d("delete")
+D_DELETE = b"splitvault/v2/delete"  # v2: as evaluate
 D_CARD_RECORD = _d("card-record")
+
+
+FRESHNESS_SECONDS = 120.0
+"""How far a device-signed request's timestamp may be from the server's clock: wide
+enough for a phone's clock drift, short enough that the server keeps each request's
+single-use nonce only for minutes."""
 
 
 def _s(value: str) -> bytes:
@@ -105,31 +111,34 @@ class EnrollFinish:
 
 
 @dataclass(frozen=True)
-class ChallengeReply:
-    """A single-use, expiring challenge for one request about one card."""
-
-    challenge_id: str
-    nonce: bytes
-    expires_at: float
-
-
-@dataclass(frozen=True)
 class EvaluateRequest:
-    """Device -> server: evaluate the blinded PIN. Each one is a counted guess."""
+    """Device -> server: evaluate the blinded PIN. Each one is a counted guess.
+
+    Signed by the device key over a fresh random ``nonce`` and the device's clock
+    (``timestamp``, Unix milliseconds): the server takes each nonce once and only
+    within :data:`FRESHNESS_SECONDS`, so no separate challenge round trip is needed
+    to make the request single-use."""
 
     card_id: str
-    challenge_id: str
+    nonce: bytes
+    timestamp: int
     blinded: bytes
     signature: bytes = field(repr=False)
 
-    def signed_bytes(self, nonce: bytes) -> bytes:
-        return encode(D_EVALUATE, _s(self.card_id), _s(self.challenge_id), nonce, self.blinded)
+    def signed_bytes(self) -> bytes:
+        return encode(D_EVALUATE, _s(self.card_id), self.nonce, u64(self.timestamp),
+                      self.blinded)
 
 
 @dataclass(frozen=True)
 class EvaluateReply:
+    """The evaluation, and the single-use challenge its PIN proof must sign."""
+
     evaluated: bytes
     attempts_left: int  # after this guess, if the PIN turns out wrong
+    challenge_id: str
+    nonce: bytes
+    expires_at: float
 
 
 @dataclass(frozen=True)
@@ -196,14 +205,16 @@ class ChangePinFinish:
 
 @dataclass(frozen=True)
 class DeleteRequest:
-    """Device -> server: destroy the server's share and OPRF key for good."""
+    """Device -> server: destroy the server's share and OPRF key for good. Signed by
+    the device key over a fresh nonce and time, like :class:`EvaluateRequest`."""
 
     card_id: str
-    challenge_id: str
+    nonce: bytes
+    timestamp: int
     signature: bytes = field(repr=False)
 
-    def signed_bytes(self, nonce: bytes) -> bytes:
-        return encode(D_DELETE, _s(self.card_id), _s(self.challenge_id), nonce)
+    def signed_bytes(self) -> bytes:
+        return encode(D_DELETE, _s(self.card_id), self.nonce, u64(self.timestamp))
 
 
 def pin_input(card_id: str, digits: bytes | bytearray) -> bytearray:
@@ -225,8 +236,6 @@ class ShareService(Protocol):
     def enroll_begin(self, request: EnrollBegin) -> EnrollBeginReply: ...
 
     def enroll_finish(self, request: EnrollFinish) -> None: ...
-
-    def challenge(self, card_id: str) -> ChallengeReply: ...
 
     def evaluate(self, request: EvaluateRequest) -> EvaluateReply: ...
 

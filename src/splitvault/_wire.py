@@ -26,7 +26,6 @@ from ._authorization import Authorization
 from ._errors import MalformedRequest
 from ._protocol import (
     AuthorizeRequest,
-    ChallengeReply,
     ChangePinBegin,
     ChangePinFinish,
     DeleteRequest,
@@ -41,8 +40,6 @@ from ._protocol import (
 __all__ = [
     "AUTHORIZATION",
     "AUTHORIZE",
-    "CHALLENGE",
-    "CHALLENGE_REPLY",
     "CHANGE_PIN_BEGIN",
     "CHANGE_PIN_FINISH",
     "DELETE",
@@ -56,7 +53,6 @@ __all__ = [
     "MAX_BODY",
     "MESSAGES",
     "SERVER_INFO",
-    "ChallengeRequest",
     "Empty",
     "ErrorBody",
     "Message",
@@ -337,13 +333,8 @@ _MERCHANT = Text(1, 256)  # the core strips it and enforces 64 characters, 256 b
 _IDEMPOTENCY_KEY = Text(1, 128, "[A-Za-z0-9._:-]{1,128}")
 _COUNT = Int(0, 2**31 - 1)
 _SECONDS = Number(0, 2**53)
-
-
-@dataclass(frozen=True)
-class ChallengeRequest:
-    """The body of ``/v1/challenge``: the card the challenge is for."""
-
-    card_id: str
+_NONCE = Bytes(16)
+_MILLIS = Int(0, 2**53)  # Unix milliseconds
 
 
 @dataclass(frozen=True)
@@ -372,13 +363,12 @@ ENROLL_BEGIN_REPLY = Message("EnrollBeginReply", EnrollBeginReply, {
 ENROLL_FINISH = Message("EnrollFinish", EnrollFinish, {
     "card_id": _ID, "verifier": _KEY32, "envelope": _ENVELOPE, "device_signature": _SIG,
     "pin_signature": _SIG})
-CHALLENGE = Message("ChallengeRequest", ChallengeRequest, {"card_id": _ID})
-CHALLENGE_REPLY = Message("ChallengeReply", ChallengeReply, {
-    "challenge_id": _ID, "nonce": _KEY32, "expires_at": _SECONDS})
 EVALUATE = Message("EvaluateRequest", EvaluateRequest, {
-    "card_id": _ID, "challenge_id": _ID, "blinded": _KEY32, "signature": _SIG})
+    "card_id": _ID, "nonce": _NONCE, "timestamp": _MILLIS, "blinded": _KEY32,
+    "signature": _SIG})
 EVALUATE_REPLY = Message("EvaluateReply", EvaluateReply, {
-    "evaluated": _KEY32, "attempts_left": _COUNT})
+    "evaluated": _KEY32, "attempts_left": _COUNT, "challenge_id": _ID, "nonce": _KEY32,
+    "expires_at": _SECONDS})
 AUTHORIZE = Message("AuthorizeRequest", AuthorizeRequest, {
     "card_id": _ID, "challenge_id": _ID, "amount": _AMOUNT, "currency": _CURRENCY,
     "merchant": _MERCHANT, "idempotency_key": _IDEMPOTENCY_KEY, "envelope": _ENVELOPE,
@@ -393,7 +383,7 @@ CHANGE_PIN_FINISH = Message("ChangePinFinish", ChangePinFinish, {
     "card_id": _ID, "challenge_id": _ID, "new_verifier": _KEY32, "old_pin_signature": _SIG,
     "new_pin_signature": _SIG})
 DELETE = Message("DeleteRequest", DeleteRequest, {
-    "card_id": _ID, "challenge_id": _ID, "signature": _SIG})
+    "card_id": _ID, "nonce": _NONCE, "timestamp": _MILLIS, "signature": _SIG})
 SERVER_INFO = Message("ServerInfo", ServerInfo, {
     "guess_limit": Int(1, 2**31 - 1), "challenge_ttl": _SECONDS})
 EMPTY = Message("Empty", _empty, {})
@@ -402,7 +392,7 @@ ERROR = Message("Error", ErrorBody, {
     optional=frozenset({"attempts_left"}))
 
 MESSAGES: tuple[Message[Any], ...] = (
-    ENROLL_BEGIN, ENROLL_BEGIN_REPLY, ENROLL_FINISH, CHALLENGE, CHALLENGE_REPLY, EVALUATE,
+    ENROLL_BEGIN, ENROLL_BEGIN_REPLY, ENROLL_FINISH, EVALUATE,
     EVALUATE_REPLY, AUTHORIZE, AUTHORIZATION, CHANGE_PIN_BEGIN, CHANGE_PIN_FINISH, DELETE,
     SERVER_INFO, EMPTY, ERROR,
 )

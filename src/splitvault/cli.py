@@ -12,9 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import _extras
-from ._errors import VaultError
+from ._errors import ConfigurationError, VaultError
 
 __all__ = ["main"]
 
@@ -40,36 +41,110 @@ def _version() -> str:
 
 
 def _keys_generate(args: argparse.Namespace) -> int:
-    from .server import Kek
+    from .server._keysource import generate_key_source
 
-    kek = Kek.generate()
-    kek.write(args.out)
-    print(f"wrote key-encryption key {kek.kid_hex} to {args.out} (mode 0600)")
+    spec = args.kek if args.kek is not None else args.out
+    if spec is None:
+        raise ConfigurationError("keys generate needs --out FILE or --kek FILE|pkcs11:URI")
+    key = generate_key_source(str(spec))
+    try:
+        print(f"created key-encryption key {key.kid_hex} in {key.describe()}")
+    finally:
+        key.wipe()
     return 0
 
 
-def _keys_rotate(args: argparse.Namespace) -> int:
-    from .server import Kek, ShareServer
+def _operator_server(args: argparse.Namespace) -> Any:
+    """The server database opened for an operator command: never created, never listed
+    among the running servers."""
+    from .server import ShareServer
 
-    kek_file = Path(args.kek_file)
-    pending = Path(f"{kek_file}.new")
-    with ShareServer.open(args.db, kek_file=kek_file) as server:
-        old = server._kek.kid_hex
-        new = Kek.generate()
-        new.write(pending)
-        count = server.rotate_kek(new)
-    # The database now needs the new key: put it in place. Should this rename not
-    # happen (a crash), the next open finds <file>.new and finishes it.
-    os.replace(pending, kek_file)
-    _fsync_dir(kek_file.parent)
-    print(f"re-wrapped {count} secrets: key {old} retired, key {new.kid_hex} in {kek_file}")
+    return ShareServer.open(args.db, kek_file=args.kek_file, create=False, announce=False)
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    from .server import _rotation
+
+    key_file = Path(args.kek_file)
+    with _operator_server(args) as server:
+        store, ring = server.store, server.keyring
+        old = ring.primary.kid_hex
+        new = _rotation.add_key(store, ring, key_file, server.now())
+        print(f"added key {new.kid_hex} to {key_file}; waiting for running servers "
+              "to load it")
+        _rotation.wait_for_workers(store, new.kid, timeout=args.wait)
+        _rotation.promote(store, ring, new.kid, server.now())
+        print(f"key {new.kid_hex} is primary; re-wrapping stored values")
+        count = _rotation.rewrap(store, ring)
+    print(f"re-wrapped {count} values from key {old} to key {new.kid_hex}. The old key "
+          f"stays in {key_file} until 'splitvault keys retire --kid {old}'")
+    return 0
+
+
+def _keys_rewrap(args: argparse.Namespace) -> int:
+    from .server import _rotation
+
+    with _operator_server(args) as server:
+        count = _rotation.rewrap(server.store, server.keyring)
+        primary = server.keyring.primary.kid_hex
+    print(f"re-wrapped {count} values under the primary key {primary}")
+    return 0
+
+
+def _keys_retire(args: argparse.Namespace) -> int:
+    from .server import _rotation
+
+    try:
+        kid = bytes.fromhex(args.kid)
+        if len(kid) != 8:
+            raise ValueError
+    except ValueError:
+        raise ConfigurationError(
+            f"--kid must be a key id of 16 hex digits, got {args.kid!r}") from None
+    with _operator_server(args) as server:
+        _rotation.retire(server.store, Path(args.kek_file), kid, server.now())
+    print(f"key {args.kid} retired and removed from {args.kek_file}")
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    with _operator_server(args) as server:
+        counts = server.store.count_by_kid()
+        held = set(server.keyring.kids)
+        for record in server.store.key_records():
+            print(f"{record.kid.hex()}  {record.state:<8} {counts.get(record.kid, 0):>8} values"
+                  f"  {'in key file' if record.kid in held else 'NOT in key file'}")
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from .server import open_store
+
+    store = open_store(args.db, create=True)
+    try:
+        before, after = store.upgrade()
+    finally:
+        store.close()
+    if before == after:
+        print(f"{args.db}: schema version {after}, already current")
+    elif before == 0:
+        print(f"{args.db}: created (schema version {after})")
+    else:
+        print(f"{args.db}: upgraded from schema version {before} to {after}")
     return 0
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from .server import ShareServer
-
-    with ShareServer.open(args.db, kek_file=args.kek_file) as server:
+    with _operator_server(args) as server:
+        if args.json:
+            try:
+                entries = server.audit_entries()
+            except VaultError as exc:
+                print(json.dumps({"error": exc.code, "message": str(exc)}), file=sys.stderr)
+                return 1
+            for entry in entries:
+                print(json.dumps(entry, sort_keys=True))
+            return 0
         report = server.verify_audit()
     print(f"audit log verified: {report.entries} entries, head {report.head}")
     return 0
@@ -119,14 +194,6 @@ def _serve(args: argparse.Namespace) -> int:
     return _serve.run(args)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="splitvault",
@@ -161,31 +228,69 @@ def build_parser() -> argparse.ArgumentParser:
         serve_module.add_arguments(serve)
     serve.set_defaults(func=_serve)
 
-    keys = sub.add_parser("keys", help="manage the server's key-encryption key")
+    keys = sub.add_parser("keys", help="manage the server's key-encryption keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    gen = keys_sub.add_parser("generate", help="write a new key-encryption key file")
-    gen.add_argument("--out", type=Path, default=_env("KEK_FILE"),
-                     required=_env("KEK_FILE") is None,
+    gen = keys_sub.add_parser("generate", help="create a new key-encryption key (a file, "
+                              "or inside an HSM)")
+    gen.add_argument("--out", type=Path, default=None,
                      help="key file to create, mode 0600; an existing file is never "
-                     "overwritten (env SPLITVAULT_KEK_FILE)")
+                     "overwritten")
+    gen.add_argument("--kek", default=_env("KEK") or _env("KEK_FILE"),
+                     help="the key to create: a file path, or an RFC 7512 pkcs11: URI "
+                     "(module-path=, pin-source=file:...) for a non-extractable AES-256 key "
+                     "in an HSM; refused if it exists (env SPLITVAULT_KEK)")
     gen.set_defaults(func=_keys_generate)
-    rot = keys_sub.add_parser("rotate", help="re-wrap every stored secret under a new key "
-                              "and retire the old one")
-    rot.add_argument("--db", type=Path, default=_env("DB"), required=_env("DB") is None,
-                     help="the server database (env SPLITVAULT_DB)")
-    rot.add_argument("--kek-file", type=Path, default=_env("KEK_FILE"),
-                     required=_env("KEK_FILE") is None,
-                     help="the current key file; replaced by the new key when the rotation "
-                     "has committed (env SPLITVAULT_KEK_FILE)")
-    rot.set_defaults(func=_keys_rotate)
 
-    audit = sub.add_parser("audit", help="verify the server's hash-chained audit log")
-    audit.add_argument("--db", type=Path, default=_env("DB"), required=_env("DB") is None,
-                       help="the server database to check (env SPLITVAULT_DB)")
+    def db_and_keys(p: argparse.ArgumentParser, key_help: str) -> None:
+        p.add_argument("--db", default=_env("DB"), required=_env("DB") is None,
+                       help="the server database: a SQLite file or a postgresql:// URL; "
+                       "never created by this command (env SPLITVAULT_DB)")
+        p.add_argument("--kek-file", type=Path, default=_env("KEK_FILE"),
+                       required=_env("KEK_FILE") is None,
+                       help=f"{key_help} (env SPLITVAULT_KEK_FILE)")
+
+    rot = keys_sub.add_parser("rotate", help="add a new primary key while servers run, "
+                              "and re-wrap every stored value under it")
+    db_and_keys(rot, "the key file: the new key is appended; the old ones stay until "
+                "'keys retire'")
+    rot.add_argument("--wait", type=float, default=30.0,
+                     help="seconds to wait for every running server to load the new key "
+                     "before giving up (default 30)")
+    rot.set_defaults(func=_keys_rotate)
+    rew = keys_sub.add_parser("rewrap", help="finish an interrupted rotation: re-wrap what "
+                              "is not under the primary key")
+    db_and_keys(rew, "the key file")
+    rew.set_defaults(func=_keys_rewrap)
+    ret = keys_sub.add_parser("retire", help="remove an old key, only once nothing stored "
+                              "is wrapped under it")
+    db_and_keys(ret, "the key file the key is removed from")
+    ret.add_argument("--kid", required=True, help="the key id to retire (16 hex digits)")
+    ret.set_defaults(func=_keys_retire)
+    lst = keys_sub.add_parser("list", help="the database's keys, their state, and how many "
+                              "values each wraps")
+    db_and_keys(lst, "the key file")
+    lst.set_defaults(func=_keys_list)
+
+    db = sub.add_parser("db", help="the server database's schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upg = db_sub.add_parser("upgrade", help="create the schema in an empty database, or "
+                            "migrate an older one")
+    upg.add_argument("--db", default=_env("DB"), required=_env("DB") is None,
+                     help="a SQLite file (created if missing) or a postgresql:// URL of an "
+                     "existing database (env SPLITVAULT_DB)")
+    upg.set_defaults(func=_db_upgrade)
+
+    audit = sub.add_parser("audit", help="verify the server's MAC-chained audit log")
+    audit.add_argument("--db", default=_env("DB"), required=_env("DB") is None,
+                       help="the server database to check: a SQLite file or a "
+                       "postgresql:// URL (env SPLITVAULT_DB)")
     audit.add_argument("--kek-file", type=Path, default=_env("KEK_FILE"),
                        required=_env("KEK_FILE") is None,
                        help="its key-encryption key file, needed to check the log's MACs "
                        "(env SPLITVAULT_KEK_FILE)")
+    audit.add_argument("--json", action="store_true",
+                       help="print every entry as one JSON object per line (seq, event, "
+                       "card_id, at, detail) after verifying the chain; exit 1 if broken")
     audit.set_defaults(func=_audit)
 
     bench = sub.add_parser("bench", help="measure throughput and latency against the "

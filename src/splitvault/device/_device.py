@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from .._authorization import Authorization, CardSummary
 from .._card import Card
@@ -31,12 +30,12 @@ from .._pin import Pin, check_new_pin
 from .._profiles import KdfProfile, PinPolicy
 from .._protocol import (
     AuthorizeRequest,
-    ChallengeReply,
     ChangePinBegin,
     ChangePinFinish,
     DeleteRequest,
     EnrollBegin,
     EnrollFinish,
+    EvaluateReply,
     EvaluateRequest,
     ShareService,
     card_record_aad,
@@ -48,9 +47,6 @@ from ..crypto.shares import KEY_LEN, split
 from ..crypto.signing import public_key, sign
 from ._pinkey import BlindedPin, derive_pin_seed
 from ._store import DeviceCard, DeviceStore
-
-if TYPE_CHECKING:
-    from ..server import ShareServer
 
 __all__ = ["Device"]
 
@@ -72,13 +68,14 @@ class Device:
         self._clock = clock
 
     @classmethod
-    def open(cls, path: str | Path, *, server: ShareServer | ShareService | str,
+    def open(cls, path: str | Path, *, server: ShareService | str,
              kdf: KdfProfile = KdfProfile.INTERACTIVE,
              pin_policy: PinPolicy = PinPolicy.DEFAULT,
              pin_sha256: str | None = None,
              timeout: float = 10.0) -> Device:
         """Open (or create) the device store at ``path``, talking to ``server``: a
-        ``ShareServer`` in this process, or the URL of one (``https://host:port``)."""
+        ``ShareServer`` in this process (any object with the service's methods), or
+        the URL of one (``https://host:port``)."""
         if isinstance(server, str):
             from .._extras import require
 
@@ -248,10 +245,9 @@ class Device:
     def delete(self, card_id: str) -> None:
         """Destroy both shares: the server's first, then this device's. Gone for good."""
         card = self._store.get(card_id)
-        challenge = self._server.challenge(card.card_id)
-        request = DeleteRequest(card.card_id, challenge.challenge_id, b"")
-        request = dataclasses.replace(
-            request, signature=_device_sign(card, request.signed_bytes(challenge.nonce)))
+        request = DeleteRequest(card.card_id, secrets.token_bytes(16), self._millis(), b"")
+        request = dataclasses.replace(request,
+                                      signature=_device_sign(card, request.signed_bytes()))
         # UnknownCard: already gone on the server (an earlier delete crashed half-way).
         with contextlib.suppress(UnknownCard):
             self._server.delete(request)
@@ -259,20 +255,24 @@ class Device:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _prove_pin(self, card: DeviceCard, pin: Pin) -> tuple[ChallengeReply, bytearray]:
-        """Run one OPRF evaluation (one counted guess); return the challenge and the
-        PIN key seed for it. The seed is right only if the PIN is."""
-        challenge = self._server.challenge(card.card_id)
+    def _millis(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _prove_pin(self, card: DeviceCard, pin: Pin) -> tuple[EvaluateReply, bytearray]:
+        """Run one OPRF evaluation (one counted guess); return the reply, which carries
+        the proof's challenge, and the PIN key seed for it. The seed is right only if
+        the PIN is. The request is single-use by its fresh nonce and time, so this is
+        one round trip."""
         with BlindedPin(card.card_id, pin) as blinded:
-            request = EvaluateRequest(card.card_id, challenge.challenge_id, blinded.blinded,
-                                      b"")
+            request = EvaluateRequest(card.card_id, secrets.token_bytes(16), self._millis(),
+                                      blinded.blinded, b"")
             request = dataclasses.replace(
-                request, signature=_device_sign(card, request.signed_bytes(challenge.nonce)))
+                request, signature=_device_sign(card, request.signed_bytes()))
             reply = self._server.evaluate(request)
             pin_seed = derive_pin_seed(blinded.finalize(reply.evaluated), salt=card.salt,
                                        device_secret=card.device_secret, card_id=card.card_id,
                                        profile=KdfProfile.from_parameters(*card.kdf))
-        return challenge, pin_seed
+        return reply, pin_seed
 
 
 def _device_sign(card: DeviceCard, message: bytes) -> bytes:

@@ -11,17 +11,21 @@ Retries, where the protocol makes them safe and nowhere else:
 
 - a connection that could not be made (refused, reset or timed out while connecting,
   no pooled connection free) sent nothing, so any call is retried, a few times;
-- ``info`` and ``challenge`` change nothing that matters (an unused challenge just
-  expires), so they are also retried after a read timeout or a dropped connection;
+- ``info`` changes nothing, so it is also retried after a read timeout or a dropped
+  connection;
 - every other call may have reached the server once its request was written. A
   second ``evaluate`` would spend a second guess, a second ``enroll_*``, ``delete`` or
   PIN change would fail on state the first one changed. These raise
   ``ServerUnavailable`` instead;
 - ``authorize`` cannot be resent here either: its challenge is single-use and its
   PIN proof is bound to that challenge. The safe retry is a whole new
-  ``Device.authorize`` (fresh challenge, evaluate, proof) with the *same* idempotency
+  ``Device.authorize`` (fresh evaluation, proof) with the *same* idempotency
   key: the server's ledger then answers with the recorded result, never a second
   charge. That needs the PIN, so it is the caller's (or ``Device``'s) decision.
+
+Every call, retries and their pauses included, ends within ``timeout`` seconds of wall
+time: a server that trickles its reply is cut off at the deadline (see
+:mod:`splitvault.device._deadline`), not after ``timeout`` seconds of silence.
 """
 
 from __future__ import annotations
@@ -62,7 +66,6 @@ from .._errors import (
 from .._http_api import ROUTES, Route
 from .._protocol import (
     AuthorizeRequest,
-    ChallengeReply,
     ChangePinBegin,
     ChangePinFinish,
     DeleteRequest,
@@ -73,7 +76,8 @@ from .._protocol import (
     EvaluateRequest,
     ServerInfo,
 )
-from .._wire import ERROR, ChallengeRequest, ErrorBody, dumps, loads
+from .._wire import ERROR, ErrorBody, dumps, loads
+from ._deadline import DeadlineBackend, deadline, remaining
 
 __all__ = ["HttpShareService"]
 
@@ -86,7 +90,7 @@ KEEPALIVE_SECONDS = 2.0
 """Idle pooled connections are dropped after this, below the server's 5 s keep-alive:
 reusing a connection the server is just closing would turn a harmless "not sent"
 into an ambiguous "maybe sent"."""
-_SAFE_TO_RESEND = frozenset({"info", "challenge"})
+_SAFE_TO_RESEND = frozenset({"info"})
 _LOOPBACK_NAMES = frozenset({"localhost"})
 _PIN = re.compile(r"[0-9a-f]{64}")
 _PIN_MISMATCH = "server certificate does not match the pinned fingerprint"
@@ -211,11 +215,14 @@ class HttpShareService:
         if not timeout > 0:
             raise ConfigurationError("timeout must be positive")
         self._retries = max(0, connect_retries)
+        self._timeout = timeout
         verify: ssl.SSLContext | bool = _pinned_context(pin) if pin is not None else True
+        limits = httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS)
         self._client = httpx.Client(
-            base_url=self.url, verify=verify, transport=transport,
+            base_url=self.url, verify=verify,
+            transport=transport if transport is not None else _deadline_transport(verify, limits),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
+            limits=limits,
             # No proxies or CA bundles from the environment: the device talks to the
             # server it was configured for, and a pin means exactly that certificate.
             trust_env=False, follow_redirects=False,
@@ -239,9 +246,6 @@ class HttpShareService:
     def enroll_finish(self, request: EnrollFinish) -> None:
         self._call("enroll_finish", request)
 
-    def challenge(self, card_id: str) -> ChallengeReply:
-        return cast(ChallengeReply, self._call("challenge", ChallengeRequest(card_id)))
-
     def evaluate(self, request: EvaluateRequest) -> EvaluateReply:
         return cast(EvaluateReply, self._call("evaluate", request))
 
@@ -263,21 +267,23 @@ class HttpShareService:
         route = _ROUTES[method]
         body = dumps(route.request, message) if route.request is not None else None
         request_id = secrets.token_hex(8)  # the same id on every attempt of one call
-        for attempt in range(self._retries + 1):
-            last = attempt == self._retries
-            try:
-                status, data = self._send(route, body, request_id)
-            except _NotSent:
-                if last:
-                    raise ServerUnavailable("cannot connect to the share server") from None
-            except _MaybeSent:
-                if last or method not in _SAFE_TO_RESEND:
-                    raise ServerUnavailable(
-                        "no answer from the share server; the request may have reached it"
-                    ) from None
-            else:
-                return _reply(route, status, data)
-            time.sleep(0.1 * 2**attempt)
+        with deadline(self._timeout):  # one deadline for every attempt and pause
+            for attempt in range(self._retries + 1):
+                pause = 0.1 * 2**attempt
+                last = attempt == self._retries or (remaining() or 0.0) <= pause
+                try:
+                    status, data = self._send(route, body, request_id)
+                except _NotSent:
+                    if last:
+                        raise ServerUnavailable("cannot connect to the share server") from None
+                except _MaybeSent:
+                    if last or method not in _SAFE_TO_RESEND:
+                        raise ServerUnavailable(
+                            "no answer from the share server; the request may have reached it"
+                        ) from None
+                else:
+                    return _reply(route, status, data)
+                time.sleep(pause)
         raise ServerUnavailable("cannot connect to the share server")  # not reached
 
     def _send(self, route: Route, body: bytes | None, request_id: str) -> tuple[int, bytes]:
@@ -308,6 +314,21 @@ class HttpShareService:
             raise _MaybeSent from None
         finally:
             response.close()
+
+
+def _deadline_transport(verify: ssl.SSLContext | bool,
+                        limits: httpx.Limits) -> httpx.HTTPTransport:
+    """httpx's own transport, its connections made by :class:`DeadlineBackend`.
+
+    httpx 0.28 takes no network backend, so it is set on the httpcore pool it built;
+    checked here so that an httpx that moved it fails loudly rather than silently
+    losing the deadline."""
+    transport = httpx.HTTPTransport(verify=verify, limits=limits, trust_env=False)
+    pool = getattr(transport, "_pool", None)
+    if not hasattr(pool, "_network_backend"):
+        raise ConfigurationError("unsupported httpx version: cannot set the request deadline")
+    pool._network_backend = DeadlineBackend()  # type: ignore[union-attr]
+    return transport
 
 
 def _reply(route: Route, status: int, data: bytes) -> Any:

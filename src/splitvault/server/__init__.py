@@ -1,9 +1,12 @@
-"""The share server: ``ShareServer``, its acquirer plug point, and its HTTP app."""
+"""The share server: ``ShareServer``, its store and keyring, its acquirer plug point."""
 
-from ._acquirer import Acquirer, AcquirerCall, SimulatedAcquirer
+from ._acquirer import Acquirer, AcquirerCall, LegacyAcquirer, SimulatedAcquirer
 from ._audit import AuditReport
+from ._inspect import ServerInspector
 from ._kek import Kek
-from ._server import CardState, ShareServer
+from ._keyring import Keyring
+from ._server import CardState, ShareServer, open_store
 
-__all__ = ["Acquirer", "AcquirerCall", "AuditReport", "CardState", "Kek", "ShareServer",
-           "SimulatedAcquirer"]
+__all__ = ["Acquirer", "AcquirerCall", "AuditReport", "CardState", "Kek", "Keyring",
+           "LegacyAcquirer", "ServerInspector", "ShareServer", "SimulatedAcquirer",
+           "open_store"]

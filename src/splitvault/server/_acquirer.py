@@ -5,8 +5,10 @@ It is the only code that ever sees the whole card, in memory, for one call.
 
 from __future__ import annotations
 
+import inspect
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Protocol
@@ -16,7 +18,8 @@ from .._errors import Declined
 if TYPE_CHECKING:
     from .._card import Card
 
-__all__ = ["Acquirer", "AcquirerCall", "SimulatedAcquirer"]
+__all__ = ["Acquirer", "AcquirerCall", "AnyAcquirer", "LegacyAcquirer", "SimulatedAcquirer",
+           "authorizer"]
 
 
 class Acquirer(Protocol):
@@ -28,7 +31,42 @@ class Acquirer(Protocol):
     and it is never retried into a second charge.
     """
 
+    def authorize(self, card: Card, amount: int, currency: str, merchant: str,
+                  reference: str) -> str: ...
+
+
+class LegacyAcquirer(Protocol):
+    """An acquirer written against 0.1.0: ``authorize`` without the reference. Still
+    accepted (see :func:`authorizer`), but it cannot deduplicate retries by reference."""
+
     def authorize(self, card: Card, amount: int, currency: str, merchant: str) -> str: ...
+
+
+AnyAcquirer = Acquirer | LegacyAcquirer
+
+Authorize = Callable[["Card", int, str, str, str], str]
+
+
+def authorizer(acquirer: object) -> Authorize:
+    """``acquirer.authorize`` called with the payment reference, or, for an acquirer
+    written against 0.1.0's four-argument ``authorize(card, amount, currency,
+    merchant)``, without it (it then cannot deduplicate by reference)."""
+    method = acquirer.authorize  # type: ignore[attr-defined]
+    try:
+        params = list(inspect.signature(method).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    takes_reference = any(p.name == "reference" or p.kind is inspect.Parameter.VAR_KEYWORD
+                          for p in params)
+    if takes_reference:
+        def call(card: Card, amount: int, currency: str, merchant: str, reference: str) -> str:
+            result: str = method(card, amount, currency, merchant, reference=reference)
+            return result
+    else:
+        def call(card: Card, amount: int, currency: str, merchant: str, reference: str) -> str:
+            result: str = method(card, amount, currency, merchant)
+            return result
+    return call
 
 
 @dataclass(frozen=True)
@@ -40,6 +78,7 @@ class AcquirerCall:
     currency: str
     merchant: str
     approval_code: str | None
+    reference: str | None = None
 
 
 class SimulatedAcquirer:
@@ -59,7 +98,8 @@ class SimulatedAcquirer:
         self._lock = threading.Lock()
         self.calls: list[AcquirerCall] = []
 
-    def authorize(self, card: Card, amount: int, currency: str, merchant: str) -> str:
+    def authorize(self, card: Card, amount: int, currency: str, merchant: str,
+                  reference: str | None = None) -> str:
         code: str | None = None
         try:
             if card.is_expired(self._today or date.today()):
@@ -70,7 +110,8 @@ class SimulatedAcquirer:
             return code
         finally:
             with self._lock:
-                self.calls.append(AcquirerCall(card.last4, amount, currency, merchant, code))
+                self.calls.append(AcquirerCall(card.last4, amount, currency, merchant, code,
+                                               reference))
 
     def __repr__(self) -> str:
         return f"<SimulatedAcquirer limit={self.limit} calls={len(self.calls)}>"

@@ -14,21 +14,23 @@ from __future__ import annotations
 
 import hmac
 import json
-import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from nacl.encoding import RawEncoder
 from nacl.hash import blake2b
 
 from .._errors import TamperedData
 from ..crypto.encoding import encode, u64
+from ._store import AuditMac, AuditRow
 
-__all__ = ["EVENTS", "AuditReport", "append", "verify"]
+__all__ = ["EVENTS", "AuditReport", "chain", "entry_json", "verify"]
 
 EVENTS = frozenset(
     {
         "enrolled", "guess_used", "authorized", "declined", "locked", "deleted",
-        "key_rotated", "pin_changed", "wrong_pin",
+        "key_rotated", "pin_changed", "wrong_pin", "key_added", "key_retired",
     }
 )
 _D_AUDIT = b"splitvault/v1/audit"
@@ -52,33 +54,46 @@ def _mac(key: bytes | bytearray, prev: bytes, seq: int, at: float, event: str,
     return bytes(blake2b(msg, digest_size=32, key=bytes(key), encoder=RawEncoder))
 
 
-def append(conn: sqlite3.Connection, key: bytes | bytearray, event: str, card_id: str,
-           at: float, **detail: int | str | bool) -> None:
-    """Append one entry, inside the caller's write transaction."""
-    if event not in EVENTS:
-        raise ValueError("unknown audit event")
-    row = conn.execute("SELECT seq, mac FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (1, _GENESIS) if row is None else (row[0] + 1, row[1])
-    text = json.dumps(detail, sort_keys=True, separators=(",", ":"))
-    conn.execute(
-        "INSERT INTO audit (seq, at, event, card_id, detail, mac) VALUES (?, ?, ?, ?, ?, ?)",
-        (seq, at, event, card_id, text, _mac(key, prev, seq, at, event, card_id, text)),
-    )
+def chain(key: bytes | bytearray) -> AuditMac:
+    """The link function the store calls for each new entry (it holds the key)."""
+    def link(prev: bytes, seq: int, at: float, event: str, card_id: str, detail: str) -> bytes:
+        if event not in EVENTS:
+            raise ValueError("unknown audit event")
+        return _mac(key, prev, seq, at, event, card_id, detail)
+    return link
 
 
-def verify(conn: sqlite3.Connection, key: bytes | bytearray) -> AuditReport:
+def verify(rows: Iterable[AuditRow], key: bytes | bytearray) -> AuditReport:
     """Check the whole chain; ``TamperedData`` at the first entry that does not verify."""
     prev = _GENESIS
     expected_seq = 1
-    for seq, at, event, card_id, detail, mac in conn.execute(
-        "SELECT seq, at, event, card_id, detail, mac FROM audit ORDER BY seq"
-    ):
-        good = _mac(key, prev, expected_seq, at, event, card_id, detail)
-        if seq != expected_seq or not _equal(good, mac):
+    for row in rows:
+        good = _mac(key, prev, expected_seq, row.at, row.event, row.card_id, row.detail)
+        if row.seq != expected_seq or not _equal(good, row.mac):
             raise TamperedData(f"audit log does not verify at entry {expected_seq}")
-        prev = mac
+        prev = row.mac
         expected_seq += 1
     return AuditReport(entries=expected_seq - 1, head=prev.hex())
+
+
+def entry_json(row: AuditRow) -> dict[str, Any]:
+    """One verified entry as a JSON object for a SIEM: seq, event, card_id, at (ISO
+    8601 UTC and epoch seconds) and the event's details (counts; never a secret)."""
+    from datetime import UTC, datetime
+
+    try:
+        detail = json.loads(row.detail)
+    except ValueError:
+        detail = {}
+    return {
+        "seq": row.seq,
+        "event": row.event,
+        "card_id": row.card_id or None,
+        "at": datetime.fromtimestamp(row.at, UTC).isoformat(timespec="milliseconds"),
+        "at_epoch": row.at,
+        "detail": detail if isinstance(detail, dict) else {},
+        "mac": row.mac.hex(),
+    }
 
 
 def _equal(a: bytes, b: object) -> bool:

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp
 
 from .._errors import MalformedRequest, VaultError, WrongPin
 from .._http_api import ROUTES, Route, error_body, status_of
-from .._wire import MAX_BODY, ChallengeRequest, Empty, dumps, loads
+from .._wire import MAX_BODY, Empty, dumps, loads
 from ._access import CONTEXT_KEY, AccessMiddleware
 from ._openapi import openapi_document
 from ._ratelimit import RateLimiter
@@ -121,8 +121,6 @@ class HttpApp:
         with self.in_flight:
             if message is None:
                 return self.server.info()
-            if isinstance(message, ChallengeRequest):
-                return self.server.challenge(message.card_id)
             return getattr(self.server, method)(message)
 
     async def _read_body(self, request: Request) -> bytes:
@@ -152,9 +150,8 @@ class HttpApp:
         return JSONResponse({"status": "ready"})
 
     def _ping(self) -> None:
-        # ShareServer has no public health check yet; a read of its schema table through
-        # its own connection is the smallest proof that the database answers.
-        self.server._db.connection().execute("SELECT value FROM meta LIMIT 1").fetchone()
+        if not self.server.ready():
+            raise RuntimeError("database unreachable")
 
     async def _openapi(self, request: Request) -> Response:
         return JSONResponse(self._document)

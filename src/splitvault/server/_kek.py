@@ -65,7 +65,7 @@ class Kek:
         """Write the key to ``path`` with mode 0600, durably (fsync file and directory)."""
         path = Path(path)
         flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
-        line = f"{_MAGIC} {self.kid_hex} {base64.b64encode(self._key).decode('ascii')}\n"
+        line = self.line() + "\n"
         try:
             fd = os.open(path, flags, 0o600)
         except FileExistsError:
@@ -80,9 +80,28 @@ class Kek:
             os.close(fd)
         _fsync_dir(path.parent)
 
+    def material(self) -> bytes:
+        """The raw key (for the inspector's leak scans only)."""
+        return bytes(self._key)
+
+    def line(self) -> str:
+        """This key as one key-file line (secret: goes only into a 0600 file)."""
+        return f"{_MAGIC} {self.kid_hex} {base64.b64encode(self._key).decode('ascii')}"
+
     @classmethod
     def load(cls, path: str | Path) -> Kek:
-        """Read a key file; ``ConfigurationError`` if missing, readable by others, or malformed."""
+        """Read a key file of one key; ``ConfigurationError`` if missing, readable by
+        others, malformed, or holding several keys (a keyring: see :meth:`load_all`)."""
+        keys = cls.load_all(path)
+        if len(keys) != 1:
+            for key in keys:
+                key.wipe()
+            raise ConfigurationError(f"key file {path} holds {len(keys)} keys; expected one")
+        return keys[0]
+
+    @classmethod
+    def load_all(cls, path: str | Path) -> list[Kek]:
+        """Every key in a key file, one per line, oldest first (a rotation appends)."""
         path = Path(path)
         try:
             st = path.stat()
@@ -98,19 +117,25 @@ class Kek:
             text = path.read_bytes().decode("ascii")
         except (OSError, UnicodeDecodeError):
             raise ConfigurationError(f"key file {path} is malformed") from None
-        parts = text.strip().split(" ")
+        keys: list[Kek] = []
         try:
-            if len(parts) != 3 or parts[0] != _MAGIC:
+            for line in text.strip().splitlines():
+                parts = line.strip().split(" ")
+                if len(parts) != 3 or parts[0] != _MAGIC:
+                    raise ValueError
+                kek = cls(bytes.fromhex(parts[1]),
+                          bytearray(base64.b64decode(parts[2], validate=True)))
+                kek._path = str(path)
+                keys.append(kek)
+            if not keys:
                 raise ValueError
-            kid = bytes.fromhex(parts[1])
-            key = bytearray(base64.b64decode(parts[2], validate=True))
-        except (ValueError, binascii.Error):
+        except (ValueError, binascii.Error, ConfigurationError):
+            for key in keys:
+                key.wipe()
             raise ConfigurationError(
-                f"key file {path} is malformed (expected one '{_MAGIC} <id> <key>' line)"
+                f"key file {path} is malformed (expected '{_MAGIC} <id> <key>' lines)"
             ) from None
-        kek = cls(kid, key)
-        kek._path = str(path)
-        return kek
+        return keys
 
     # -- wrapping ------------------------------------------------------------------------
 

@@ -1,18 +1,23 @@
-"""The exactly-once ledger: one row per (card, idempotency key).
+"""The exactly-once ledger's codec: its keys, digests, payment references and results.
 
-A row is written as ``pending`` *before* the acquirer is called and completed after.
-So a crash between the acquirer's answer and its recording leaves a pending row,
-and a retry then refuses to call the acquirer again (``PaymentInDoubt``) instead of
-charging twice. If the acquirer raises without answering, the pending row is removed:
-nothing was charged, and a retry may try again.
+One ledger row per (card, idempotency key), written as ``pending`` with a lease
+*before* the acquirer is called and completed after (the store does the writing; see
+``_payments.py`` for the flow). Everything here is a pure function of the server's
+ledger MAC key:
+
+- the row key is a MAC of (card id, idempotency key), so a dump shows no order numbers;
+- the parameter digest is a MAC of (card id, amount, currency, merchant), so a retry
+  with other parameters is told apart without storing them;
+- the payment reference the acquirer receives is a MAC of (card id, idempotency key,
+  attempt): stable across retries of one attempt, so a real gateway can deduplicate,
+  and it names neither the card nor the person;
+- the result (amount, merchant, last 4, approval code) is wrapped under the KEK.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-import sqlite3
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from nacl.encoding import RawEncoder
@@ -22,24 +27,20 @@ from .._authorization import Authorization
 from .._errors import TamperedData
 from ..crypto.encoding import encode, u64
 from ..crypto.memory import wipe
-from ._kek import Kek
+from ._keyring import Keyring
+from ._store import LedgerEntry
 
-__all__ = ["Ledger", "LedgerEntry"]
+__all__ = ["Ledger"]
 
 _D_KEY = b"splitvault/v1/ledger-key"
 _D_PARAMS = b"splitvault/v1/ledger-params"
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    state: str
-    params_digest: bytes
-    result: bytes | None
+_D_REFERENCE = b"splitvault/v1/payment-reference"
 
 
 class Ledger:
-    def __init__(self, mac_key: bytes | bytearray) -> None:
+    def __init__(self, mac_key: bytes | bytearray, keyring: Keyring) -> None:
         self._mac_key = mac_key
+        self._keyring = keyring
 
     def _mac(self, msg: bytes) -> bytes:
         return bytes(blake2b(msg, digest_size=32, key=bytes(self._mac_key), encoder=RawEncoder))
@@ -52,53 +53,23 @@ class Ledger:
             encode(_D_PARAMS, card_id.encode(), u64(amount), currency.encode(), merchant.encode())
         )
 
+    def reference(self, card_id: str, idempotency_key: str, attempt: int = 0) -> str:
+        """``sv-`` and 32 hex digits: the acquirer's name for this payment attempt."""
+        digest = self._mac(encode(_D_REFERENCE, card_id.encode(), idempotency_key.encode(),
+                                  u64(attempt)))
+        return "sv-" + digest[:16].hex()
+
     @staticmethod
     def same_params(entry: LedgerEntry, digest: bytes) -> bool:
         return hmac.compare_digest(entry.params_digest, digest)
 
-    @staticmethod
-    def lookup(conn: sqlite3.Connection, key: bytes) -> LedgerEntry | None:
-        row = conn.execute(
-            "SELECT state, params_digest, result FROM authorizations WHERE key_digest = ?", (key,)
-        ).fetchone()
-        return None if row is None else LedgerEntry(row[0], row[1], row[2])
+    def seal_result(self, key: bytes, auth: Authorization) -> bytes:
+        return self._keyring.wrap("ledger", key.hex(), _dump(auth))
 
-    @staticmethod
-    def start(conn: sqlite3.Connection, key: bytes, params: bytes, now: float) -> None:
-        conn.execute(
-            "INSERT INTO authorizations (key_digest, params_digest, state, started_at) "
-            "VALUES (?, ?, 'pending', ?)",
-            (key, params, now),
-        )
-
-    @staticmethod
-    def abandon(conn: sqlite3.Connection, key: bytes) -> None:
-        conn.execute(
-            "DELETE FROM authorizations WHERE key_digest = ? AND state = 'pending'", (key,)
-        )
-
-    @staticmethod
-    def mark_in_doubt(conn: sqlite3.Connection, key: bytes) -> None:
-        conn.execute(
-            "UPDATE authorizations SET state = 'in_doubt' WHERE key_digest = ? "
-            "AND state = 'pending'", (key,)
-        )
-
-    @staticmethod
-    def finish(conn: sqlite3.Connection, kek: Kek, key: bytes, auth: Authorization,
-               now: float) -> None:
-        blob = kek.wrap("ledger", key.hex(), _dump(auth))
-        conn.execute(
-            "UPDATE authorizations SET state = ?, result = ?, completed_at = ? "
-            "WHERE key_digest = ? AND state = 'pending'",
-            ("approved" if auth.approved else "declined", blob, now, key),
-        )
-
-    @staticmethod
-    def result(kek: Kek, key: bytes, entry: LedgerEntry) -> Authorization:
+    def open_result(self, entry: LedgerEntry) -> Authorization:
         if entry.result is None:
             raise TamperedData()
-        raw = kek.unwrap("ledger", key.hex(), entry.result)
+        raw = self._keyring.unwrap("ledger", entry.key.hex(), entry.result)
         try:
             return _load(raw)
         finally:

@@ -1,0 +1,140 @@
+"""PIN guesses: the OPRF evaluation that spends one, and the proof that settles it.
+
+The order of checks is the security argument:
+
+1. Shape, then freshness of the device's nonce and clock (no state touched).
+2. The device key's signature, before anything is spent: a stranger who does not
+   hold the device key cannot use up the card's guesses (no malicious lockout).
+3. The evaluation is computed, then the guess is counted durably (one store
+   transaction, which also takes the nonce and issues the proof's challenge), and
+   only after that commit does the evaluation leave: the guess is counted before the
+   PIN can be tried.
+4. A proof consumes its challenge whatever its outcome: one evaluation, one proof.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+
+from .._errors import (
+    CardLocked,
+    InvalidChallenge,
+    MalformedRequest,
+    UnknownCard,
+    WrongPin,
+)
+from .._profiles import ServerProfile
+from .._protocol import FRESHNESS_SECONDS, EvaluateReply, EvaluateRequest
+from ..crypto import oprf
+from ..crypto.errors import AuthenticationFailed
+from ..crypto.memory import wipe
+from ..crypto.signing import verify
+from ._checks import check_bytes, check_id
+from ._keyring import Keyring
+from ._signatures import check_device_signature
+from ._store import CardRecord, ChallengeRecord, LedgerStart, ProofOutcome, Store
+
+__all__ = ["Guesses", "check_fresh", "evaluate_blinded"]
+
+NONCE_LEN = 16
+
+
+def check_fresh(nonce: object, timestamp: object, now: float) -> tuple[bytes, float]:
+    """The nonce and how long the store must remember it, or a typed error."""
+    nonce = check_bytes(nonce, "nonce", NONCE_LEN)
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0:
+        raise MalformedRequest("malformed timestamp")
+    at = timestamp / 1000.0
+    if abs(at - now) > FRESHNESS_SECONDS:
+        raise InvalidChallenge(
+            "request timestamp is too far from the server's clock; check the device's clock")
+    return nonce, max(at, now) + FRESHNESS_SECONDS
+
+
+def evaluate_blinded(key: bytes | bytearray, blinded: bytes) -> bytes:
+    try:
+        return oprf.blind_evaluate(key, blinded)
+    except oprf.OprfError:
+        raise MalformedRequest("malformed blinded element") from None
+
+
+class Guesses:
+    """Counts guesses and settles proofs. Gets the store, the keyring and a clock."""
+
+    def __init__(self, store: Store, keyring: Keyring, profile: ServerProfile,
+                 clock: Callable[[], float]) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._profile = profile
+        self._clock = clock
+
+    def evaluate(self, request: EvaluateRequest) -> EvaluateReply:
+        card_id = check_id(request.card_id, "card id")
+        blinded = check_bytes(request.blinded, "blinded element", 32)
+        now = self._clock()
+        nonce, nonce_expires = check_fresh(request.nonce, request.timestamp, now)
+        card = check_device_signature(self._store.card(card_id), request.signed_bytes(),
+                                      request.signature)
+        if card.locked:
+            raise CardLocked()
+        key = self._keyring.unwrap("oprf-key", card_id, card.oprf_key)
+        try:
+            evaluated = evaluate_blinded(key, blinded)  # a bad element spends nothing
+        finally:
+            wipe(key)
+        limit = self._profile.guess_limit
+        challenge = ChallengeRecord(secrets.token_hex(16), card_id, secrets.token_bytes(32),
+                                    "evaluated", now + self._profile.challenge_ttl)
+        spend = self._store.spend_guess(card_id, nonce, nonce_expires, challenge, limit, now)
+        if spend.outcome == "replayed":
+            raise InvalidChallenge("request already used (replayed nonce)")
+        if spend.outcome == "unknown":
+            raise UnknownCard()
+        if spend.outcome == "locked":
+            raise CardLocked()
+        if spend.outcome == "busy":
+            raise InvalidChallenge(
+                "too many PIN checks in progress for this card; try again shortly")
+        return EvaluateReply(evaluated, limit - spend.guesses_used, challenge.challenge_id,
+                             challenge.nonce, challenge.expires_at)
+
+    def proof_card(self, card_id: str, challenge_id: object,
+                   state: str = "evaluated") -> tuple[CardRecord, ChallengeRecord]:
+        """The card and its live challenge in ``state``, or ``InvalidChallenge`` /
+        ``UnknownCard``. Nothing is consumed here; :meth:`settle` does that."""
+        challenge_id = check_id(challenge_id, "challenge id")
+        challenge = self._store.challenge(challenge_id)
+        if (challenge is None or challenge.card_id != card_id or challenge.state != state
+                or challenge.expires_at < self._clock()):
+            raise InvalidChallenge()
+        card = self._store.card(card_id)
+        if card is None:
+            raise UnknownCard()
+        return card, challenge
+
+    @staticmethod
+    def pin_verified(card: CardRecord, message: bytes, signature: object) -> bool:
+        if not isinstance(signature, bytes):
+            raise MalformedRequest("malformed signature")
+        try:
+            verify(card.verifier, message, signature)
+        except AuthenticationFailed:
+            return False
+        return True
+
+    def settle(self, card_id: str, challenge_id: str, verified: bool, *,
+               ledger: LedgerStart | None = None,
+               pin_change_key: bytes | None = None) -> ProofOutcome:
+        """Consume the challenge and record the proof's outcome (one transaction);
+        raise for a wrong PIN, a locked card or a challenge someone else consumed."""
+        outcome = self._store.settle_proof(card_id, challenge_id, verified=verified,
+                                           limit=self._profile.guess_limit, now=self._clock(),
+                                           ledger=ledger, pin_change_key=pin_change_key)
+        if outcome.outcome == "gone":
+            raise InvalidChallenge()
+        if outcome.outcome == "locked":
+            raise CardLocked()
+        if outcome.outcome == "wrong":
+            raise WrongPin(outcome.attempts_left)
+        return outcome

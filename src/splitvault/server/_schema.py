@@ -1,0 +1,140 @@
+"""The store's schema, its version, and the migrations between versions.
+
+One DDL text serves both backends: ``{blob}``, ``{real}``, ``{int}`` and ``{strict}``
+are filled in per dialect. It uses only what SQLite, PostgreSQL, CockroachDB and
+YugabyteDB all accept (no sequences, no advisory locks, no triggers).
+
+Nothing in any table identifies a card or its holder: card ids are random, every
+secret is wrapped under a key-encryption key, the ledger is keyed by MACs and the
+audit log holds event names, card ids and counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["SCHEMA_VERSION", "Dialect", "migrations", "schema"]
+
+SCHEMA_VERSION = 2
+"""2: keyring, worker heartbeats, device nonces, ledger leases and references, the
+audit chain's head row. 1 was the single-process SQLite schema of 0.1.0."""
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    blob: str
+    real: str
+    int: str
+    strict: str
+
+    def fill(self, ddl: str) -> str:
+        return ddl.format(blob=self.blob, real=self.real, int=self.int, strict=self.strict)
+
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+){strict};
+-- The server's own keys (X25519 envelope key, MAC keys), each wrapped under a KEK.
+CREATE TABLE IF NOT EXISTS server_keys (
+    name TEXT PRIMARY KEY,
+    wrapped {blob} NOT NULL
+){strict};
+-- Key-encryption keys by id (never the keys): which one new values are wrapped under.
+CREATE TABLE IF NOT EXISTS keyring (
+    kid {blob} PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'primary', 'active', 'retired')),
+    added_at {real} NOT NULL
+){strict};
+-- Running servers and the key ids each can use (rotation waits for all of them).
+CREATE TABLE IF NOT EXISTS workers (
+    worker_id TEXT PRIMARY KEY,
+    kids TEXT NOT NULL,
+    seen_at {real} NOT NULL
+){strict};
+CREATE TABLE IF NOT EXISTS cards (
+    card_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'active')),
+    device_key {blob} NOT NULL,
+    verifier {blob},
+    oprf_key {blob} NOT NULL,
+    share {blob},
+    guesses_used {int} NOT NULL DEFAULT 0,
+    locked {int} NOT NULL DEFAULT 0,
+    created_at {real} NOT NULL,
+    expires_at {real}
+){strict};
+CREATE INDEX IF NOT EXISTS cards_pending_expiry ON cards (state, expires_at);
+CREATE TABLE IF NOT EXISTS challenges (
+    challenge_id TEXT PRIMARY KEY,
+    card_id TEXT NOT NULL,
+    nonce {blob} NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('issued', 'evaluated', 'pin_change', 'used')),
+    expires_at {real} NOT NULL,
+    new_oprf_key {blob}
+){strict};
+CREATE INDEX IF NOT EXISTS challenges_expiry ON challenges (expires_at);
+CREATE INDEX IF NOT EXISTS challenges_card ON challenges (card_id, state);
+-- Device-chosen request nonces, kept until their timestamp could no longer be fresh.
+CREATE TABLE IF NOT EXISTS nonces (
+    nonce {blob} PRIMARY KEY,
+    expires_at {real} NOT NULL
+){strict};
+CREATE INDEX IF NOT EXISTS nonces_expiry ON nonces (expires_at);
+-- Exactly-once ledger, keyed by a MAC of (card id, idempotency key). A pending row
+-- carries the lease of the worker calling the acquirer.
+CREATE TABLE IF NOT EXISTS authorizations (
+    key_digest {blob} PRIMARY KEY,
+    params_digest {blob} NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'in_doubt', 'approved', 'declined')),
+    result {blob},
+    started_at {real} NOT NULL,
+    completed_at {real},
+    owner TEXT NOT NULL DEFAULT '',
+    lease_until {real} NOT NULL DEFAULT 0,
+    reference TEXT NOT NULL DEFAULT ''
+){strict};
+-- Append-only, MAC-chained audit log (see _audit.py); audit_head is its one-row tip,
+-- updated in every appending transaction, so appends serialize on it on every engine.
+CREATE TABLE IF NOT EXISTS audit (
+    seq {int} PRIMARY KEY,
+    at {real} NOT NULL,
+    event TEXT NOT NULL,
+    card_id TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    mac {blob} NOT NULL
+){strict};
+CREATE TABLE IF NOT EXISTS audit_head (
+    id {int} PRIMARY KEY CHECK (id = 1),
+    seq {int} NOT NULL,
+    mac {blob} NOT NULL
+){strict};
+"""
+
+
+def schema(dialect: Dialect) -> list[str]:
+    """The statements that create the current schema in an empty database."""
+    return _split(dialect.fill(_TABLES))
+
+
+# Version 1 -> 2, SQLite only (0.1.0 never ran on PostgreSQL). The audit head is seeded
+# from the last entry; the keyring from the key id that wraps the server's keys.
+_V1_TO_V2 = """
+ALTER TABLE authorizations ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE authorizations ADD COLUMN lease_until REAL NOT NULL DEFAULT 0;
+ALTER TABLE authorizations ADD COLUMN reference TEXT NOT NULL DEFAULT '';
+"""
+
+
+def migrations(dialect: Dialect) -> dict[int, list[str]]:
+    """Statements that take a database from version ``n`` to ``n + 1``, by ``n``."""
+    if dialect.name != "sqlite":
+        return {}
+    return {1: _split(_V1_TO_V2) + schema(dialect)}
+
+
+def _split(text: str) -> list[str]:
+    code = "\n".join(ln for ln in text.splitlines() if not ln.strip().startswith("--"))
+    return [chunk.strip() for chunk in code.split(";") if chunk.strip()]

@@ -1,0 +1,547 @@
+"""The store's operations in SQL, written once for every backend.
+
+A backend (``_sqlite.py``, ``_postgres.py``) supplies connections, transactions and
+retries; this module supplies the statements. Each public method runs its statements
+in one ``backend.write`` transaction, whose guards (conditional ``UPDATE``, ``INSERT
+... ON CONFLICT DO NOTHING``, ``RETURNING``) make the decision atomic on any engine and
+at any isolation level: under READ COMMITTED a blocked statement re-checks its
+``WHERE`` on the committed row; under SERIALIZABLE the loser gets SQLSTATE 40001 and
+the backend runs the whole function again. So a function passed to ``write`` must have
+no effect outside the transaction.
+
+Placeholders are ``?`` here; the PostgreSQL backend translates them. No statement
+uses ``%`` or a literal ``?``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal, Protocol, TypeVar, cast
+
+from .._errors import ConfigurationError
+from ._schema import SCHEMA_VERSION, Dialect, migrations, schema
+from ._store import (
+    AuditEvent,
+    AuditMac,
+    AuditRow,
+    CardRecord,
+    ChallengeRecord,
+    KeyRecord,
+    LedgerEntry,
+    LedgerStart,
+    PendingCard,
+    ProofOutcome,
+    Spend,
+    WorkerRecord,
+    WrappedRef,
+)
+
+__all__ = ["Backend", "SqlStore", "Tx"]
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+_GENESIS = bytes(32)
+
+# (table, row key expression, wrapped column, purpose): every wrapped value stored.
+# The row key is what the value's AAD names, so a re-wrap keeps it bound to its row.
+_WRAPPED: tuple[tuple[str, str, str, str], ...] = (
+    ("server_keys", "name", "wrapped", "server-key"),
+    ("cards", "card_id", "oprf_key", "oprf-key"),
+    ("cards", "card_id", "share", "share"),
+    ("challenges", "challenge_id", "new_oprf_key", "oprf-key"),
+    ("authorizations", "key_digest", "result", "ledger"),
+)
+_KEY_COLUMN = {"server_keys": "name", "cards": "card_id", "challenges": "challenge_id",
+               "authorizations": "key_digest"}
+
+
+class Tx(Protocol):
+    def one(self, sql: str, *params: object) -> Row | None: ...
+
+    def all(self, sql: str, *params: object) -> list[Row]: ...
+
+    def run(self, sql: str, *params: object) -> int: ...
+
+
+class Backend(Protocol):
+    dialect: Dialect
+
+    def write(self, fn: Callable[[Tx], T]) -> T: ...
+
+    def read(self, fn: Callable[[Tx], T]) -> T: ...
+
+    def close(self) -> None: ...
+
+    def describe(self) -> str: ...
+
+    def scrub(self) -> None: ...
+
+    def is_empty(self) -> bool: ...
+
+
+class SqlStore:
+    """:class:`~._store.Store` over a SQL backend."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._db = backend
+        self._mac: AuditMac | None = None
+
+    # -- schema ----------------------------------------------------------------------
+
+    def create(self) -> None:
+        """Create the schema in an empty database (one transaction)."""
+        def go(tx: Tx) -> None:
+            for statement in schema(self._db.dialect):
+                tx.run(statement)
+            tx.run("INSERT INTO meta (name, value) VALUES ('schema_version', ?) "
+                   "ON CONFLICT (name) DO NOTHING", str(SCHEMA_VERSION))
+            tx.run("INSERT INTO audit_head (id, seq, mac) VALUES (1, 0, ?) "
+                   "ON CONFLICT (id) DO NOTHING", _GENESIS)
+        self._db.write(go)
+
+    def schema_version(self) -> int | None:
+        """The database's schema version; None if it holds no splitvault schema."""
+        if self._db.is_empty():
+            return None
+        row = self._db.read(lambda tx: tx.one(
+            "SELECT value FROM meta WHERE name = 'schema_version'"))
+        if row is None:
+            raise ConfigurationError(
+                f"{self._db.describe()} is not a splitvault server database")
+        return int(row[0])
+
+    def upgrade(self) -> tuple[int, int]:
+        """Migrate to the current version, one transaction per step; (from, to)."""
+        start = self.schema_version()
+        if start is None:
+            self.create()
+            return 0, SCHEMA_VERSION
+        steps = migrations(self._db.dialect)
+        version = start
+        while version < SCHEMA_VERSION:
+            if version not in steps:
+                raise ConfigurationError(f"no migration from schema version {version}")
+            step: list[str] = steps[version]
+
+            def migrate(tx: Tx, v: int = version, statements: list[str] = step) -> None:
+                self._migrate(tx, v, statements)
+            self._db.write(migrate)
+            version += 1
+        return start, version
+
+    @staticmethod
+    def _migrate(tx: Tx, version: int, statements: list[str]) -> None:
+        for statement in statements:
+            tx.run(statement)
+        last = tx.one("SELECT seq, mac FROM audit ORDER BY seq DESC LIMIT 1")
+        seq, mac = (0, _GENESIS) if last is None else (last[0], bytes(last[1]))
+        tx.run("INSERT INTO audit_head (id, seq, mac) VALUES (1, ?, ?) "
+               "ON CONFLICT (id) DO NOTHING", seq, mac)
+        row = tx.one("SELECT wrapped FROM server_keys LIMIT 1")
+        if row is not None:
+            tx.run("INSERT INTO keyring (kid, state, added_at) VALUES (?, 'primary', 0) "
+                   "ON CONFLICT (kid) DO NOTHING", bytes(row[0])[:8])
+        tx.run("UPDATE meta SET value = ? WHERE name = 'schema_version'", str(version + 1))
+
+    # -- raw access, for the inspector only (what a database breach sees or does) -----
+
+    def query(self, sql: str, *params: object) -> list[Row]:
+        return self._db.read(lambda tx: tx.all(sql, *params))
+
+    def tamper(self, sql: str, *params: object) -> int:
+        return self._db.write(lambda tx: tx.run(sql, *params))
+
+    @staticmethod
+    def wrapped_columns() -> tuple[tuple[str, str, str], ...]:
+        """(table, column, purpose) of every wrapped value the store keeps."""
+        return tuple((t, c, p) for t, _, c, p in _WRAPPED)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._db.close()
+
+    def describe(self) -> str:
+        return self._db.describe()
+
+    def ping(self) -> None:
+        self._db.read(lambda tx: tx.one("SELECT value FROM meta WHERE name = 'schema_version'"))
+
+    def attach_audit(self, mac: AuditMac) -> None:
+        self._mac = mac
+
+    def scrub(self) -> None:
+        self._db.scrub()
+
+    def sweep(self, now: float) -> int:
+        def go(tx: Tx) -> int:
+            return (tx.run("DELETE FROM challenges WHERE expires_at < ?", now)
+                    + tx.run("DELETE FROM nonces WHERE expires_at < ?", now)
+                    + tx.run("DELETE FROM cards WHERE state = 'pending' AND expires_at < ?",
+                             now))
+        return self._db.write(go)
+
+    # -- audit -----------------------------------------------------------------------
+
+    def _append(self, tx: Tx, event: AuditEvent, now: float) -> None:
+        if self._mac is None:
+            raise ConfigurationError("audit key not attached to the store")
+        # Claiming the head row first serializes appends: under READ COMMITTED a second
+        # appender waits here and then reads the first one's committed head.
+        head = tx.one("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, mac")
+        if head is None:
+            raise ConfigurationError("audit log head missing: run splitvault db upgrade")
+        seq, prev = int(head[0]), bytes(head[1])
+        detail = json.dumps(event.detail, sort_keys=True, separators=(",", ":"))
+        mac = self._mac(prev, seq, now, event.event, event.card_id, detail)
+        tx.run("UPDATE audit_head SET mac = ? WHERE id = 1", mac)
+        tx.run("INSERT INTO audit (seq, at, event, card_id, detail, mac) "
+               "VALUES (?, ?, ?, ?, ?, ?)", seq, now, event.event, event.card_id, detail, mac)
+
+    def append_audit(self, event: AuditEvent, now: float) -> None:
+        self._db.write(lambda tx: self._append(tx, event, now))
+
+    def audit_rows(self) -> Iterator[AuditRow]:
+        rows = self._db.read(lambda tx: tx.all(
+            "SELECT seq, at, event, card_id, detail, mac FROM audit ORDER BY seq"))
+        for seq, at, event, card_id, detail, mac in rows:
+            yield AuditRow(int(seq), float(at), event, card_id, detail, bytes(mac))
+
+    # -- server keys and keyring -----------------------------------------------------
+
+    def server_keys(self) -> dict[str, bytes]:
+        rows = self._db.read(lambda tx: tx.all("SELECT name, wrapped FROM server_keys"))
+        return {name: bytes(blob) for name, blob in rows}
+
+    def add_server_keys(self, wrapped: dict[str, bytes]) -> dict[str, bytes]:
+        def go(tx: Tx) -> None:
+            for name, blob in wrapped.items():
+                tx.run("INSERT INTO server_keys (name, wrapped) VALUES (?, ?) "
+                       "ON CONFLICT (name) DO NOTHING", name, blob)
+        self._db.write(go)
+        return self.server_keys()
+
+    def key_records(self) -> list[KeyRecord]:
+        rows = self._db.read(lambda tx: tx.all(
+            "SELECT kid, state, added_at FROM keyring ORDER BY added_at, kid"))
+        return [KeyRecord(bytes(k), cast(Any, s), float(a)) for k, s, a in rows]
+
+    def add_key(self, kid: bytes, state: Literal["pending", "primary"], now: float,
+                event: AuditEvent | None = None) -> bool:
+        def go(tx: Tx) -> bool:
+            if state == "primary" and tx.one(
+                    "SELECT kid FROM keyring WHERE state = 'primary'") is not None:
+                return False
+            added = tx.all("INSERT INTO keyring (kid, state, added_at) VALUES (?, ?, ?) "
+                           "ON CONFLICT (kid) DO NOTHING RETURNING kid", kid, state, now)
+            if added and event is not None:
+                self._append(tx, event, now)
+            return bool(added)
+        return self._db.write(go)
+
+    def promote_key(self, kid: bytes, now: float, event: AuditEvent) -> bool:
+        def go(tx: Tx) -> bool:
+            row = tx.one("SELECT state FROM keyring WHERE kid = ?", kid)
+            if row is None or row[0] not in ("pending", "active"):
+                return False
+            tx.run("UPDATE keyring SET state = 'active' WHERE state = 'primary'")
+            tx.run("UPDATE keyring SET state = 'primary' WHERE kid = ?", kid)
+            self._append(tx, event, now)
+            return True
+        return self._db.write(go)
+
+    def retire_key(self, kid: bytes, now: float, event: AuditEvent) -> bool:
+        def go(tx: Tx) -> bool:
+            if self._count_kid(tx, kid):
+                return False
+            changed = tx.run("UPDATE keyring SET state = 'retired' WHERE kid = ? "
+                             "AND state IN ('active', 'pending')", kid)
+            if changed:
+                self._append(tx, event, now)
+            return bool(changed)
+        return self._db.write(go)
+
+    def heartbeat(self, worker_id: str, kids: Sequence[bytes], now: float) -> None:
+        text = ",".join(sorted(k.hex() for k in kids))
+
+        def go(tx: Tx) -> None:
+            if not tx.run("UPDATE workers SET kids = ?, seen_at = ? WHERE worker_id = ?",
+                          text, now, worker_id):
+                tx.run("INSERT INTO workers (worker_id, kids, seen_at) VALUES (?, ?, ?) "
+                       "ON CONFLICT (worker_id) DO UPDATE SET kids = excluded.kids, "
+                       "seen_at = excluded.seen_at", worker_id, text, now)
+        self._db.write(go)
+
+    def forget_worker(self, worker_id: str) -> None:
+        self._db.write(lambda tx: tx.run("DELETE FROM workers WHERE worker_id = ?", worker_id))
+
+    def workers(self, since: float) -> list[WorkerRecord]:
+        rows = self._db.read(lambda tx: tx.all(
+            "SELECT worker_id, kids, seen_at FROM workers WHERE seen_at >= ? "
+            "ORDER BY worker_id", since))
+        return [WorkerRecord(w, tuple(bytes.fromhex(k) for k in kids.split(",") if k),
+                             float(seen)) for w, kids, seen in rows]
+
+    def wrapped(self, *, not_under: bytes | None = None,
+                limit: int | None = None) -> list[WrappedRef]:
+        out: list[WrappedRef] = []
+
+        def go(tx: Tx) -> None:
+            for table, key_col, col, purpose in _WRAPPED:
+                sql = (f"SELECT {key_col}, {col} FROM {table} "  # noqa: S608 (identifiers from _WRAPPED)  # nosec B608
+                       f"WHERE {col} IS NOT NULL")
+                params: list[object] = []
+                if not_under is not None:
+                    sql += f" AND substr({col}, 1, 8) <> ?"
+                    params.append(not_under)
+                if limit is not None:
+                    sql += " LIMIT ?"
+                    params.append(limit - len(out))
+                for key, blob in tx.all(sql, *params):
+                    row = key.hex() if isinstance(key, bytes | memoryview) else str(key)
+                    out.append(WrappedRef(table, row, purpose, bytes(blob)))
+                if limit is not None and len(out) >= limit:
+                    return
+        self._db.read(go)
+        return out
+
+    def replace_wrapped(self, ref: WrappedRef, blob: bytes) -> bool:
+        col = next(c for t, _, c, p in _WRAPPED if t == ref.table and p == ref.purpose)
+        key_col = _KEY_COLUMN[ref.table]
+        key: object = bytes.fromhex(ref.row) if ref.table == "authorizations" else ref.row
+        return bool(self._db.write(lambda tx: tx.run(
+            f"UPDATE {ref.table} SET {col} = ? WHERE {key_col} = ? AND {col} = ?",  # noqa: S608 (identifiers from _WRAPPED)  # nosec B608
+            blob, key, ref.blob)))
+
+    def count_by_kid(self) -> dict[bytes, int]:
+        counts: dict[bytes, int] = {}
+
+        def go(tx: Tx) -> None:
+            for table, _, col, _ in _WRAPPED:
+                for kid, n in tx.all(
+                        f"SELECT substr({col}, 1, 8), count(*) FROM {table} "  # noqa: S608 (identifiers from _WRAPPED)  # nosec B608
+                        f"WHERE {col} IS NOT NULL GROUP BY substr({col}, 1, 8)"):
+                    counts[bytes(kid)] = counts.get(bytes(kid), 0) + int(n)
+        self._db.read(go)
+        return counts
+
+    @staticmethod
+    def _count_kid(tx: Tx, kid: bytes) -> int:
+        total = 0
+        for table, _, col, _ in _WRAPPED:
+            row = tx.one(f"SELECT count(*) FROM {table} WHERE substr({col}, 1, 8) = ?",  # noqa: S608 (identifiers from _WRAPPED)  # nosec B608
+                         kid)
+            total += int(row[0]) if row else 0
+        return total
+
+    # -- enrollment ------------------------------------------------------------------
+
+    def begin_enrollment(self, card_id: str, device_key: bytes, oprf_key: bytes, now: float,
+                         expires_at: float) -> bool:
+        return bool(self._db.write(lambda tx: tx.all(
+            "INSERT INTO cards (card_id, state, device_key, oprf_key, created_at, expires_at) "
+            "VALUES (?, 'pending', ?, ?, ?, ?) ON CONFLICT (card_id) DO NOTHING "
+            "RETURNING card_id", card_id, device_key, oprf_key, now, expires_at)))
+
+    def pending_enrollments(self) -> int:
+        row = self._db.read(lambda tx: tx.one(
+            "SELECT count(*) FROM cards WHERE state = 'pending'"))
+        return int(row[0]) if row else 0
+
+    def pending_card(self, card_id: str, now: float) -> PendingCard | None:
+        row = self._db.read(lambda tx: tx.one(
+            "SELECT device_key, oprf_key FROM cards WHERE card_id = ? AND state = 'pending' "
+            "AND expires_at >= ?", card_id, now))
+        return None if row is None else PendingCard(card_id, bytes(row[0]), bytes(row[1]))
+
+    def finish_enrollment(self, card_id: str, verifier: bytes, share: bytes, now: float,
+                          event: AuditEvent) -> bool:
+        def go(tx: Tx) -> bool:
+            if not tx.run("UPDATE cards SET state = 'active', verifier = ?, share = ?, "
+                          "expires_at = NULL WHERE card_id = ? AND state = 'pending' "
+                          "AND expires_at >= ?", verifier, share, card_id, now):
+                return False
+            self._append(tx, event, now)
+            return True
+        return self._db.write(go)
+
+    # -- cards, guesses and proofs ---------------------------------------------------
+
+    def card(self, card_id: str) -> CardRecord | None:
+        row = self._db.read(lambda tx: tx.one(
+            "SELECT device_key, verifier, oprf_key, share, guesses_used, locked FROM cards "
+            "WHERE card_id = ? AND state = 'active'", card_id))
+        if row is None:
+            return None
+        return CardRecord(card_id, bytes(row[0]), bytes(row[1]), bytes(row[2]), bytes(row[3]),
+                          int(row[4]), bool(row[5]))
+
+    def card_count(self) -> int:
+        row = self._db.read(lambda tx: tx.one(
+            "SELECT count(*) FROM cards WHERE state = 'active'"))
+        return int(row[0]) if row else 0
+
+    def challenge(self, challenge_id: str) -> ChallengeRecord | None:
+        row = self._db.read(lambda tx: tx.one(
+            "SELECT card_id, nonce, state, expires_at, new_oprf_key FROM challenges "
+            "WHERE challenge_id = ?", challenge_id))
+        if row is None:
+            return None
+        return ChallengeRecord(challenge_id, row[0], bytes(row[1]), row[2], float(row[3]),
+                               None if row[4] is None else bytes(row[4]))
+
+    def spend_guess(self, card_id: str, nonce: bytes, nonce_expires: float,
+                    challenge: ChallengeRecord, limit: int, now: float) -> Spend:
+        def go(tx: Tx) -> Spend:
+            if not tx.all("INSERT INTO nonces (nonce, expires_at) VALUES (?, ?) "
+                          "ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
+                          nonce, nonce_expires):
+                return Spend("replayed")
+            # The guess is counted by the database, never read-modify-written here.
+            row = tx.one("UPDATE cards SET guesses_used = guesses_used + 1 WHERE card_id = ? "
+                         "AND state = 'active' AND locked = 0 AND guesses_used < ? "
+                         "RETURNING guesses_used", card_id, limit)
+            if row is not None:
+                used = int(row[0])
+                tx.run("INSERT INTO challenges (challenge_id, card_id, nonce, state, "
+                       "expires_at) VALUES (?, ?, ?, 'evaluated', ?)",
+                       challenge.challenge_id, card_id, challenge.nonce, challenge.expires_at)
+                self._append(tx, AuditEvent("guess_used", card_id,
+                                            {"guesses_used": used, "limit": limit}), now)
+                return Spend("spent", used)
+            state = tx.one("SELECT locked FROM cards WHERE card_id = ? AND state = 'active'",
+                           card_id)
+            if state is None:
+                return Spend("unknown")
+            if state[0]:
+                return Spend("locked")
+            # Every guess is spent. If some still wait for their proof (a device paying
+            # several times at once), they may yet succeed and reset the count: refuse
+            # this one without locking. Otherwise they failed or were abandoned: lock.
+            if tx.one("SELECT 1 FROM challenges WHERE card_id = ? AND state = 'evaluated' "
+                      "AND expires_at >= ? LIMIT 1", card_id, now) is not None:
+                return Spend("busy")
+            self._lock(tx, card_id, now)
+            return Spend("locked")
+        return self._db.write(go)
+
+    def _lock(self, tx: Tx, card_id: str, now: float) -> None:
+        if tx.run("UPDATE cards SET locked = 1 WHERE card_id = ? AND locked = 0", card_id):
+            self._append(tx, AuditEvent("locked", card_id), now)
+
+    def settle_proof(self, card_id: str, challenge_id: str, *, verified: bool, limit: int,
+                     now: float, ledger: LedgerStart | None = None,
+                     pin_change_key: bytes | None = None) -> ProofOutcome:
+        def go(tx: Tx) -> ProofOutcome:
+            # One evaluation, one proof: the challenge is consumed whatever happens next.
+            if pin_change_key is not None and verified:
+                claimed = tx.run("UPDATE challenges SET state = 'pin_change', "
+                                 "new_oprf_key = ? WHERE challenge_id = ? AND card_id = ? "
+                                 "AND state = 'evaluated' AND expires_at >= ?",
+                                 pin_change_key, challenge_id, card_id, now)
+            else:
+                claimed = tx.run("UPDATE challenges SET state = 'used' WHERE challenge_id = ? "
+                                 "AND card_id = ? AND state = 'evaluated' "
+                                 "AND expires_at >= ?", challenge_id, card_id, now)
+            if not claimed:
+                return ProofOutcome("gone")
+            card = tx.one("SELECT guesses_used, locked FROM cards WHERE card_id = ? "
+                          "AND state = 'active'", card_id)
+            if card is None:
+                return ProofOutcome("gone")
+            if card[1]:
+                return ProofOutcome("locked")
+            if not verified:
+                left = limit - int(card[0])
+                if left <= 0:
+                    self._lock(tx, card_id, now)
+                    return ProofOutcome("locked")
+                self._append(tx, AuditEvent("wrong_pin", card_id, {"attempts_left": left}),
+                             now)
+                return ProofOutcome("wrong", attempts_left=left)
+            tx.run("UPDATE cards SET guesses_used = 0 WHERE card_id = ?", card_id)
+            if ledger is None:
+                return ProofOutcome("ok")
+            if tx.all("INSERT INTO authorizations (key_digest, params_digest, state, "
+                      "started_at, owner, lease_until, reference) "
+                      "VALUES (?, ?, 'pending', ?, ?, ?, ?) "
+                      "ON CONFLICT (key_digest) DO NOTHING RETURNING key_digest",
+                      ledger.key, ledger.params_digest, now, ledger.owner, ledger.lease_until,
+                      ledger.reference):
+                return ProofOutcome("ok", ledger="new")
+            return ProofOutcome("ok", ledger="recorded", entry=self._entry(tx, ledger.key))
+        return self._db.write(go)
+
+    def finish_pin_change(self, card_id: str, challenge_id: str, oprf_key: bytes,
+                          verifier: bytes, now: float) -> bool:
+        def go(tx: Tx) -> bool:
+            if not tx.run("UPDATE challenges SET state = 'used', new_oprf_key = NULL "
+                          "WHERE challenge_id = ? AND card_id = ? AND state = 'pin_change' "
+                          "AND expires_at >= ?", challenge_id, card_id, now):
+                return False
+            if not tx.run("UPDATE cards SET oprf_key = ?, verifier = ?, guesses_used = 0 "
+                          "WHERE card_id = ? AND state = 'active'", oprf_key, verifier,
+                          card_id):
+                return False
+            self._append(tx, AuditEvent("pin_changed", card_id), now)
+            return True
+        return self._db.write(go)
+
+    def delete_card(self, card_id: str, nonce: bytes, nonce_expires: float,
+                    now: float) -> bool:
+        def go(tx: Tx) -> bool:
+            if not tx.all("INSERT INTO nonces (nonce, expires_at) VALUES (?, ?) "
+                          "ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
+                          nonce, nonce_expires):
+                return False
+            tx.run("DELETE FROM cards WHERE card_id = ?", card_id)
+            tx.run("DELETE FROM challenges WHERE card_id = ?", card_id)
+            self._append(tx, AuditEvent("deleted", card_id), now)
+            return True
+        return self._db.write(go)
+
+    # -- ledger ----------------------------------------------------------------------
+
+    @staticmethod
+    def _entry(tx: Tx, key: bytes) -> LedgerEntry | None:
+        row = tx.one("SELECT state, params_digest, result, owner, lease_until, reference "
+                     "FROM authorizations WHERE key_digest = ?", key)
+        if row is None:
+            return None
+        return LedgerEntry(key, row[0], bytes(row[1]), None if row[2] is None else bytes(row[2]),
+                           row[3], float(row[4]), row[5])
+
+    def ledger_entry(self, key: bytes) -> LedgerEntry | None:
+        return self._db.read(lambda tx: self._entry(tx, key))
+
+    def finish_payment(self, key: bytes, owner: str, state: Literal["approved", "declined"],
+                       result: bytes, now: float, event: AuditEvent) -> bool:
+        def go(tx: Tx) -> bool:
+            # The owner records what the acquirer said even if a retry has meanwhile
+            # called its expired lease in doubt: the truth beats "in doubt".
+            if not tx.run("UPDATE authorizations SET state = ?, result = ?, completed_at = ? "
+                          "WHERE key_digest = ? AND owner = ? "
+                          "AND state IN ('pending', 'in_doubt')", state, result, now, key,
+                          owner):
+                return False
+            self._append(tx, event, now)
+            return True
+        return self._db.write(go)
+
+    def abandon_payment(self, key: bytes, owner: str) -> bool:
+        return bool(self._db.write(lambda tx: tx.run(
+            "DELETE FROM authorizations WHERE key_digest = ? AND owner = ? "
+            "AND state = 'pending'", key, owner)))
+
+    def mark_in_doubt(self, key: bytes, owner: str | None, now: float) -> bool:
+        if owner is None:  # a retry finding an expired lease
+            return bool(self._db.write(lambda tx: tx.run(
+                "UPDATE authorizations SET state = 'in_doubt' WHERE key_digest = ? "
+                "AND state = 'pending' AND lease_until < ?", key, now)))
+        return bool(self._db.write(lambda tx: tx.run(
+            "UPDATE authorizations SET state = 'in_doubt' WHERE key_digest = ? "
+            "AND owner = ? AND state = 'pending'", key, owner)))
+
+

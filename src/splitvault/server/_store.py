@@ -1,0 +1,310 @@
+"""The store interface: everything the share server keeps, as atomic domain operations.
+
+The rules (may this guess be spent? did this proof verify? is this payment new?) are
+decided above the store, in plain Python; each store operation then applies one
+decision as **one transaction** that commits whole or changes nothing, and whose
+conditions make it correct however many workers or hosts run it at once:
+
+- the guess counter moves only by a conditional ``UPDATE ... SET guesses_used =
+  guesses_used + 1 WHERE ... AND guesses_used < limit AND locked = 0 RETURNING``;
+- a challenge, a device nonce and a ledger key are each claimed by an ``UPDATE ...
+  WHERE state = ...`` or an ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, so two
+  workers can never both win;
+- the exactly-once ledger holds a *lease* (owner, expiry) instead of an in-process
+  map, so a retry on another host sees a live attempt and waits for it.
+
+Why operations rather than compare-and-set on a per-card record (as Juicebox's
+software realm does): the ledger, the single-use nonces and the audit chain are not
+per-card state, and in SQL each decision has a natural one-statement guard. The
+operations stay small and named for what they decide (see README, design notes).
+
+Two backends implement it with the same SQL (``_sql.py``): SQLite (``_sqlite.py``) and
+PostgreSQL (``_postgres.py``); ``tests/store/`` runs one contract suite against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+__all__ = [
+    "AuditEvent",
+    "AuditMac",
+    "AuditRow",
+    "CardRecord",
+    "ChallengeRecord",
+    "KeyRecord",
+    "LedgerEntry",
+    "LedgerStart",
+    "PendingCard",
+    "ProofOutcome",
+    "Spend",
+    "Store",
+    "WorkerRecord",
+    "WrappedRef",
+]
+
+AuditMac = Callable[[bytes, int, float, str, str, str], bytes]
+"""``(previous mac, seq, at, event, card id, detail json) -> mac``: the audit chain's
+link function, given to the store by the server once its audit key is loaded."""
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One audit entry to append inside an operation's transaction."""
+
+    event: str
+    card_id: str
+    detail: dict[str, int | str | bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    seq: int
+    at: float
+    event: str
+    card_id: str
+    detail: str
+    mac: bytes
+
+
+@dataclass(frozen=True)
+class CardRecord:
+    """An active card as the server holds it (wrapped values stay wrapped)."""
+
+    card_id: str
+    device_key: bytes
+    verifier: bytes
+    oprf_key: bytes = field(repr=False)
+    share: bytes = field(repr=False)
+    guesses_used: int
+    locked: bool
+
+
+@dataclass(frozen=True)
+class PendingCard:
+    card_id: str
+    device_key: bytes
+    oprf_key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ChallengeRecord:
+    """A proof slot: issued with an OPRF evaluation, consumed by one proof."""
+
+    challenge_id: str
+    card_id: str
+    nonce: bytes
+    state: Literal["evaluated", "pin_change", "used"]
+    expires_at: float
+    new_oprf_key: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What :meth:`Store.spend_guess` decided.
+
+    ``spent``: the guess is counted (``guesses_used`` after it); ``locked``: the card is
+    locked (now or before); ``busy``: every guess is out waiting for its proof;
+    ``replayed``: the device nonce was used before; ``unknown``: no such active card.
+    """
+
+    outcome: Literal["spent", "locked", "busy", "replayed", "unknown"]
+    guesses_used: int = 0
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    key: bytes
+    state: Literal["pending", "in_doubt", "approved", "declined"]
+    params_digest: bytes
+    result: bytes | None = field(repr=False)
+    owner: str
+    lease_until: float
+    reference: str
+
+
+@dataclass(frozen=True)
+class LedgerStart:
+    """The pending row a verified payment writes, in the same transaction as its proof."""
+
+    key: bytes
+    params_digest: bytes
+    owner: str
+    lease_until: float
+    reference: str
+
+
+@dataclass(frozen=True)
+class ProofOutcome:
+    """What :meth:`Store.settle_proof` decided.
+
+    ``ok``: the proof was good and the count reset (``ledger``: the new pending row's
+    fate: ``new``, or the entry already recorded for the key); ``wrong``: a wrong PIN
+    (``attempts_left`` after it); ``locked``: the card is locked; ``gone``: the
+    challenge was not (or no longer) there to consume.
+    """
+
+    outcome: Literal["ok", "wrong", "locked", "gone"]
+    attempts_left: int = 0
+    ledger: Literal["new", "recorded", "none"] = "none"
+    entry: LedgerEntry | None = None
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A key-encryption key the store knows of (by id; the key itself never is here)."""
+
+    kid: bytes
+    state: Literal["pending", "primary", "active", "retired"]
+    added_at: float
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """A running server's heartbeat: which key ids it can use."""
+
+    worker_id: str
+    kids: tuple[bytes, ...]
+    seen_at: float
+
+
+@dataclass(frozen=True)
+class WrappedRef:
+    """One wrapped value: where it lives, what it is for, and the blob itself."""
+
+    table: str
+    row: str
+    purpose: str
+    blob: bytes = field(repr=False)
+
+
+class Store(Protocol):
+    """What the share server keeps. Every method is one transaction (or one read)."""
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def create(self) -> None:
+        """Create the schema in an empty database."""
+        ...
+
+    def schema_version(self) -> int | None:
+        """The stored schema version; None for an empty database."""
+        ...
+
+    def upgrade(self) -> tuple[int, int]:
+        """Migrate to the current schema version; (from, to)."""
+        ...
+
+    def close(self) -> None: ...
+
+    def describe(self) -> str:
+        """Where the store is, for messages and ``repr`` (never a password)."""
+        ...
+
+    def ping(self) -> None:
+        """Raise if the database does not answer (health checks)."""
+        ...
+
+    def attach_audit(self, mac: AuditMac) -> None: ...
+
+    def scrub(self) -> None:
+        """Make deleted rows unrecoverable from the files, where the backend can."""
+        ...
+
+    def sweep(self, now: float) -> int:
+        """Drop expired challenges, nonces and pending enrollments; returns how many."""
+        ...
+
+    # -- the server's own keys and the keyring ----------------------------------------
+
+    def server_keys(self) -> dict[str, bytes]: ...
+
+    def add_server_keys(self, wrapped: dict[str, bytes]) -> dict[str, bytes]:
+        """Insert the ones missing (the first worker wins); return what is stored."""
+        ...
+
+    def key_records(self) -> list[KeyRecord]: ...
+
+    def add_key(self, kid: bytes, state: Literal["pending", "primary"], now: float,
+                event: AuditEvent | None = None) -> bool: ...
+
+    def promote_key(self, kid: bytes, now: float, event: AuditEvent) -> bool:
+        """Make ``kid`` the primary; the old primary becomes ``active``."""
+        ...
+
+    def retire_key(self, kid: bytes, now: float, event: AuditEvent) -> bool:
+        """Mark ``kid`` retired, only if no stored value is wrapped under it."""
+        ...
+
+    def heartbeat(self, worker_id: str, kids: Sequence[bytes], now: float) -> None: ...
+
+    def workers(self, since: float) -> list[WorkerRecord]: ...
+
+    def forget_worker(self, worker_id: str) -> None: ...
+
+    def wrapped(self, *, not_under: bytes | None = None,
+                limit: int | None = None) -> list[WrappedRef]:
+        """Wrapped values (all, or those not wrapped under ``not_under``)."""
+        ...
+
+    def replace_wrapped(self, ref: WrappedRef, blob: bytes) -> bool:
+        """Swap one wrapped value if it is still ``ref.blob`` (compare-and-set)."""
+        ...
+
+    def count_by_kid(self) -> dict[bytes, int]: ...
+
+    # -- enrollment ------------------------------------------------------------------
+
+    def pending_enrollments(self) -> int: ...
+
+    def begin_enrollment(self, card_id: str, device_key: bytes, oprf_key: bytes, now: float,
+                         expires_at: float) -> bool:
+        """Insert a pending card; False if the id is taken."""
+        ...
+
+    def pending_card(self, card_id: str, now: float) -> PendingCard | None: ...
+
+    def finish_enrollment(self, card_id: str, verifier: bytes, share: bytes, now: float,
+                          event: AuditEvent) -> bool: ...
+
+    # -- cards, guesses and proofs ----------------------------------------------------
+
+    def card(self, card_id: str) -> CardRecord | None: ...
+
+    def card_count(self) -> int: ...
+
+    def challenge(self, challenge_id: str) -> ChallengeRecord | None: ...
+
+    def spend_guess(self, card_id: str, nonce: bytes, nonce_expires: float,
+                    challenge: ChallengeRecord, limit: int, now: float) -> Spend: ...
+
+    def settle_proof(self, card_id: str, challenge_id: str, *, verified: bool, limit: int,
+                     now: float, ledger: LedgerStart | None = None,
+                     pin_change_key: bytes | None = None) -> ProofOutcome: ...
+
+    def finish_pin_change(self, card_id: str, challenge_id: str, oprf_key: bytes,
+                          verifier: bytes, now: float) -> bool: ...
+
+    def delete_card(self, card_id: str, nonce: bytes, nonce_expires: float,
+                    now: float) -> bool:
+        """Delete every row of the card; False if the nonce was used before."""
+        ...
+
+    # -- the exactly-once ledger ------------------------------------------------------
+
+    def ledger_entry(self, key: bytes) -> LedgerEntry | None: ...
+
+    def finish_payment(self, key: bytes, owner: str, state: Literal["approved", "declined"],
+                       result: bytes, now: float, event: AuditEvent) -> bool: ...
+
+    def abandon_payment(self, key: bytes, owner: str) -> bool: ...
+
+    def mark_in_doubt(self, key: bytes, owner: str | None, now: float) -> bool: ...
+
+    # -- audit -----------------------------------------------------------------------
+
+    def append_audit(self, event: AuditEvent, now: float) -> None: ...
+
+    def audit_rows(self) -> Iterator[AuditRow]: ...
