@@ -220,7 +220,9 @@ class Lab:
         for suffix in ("", "-wal", "-shm"):
             source = Path(f"{victim.path}{suffix}")
             if source.exists():
-                shutil.copyfile(source, Path(f"{path}{suffix}"))
+                target = Path(f"{path}{suffix}")
+                shutil.copyfile(source, target)
+                target.chmod(0o600)  # the thief's own copy; the store refuses one others can read
         wire = Recorder(self._service(False))
         thief = Victim(Device(DeviceStore(path), wire, kdf=KdfProfile.TEST_ONLY), wire, path)
         self.victims.append(thief)

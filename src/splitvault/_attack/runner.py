@@ -31,7 +31,9 @@ from . import (
     audit_log,
     device_theft,
     double_charge,
+    file_modes,
     fuzz,
+    hostile_server,
     incidents,
     leakage,
     protocol,
@@ -68,6 +70,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(8, "malformed-input", "Malformed input", fuzz.run, True),
     Scenario(9, "incidents", "Real incidents", incidents.run, False),
     Scenario(10, "stranger", "Stranger", stranger.run, True),
+    Scenario(11, "file-modes", "Another local user", file_modes.run, False),
+    Scenario(12, "hostile-server", "Hostile server", hostile_server.run, False),
 )
 
 

@@ -3,6 +3,12 @@
 Nothing here is the card: the record is sealed under a data key that exists only as
 this share XOR the server's. A full copy of this file lets a thief do nothing
 offline: every PIN guess needs a fresh OPRF evaluation from the server, which counts it.
+
+The files are still the device's: a local user who could read them would *be* the
+thief with the device (burning the card's guesses with its own key), and one who could
+write its folder could delete the card. So the store is created 0600 (WAL and SHM too)
+in a folder created 0700, and an existing store open to group or others is refused
+with the ``chmod`` to run (see :mod:`splitvault._files` for which bits and why).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._errors import ConfigurationError, UnknownCard
+from .._files import check_sqlite, prepare_sqlite
 
 __all__ = ["DeviceCard", "DeviceStore"]
 
@@ -56,6 +63,7 @@ class DeviceCard:
     security_phrase: str | None = field(repr=False)
 
 
+_WHAT = "device store"
 _COLUMNS = ("card_id, brand, last4, expiry, sealed_record, device_share, sign_seed, "
             "device_secret, salt, kdf_t, kdf_m, kdf_p, server_key, security_phrase")
 
@@ -64,6 +72,7 @@ class DeviceStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        prepare_sqlite(self.path, _WHAT)  # before SQLite creates anything with the umask
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None,
                                          check_same_thread=False)
@@ -73,6 +82,11 @@ class DeviceStore:
             self._conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(f"cannot open device store {path}: {exc}") from None
+        try:
+            check_sqlite(self.path, _WHAT)  # the WAL and SHM SQLite has just made
+        except ConfigurationError:
+            self._conn.close()
+            raise
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
