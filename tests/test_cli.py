@@ -16,33 +16,116 @@ def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_keys_generate_and_rotate(tmp_path: Path, card: sv.Card, pin: sv.Pin) -> None:
-    """generate writes a 0600 key; rotate re-wraps under a new id, retires the old key,
-    and the vault keeps working with the rotated key file."""
+def test_keys_generate_rotate_retire(tmp_path: Path, card: sv.Card, pin: sv.Pin) -> None:
+    """generate writes a 0600 key; rotate adds a new primary and re-wraps every value
+    under it while the old key stays in the file; retire removes the old key only once
+    nothing names it; the vault keeps working throughout and after a restart."""
     kek = tmp_path / "kek.key"
     done = _run("keys", "generate", "--out", kek)
     assert done.returncode == 0, done.stderr
     assert kek.stat().st_mode & 0o777 == 0o600
     assert _run("keys", "generate", "--out", kek).returncode == 2  # never overwrites
     old_id = Kek.load(kek).kid_hex
-    server = sv.ShareServer.open(tmp_path / "s.db", kek_file=kek)
+    db = tmp_path / "s.db"
+    server = sv.ShareServer.open(db, kek_file=kek)
     device = sv.Device.open(tmp_path / "d.db", server=server, kdf=sv.KdfProfile.TEST_ONLY)
     card_id = device.enroll(card, pin)
     first = pay(device, card_id, pin)
     server.close()
-    rotated = _run("keys", "rotate", "--db", tmp_path / "s.db", "--kek-file", kek)
+    early = _run("keys", "retire", "--db", db, "--kek-file", kek, "--kid", old_id)
+    assert early.returncode == 2 and "primary" in early.stderr  # the key in use: refused
+    rotated = _run("keys", "rotate", "--db", db, "--kek-file", kek)
     assert rotated.returncode == 0, rotated.stderr
-    assert old_id in rotated.stdout and Kek.load(kek).kid_hex != old_id
-    assert not Path(f"{kek}.new").exists()
-    server = sv.ShareServer.open(tmp_path / "s.db", kek_file=kek)
+    keys = [k.kid_hex for k in Kek.load_all(kek)]
+    assert keys[0] == old_id and len(keys) == 2  # the old key kept as the backup
+    new_id = keys[1]
+    listing = _run("keys", "list", "--db", db, "--kek-file", kek)
+    assert f"{old_id}  active" in listing.stdout and f"{new_id}  primary" in listing.stdout
+    retired = _run("keys", "retire", "--db", db, "--kek-file", kek, "--kid", old_id)
+    assert retired.returncode == 0, retired.stderr
+    assert [k.kid_hex for k in Kek.load_all(kek)] == [new_id]
+    server = sv.ShareServer.open(db, kek_file=kek)
     device = sv.Device.open(tmp_path / "d.db", server=server, kdf=sv.KdfProfile.TEST_ONLY)
     assert pay(device, card_id, pin) == first
-    audit = _run("audit", "--db", tmp_path / "s.db", "--kek-file", kek)
+    server.close()
+    audit = _run("audit", "--db", db, "--kek-file", kek)
     assert audit.returncode == 0 and "audit log verified" in audit.stdout
+
+
+def test_audit_json(tmp_path: Path, card: sv.Card, pin: sv.Pin) -> None:
+    """audit --json prints one verified entry per line with seq, event, card_id, at,
+    detail; a broken chain exits 1."""
+    import json
+
+    db, kek = tmp_path / "s.db", tmp_path / "kek.key"
+    Kek.generate().write(kek)
+    server = sv.ShareServer.open(db, kek_file=kek)
+    device = sv.Device.open(tmp_path / "d.db", server=server, kdf=sv.KdfProfile.TEST_ONLY)
+    card_id = device.enroll(card, pin)
+    pay(device, card_id, pin)
+    done = _run("audit", "--db", db, "--kek-file", kek, "--json")
+    assert done.returncode == 0, done.stderr
+    entries = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [e["event"] for e in entries] == ["enrolled", "guess_used", "authorized"]
+    assert [e["seq"] for e in entries] == [1, 2, 3]
+    assert all(e["card_id"] == card_id and e["at"].endswith("+00:00") for e in entries)
+    assert entries[1]["detail"] == {"guesses_used": 1, "limit": 5}
+    server.inspector().tamper("UPDATE audit SET detail = '{}' WHERE seq = 2")
+    server.close()
+    broken = _run("audit", "--db", db, "--kek-file", kek, "--json")
+    assert broken.returncode == 1 and "does not verify at entry 2" in broken.stderr
+
+
+def test_no_command_creates_a_database_on_a_typo(tmp_path: Path) -> None:
+    """audit, keys rotate/list/retire refuse a path where no database exists, create
+    nothing, and never touch the key file."""
+    kek = tmp_path / "kek.key"
+    Kek.generate().write(kek)
+    before = kek.read_bytes()
+    typo = tmp_path / "sever.db"
+    for args in (("audit",), ("keys", "rotate"), ("keys", "list"), ("keys", "rewrap"),
+                 ("keys", "retire", "--kid", "00" * 8)):
+        done = _run(*args, "--db", typo, "--kek-file", kek)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "no server database" in done.stderr and "Traceback" not in done.stderr
+        assert not typo.exists() and kek.read_bytes() == before
+
+
+def test_db_upgrade_migrates_version_1(tmp_path: Path) -> None:
+    """A 0.1.0 database is refused with the command to run; db upgrade migrates it and
+    its cards keep paying."""
+    import sqlite3
+
+    from splitvault.server._schema import SCHEMA_VERSION
+
+    db = tmp_path / "old.db"
+    server = sv.ShareServer.open(db)
+    server.close()
+    conn = sqlite3.connect(db)  # make it look like 0.1.0: no v2 tables or columns
+    conn.executescript("""
+        DROP TABLE keyring; DROP TABLE workers; DROP TABLE nonces; DROP TABLE audit_head;
+        ALTER TABLE authorizations DROP COLUMN owner;
+        ALTER TABLE authorizations DROP COLUMN lease_until;
+        ALTER TABLE authorizations DROP COLUMN reference;
+        UPDATE meta SET value = '1' WHERE name = 'schema_version';""")
+    conn.close()
+    try:
+        sv.ShareServer.open(db)
+    except sv.ConfigurationError as exc:
+        assert "splitvault db upgrade --db" in str(exc)
+    else:
+        raise AssertionError("an old schema was opened")
+    done = _run("db", "upgrade", "--db", db)
+    assert done.returncode == 0, done.stderr
+    assert f"from schema version 1 to {SCHEMA_VERSION}" in done.stdout
+    assert "already current" in _run("db", "upgrade", "--db", db).stdout
+    with sv.ShareServer.open(db) as reopened:
+        assert reopened.verify_audit().entries == 0
 
 
 def test_missing_key_file_is_a_clear_error(tmp_path: Path) -> None:
     """A missing key file is one line on stderr and exit status 2, not a traceback."""
+    sv.ShareServer.open(tmp_path / "s.db").close()
     done = _run("audit", "--db", tmp_path / "s.db", "--kek-file", tmp_path / "none.key")
     assert done.returncode == 2
     assert "key file not found" in done.stderr and "Traceback" not in done.stderr

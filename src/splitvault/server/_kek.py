@@ -129,7 +129,11 @@ class Kek:
                 keys.append(kek)
             if not keys:
                 raise ValueError
-        except (ValueError, binascii.Error, ConfigurationError):
+        except ConfigurationError:
+            for key in keys:
+                key.wipe()
+            raise
+        except (ValueError, binascii.Error):
             for key in keys:
                 key.wipe()
             raise ConfigurationError(
