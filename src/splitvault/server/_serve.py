@@ -136,7 +136,8 @@ def _kek_file(value: str | None) -> Path:
             "no key-encryption key: pass --kek-file or set SPLITVAULT_KEK_FILE "
             "(create one with `splitvault keys generate`)")
     path = Path(value)
-    Kek.load(path).wipe()  # missing, readable by others or malformed: a clear error now
+    for key in Kek.load_all(path):  # missing, readable by others or malformed: say so now
+        key.wipe()
     return path
 
 
