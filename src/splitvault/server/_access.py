@@ -1,5 +1,6 @@
-"""The outermost layer of the HTTP app: request ids, rate limiting, JSON access logs,
-and the last line of defence against exceptions.
+"""The outermost layers of the HTTP app: admission (:class:`ServeGuard`: shutdown
+drain and a bound on requests in flight), request ids, rate limiting, JSON access
+logs, and the last line of defence against exceptions.
 
 Each request gets one log line: a JSON object with ts, level, request_id, method,
 path, status, duration_ms, the error code if any, and the card id if the body named
@@ -9,6 +10,7 @@ never logged: any of them could carry key material or card data.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -22,9 +24,10 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._http_api import error_body
-from ._ratelimit import RateLimiter
+from ._ratelimit import LimitedLogHandler, RateLimiter
 
-__all__ = ["CONTEXT_KEY", "AccessMiddleware", "JsonFormatter", "configure_logging"]
+__all__ = ["CONTEXT_KEY", "AccessMiddleware", "JsonFormatter", "ServeGuard",
+           "configure_logging"]
 
 #: The scope key under which handlers leave what the access log should say.
 CONTEXT_KEY = "splitvault.context"
@@ -60,9 +63,11 @@ def _where(tb: Any) -> list[str]:
 
 
 def configure_logging(level: str, stream: IO[str]) -> None:
-    """Send every log record (uvicorn's included) to ``stream`` as JSON lines."""
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
+    """Send every log record (uvicorn's and asyncio's included) to ``stream`` as JSON
+    lines, through the log limiter: a flood of bad connections cannot fill the disk."""
+    stream_handler = logging.StreamHandler(stream)
+    stream_handler.setFormatter(JsonFormatter())
+    handler = LimitedLogHandler(stream_handler)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -155,3 +160,65 @@ def _log(scope: Scope, request_id: str, status: int, context: dict[str, Any],
         fields["card_id"] = context["card_id"]
     level = logging.ERROR if status >= 500 or status == 0 else logging.INFO
     access_log.log(level, "request", extra={"fields": fields})
+
+
+class ServeGuard:
+    """Admission, outside everything else: while :attr:`draining`, every new request
+    gets 503 ``shutting_down`` (and ``connection: close``); past ``max_requests`` in
+    flight, 503 ``busy`` with ``Retry-After``. :meth:`drained` waits for the requests
+    admitted before the drain began, so the ShareServer is closed only after them."""
+
+    def __init__(self, app: ASGIApp, *, max_requests: int) -> None:
+        self.app = app
+        self.max_requests = max_requests
+        self.draining = False
+        self.active = 0
+        self._idle: asyncio.Event | None = None
+
+    def drain(self) -> None:
+        """Refuse new work from now on. Safe to call from a signal handler."""
+        self.draining = True
+
+    async def drained(self, timeout: float) -> bool:
+        """True once no admitted request is left, False if ``timeout`` passed first."""
+        self.draining = True
+        if self.active == 0:
+            return True
+        self._idle = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.draining or self.active >= self.max_requests:
+            await self._refuse(scope, send)
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
+            if self.active == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        if self.draining:
+            code, message, retry = "shutting_down", "the server is shutting down; retry", None
+        else:
+            code, message, retry = "busy", "the server is busy; retry shortly", "1"
+        body = error_body(code, message)
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode("ascii")),
+                   (b"connection", b"close"), (b"x-request-id", request_id.encode("ascii"))]
+        if retry is not None:
+            headers.append((b"retry-after", retry.encode("ascii")))
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        _log(scope, request_id, 503, {"error": code}, started)

@@ -8,31 +8,50 @@ One worker process, always: SQLite and the payment flow's in-flight tracking (a 
 waits for a concurrent attempt with the same key *in this process*) assume it. The
 event loop takes the concurrency; ``ShareServer`` calls run in a thread pool.
 
-Shutdown (SIGTERM or SIGINT): stop accepting, let in-flight requests finish (up to
-``GRACEFUL_SECONDS``), wait for running ``ShareServer`` calls, then close it. A kill
--9 at any point leaves the database consistent: every change is one SQLite
-transaction, committed with ``synchronous=FULL`` before its reply is sent.
+Shutdown (SIGTERM or SIGINT), in this order, because ``ShareServer.close()`` wipes
+the keys and a value wrapped after that would be sealed under zeros:
+
+1. refuse new work: every request that arrives from now on gets 503
+   ``shutting_down`` (the listener stays open meanwhile, so a client or load balancer
+   gets that clear answer rather than a refused connection);
+2. drain: wait (up to ``GRACEFUL_SECONDS``) for the requests admitted before; then
+   uvicorn stops accepting and closes idle connections;
+3. wait for every ``ShareServer`` call still running in a worker thread, and only then
+   close the ShareServer. If one is still running after ``STUCK_SECONDS``, the process
+   exits (status 1) *without* closing it: the keys die with the process, and no call
+   ever runs on wiped keys.
+
+A second signal skips the rest of the drain (step 2), never step 3. A kill -9 at any
+point leaves the database consistent: every change is one transaction, committed
+before its reply is sent.
+
+Slow clients: connection caps, header, body and request deadlines and a bound on
+requests in flight come from :class:`~splitvault.server._limits.ServeLimits`.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
 from .._errors import VaultError
-from ._access import configure_logging
+from ._access import ServeGuard, configure_logging
 from ._devtls import dev_certificate
 from ._http import create_app
 from ._kek import Kek
+from ._limits import DEFAULT as DEFAULT_LIMITS
+from ._limits import ServeLimits, guarded_protocol
 from ._ratelimit import DEFAULT_BURST, DEFAULT_RATE, RateLimiter
 from ._server import ShareServer
 
@@ -41,6 +60,10 @@ __all__ = ["add_arguments", "run"]
 GRACEFUL_SECONDS = 10.0
 """How long shutdown waits for in-flight requests: far above a request's normal
 duration, well below the 90 s a service manager waits before SIGKILL."""
+STUCK_SECONDS = 60.0
+"""How long shutdown waits for ShareServer calls still running after the drain
+before exiting without closing it (never closing it under a running call)."""
+log = logging.getLogger("splitvault.serve")
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
@@ -67,6 +90,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--rate-burst", default=_env("RATE_BURST", str(DEFAULT_BURST)),
         help=f"bucket size per client address (default {DEFAULT_BURST:g}; "
              f"env SPLITVAULT_RATE_BURST)")
+    d = DEFAULT_LIMITS
+    add("--max-connections", default=_env("MAX_CONNECTIONS"),
+        help=f"open connections in total (default {d.max_connections}; "
+             "env SPLITVAULT_MAX_CONNECTIONS)")
+    add("--max-connections-per-address", default=_env("MAX_CONNECTIONS_PER_ADDRESS"),
+        help=f"open connections per client address (default "
+             f"{d.max_connections_per_address}; env SPLITVAULT_MAX_CONNECTIONS_PER_ADDRESS)")
+    add("--header-timeout", default=_env("HEADER_TIMEOUT"),
+        help=f"seconds for a request's headers to arrive (default {d.header_seconds:g}; "
+             "env SPLITVAULT_HEADER_TIMEOUT)")
+    add("--body-timeout", default=_env("BODY_TIMEOUT"),
+        help=f"seconds for a request's body to arrive (default {d.body_seconds:g}; "
+             "env SPLITVAULT_BODY_TIMEOUT)")
     add("--log-level", default=_env("LOG_LEVEL", "info"),
         choices=("debug", "info", "warning", "error"),
         help="JSON logs on stderr at this level (env SPLITVAULT_LOG_LEVEL)")
@@ -81,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     (printed as one line on stderr)."""
     try:
         port, rate, burst = _numbers(args)
+        limits = _limits(args)
         kek_file = _kek_file(args.kek_file)
         ssl_files = _tls(args)
         sock = _bind(args.host, port)
@@ -94,13 +131,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"splitvault serve: error: {exc}", file=sys.stderr)
         return 2
     configure_logging(args.log_level, sys.stderr)
+    fitted = limits.fit_file_limit()
+    if fitted.max_connections < limits.max_connections:
+        log.warning("open-file limit too low: max connections lowered to %d",
+                    fitted.max_connections)
     app = create_app(server, limiter=RateLimiter(rate, burst) if rate > 0 else None)
+    guard = ServeGuard(app, max_requests=fitted.max_requests)
     config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="off", workers=1,
+        guard, log_config=None, access_log=False, lifespan="off", workers=1,
         proxy_headers=False,  # the rate limit keys on the TCP peer, not a header
         server_header=False, timeout_graceful_shutdown=int(GRACEFUL_SECONDS),
         ssl_certfile=ssl_files[0] if ssl_files else None,
         ssl_keyfile=ssl_files[1] if ssl_files else None,
+        http=guarded_protocol(fitted), timeout_keep_alive=fitted.keep_alive_seconds,
+        h11_max_incomplete_event_size=fitted.max_header_bytes, backlog=fitted.backlog,
     )
     scheme = "https" if ssl_files else "http"
     host, bound = sock.getsockname()[:2]
@@ -108,12 +152,51 @@ def run(args: argparse.Namespace) -> int:
     print(f"splitvault: listening on {scheme}://{shown}:{bound}", flush=True)
     try:
         with _quiet_signals():
-            uvicorn.Server(config).run(sockets=[sock])
+            _DrainingServer(config, guard).run(sockets=[sock])
     finally:
-        app.in_flight.wait_idle(GRACEFUL_SECONDS)
-        server.close()
         sock.close()
-    return 0
+        closed = _close_when_idle(app.in_flight.wait_idle, server)
+    return 0 if closed else 1
+
+
+def _close_when_idle(wait_idle: Callable[[float], bool], server: ShareServer) -> bool:
+    """Step 3: no ShareServer call may run on wiped keys, whatever happened before."""
+    if not wait_idle(STUCK_SECONDS):
+        log.error("shutdown: share server calls still running; exiting without closing "
+                  "the share server")
+        return False
+    server.close()
+    log.info("shutdown: share server closed")
+    return True
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn's server with steps 1 and 2 of the shutdown in front of its own."""
+
+    def __init__(self, config: uvicorn.Config, guard: ServeGuard) -> None:
+        super().__init__(config)
+        self.guard = guard
+        self._drain = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain:  # a second signal: stop draining, shut down now
+            super().handle_exit(sig, frame)
+            return
+        self._drain = True
+        self.guard.drain()  # from this instant, new requests get 503
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._drain and not self.should_exit:
+            log.info("shutdown: refusing new requests; draining %d in flight",
+                     self.guard.active)
+            drained = await self.guard.drained(GRACEFUL_SECONDS)
+            if drained:
+                log.info("shutdown: drained")
+            else:
+                log.warning("shutdown: %d requests still in flight after %g s",
+                            self.guard.active, GRACEFUL_SECONDS)
+            self.should_exit = True
+        return bool(await super().on_tick(counter))
 
 
 def _numbers(args: argparse.Namespace) -> tuple[int, float, float]:
@@ -126,6 +209,26 @@ def _numbers(args: argparse.Namespace) -> tuple[int, float, float]:
     if not (0 <= rate < float("inf") and 1 <= burst < float("inf")):
         raise _StartupError("--rate-limit must be >= 0 and --rate-burst >= 1")
     return port, rate, burst
+
+
+def _limits(args: argparse.Namespace) -> ServeLimits:
+    try:
+        return DEFAULT_LIMITS.with_overrides(
+            max_connections=_maybe(int, args.max_connections),
+            max_connections_per_address=_maybe(int, args.max_connections_per_address),
+            header_seconds=_maybe(float, args.header_timeout),
+            body_seconds=_maybe(float, args.body_timeout))
+    except ValueError as exc:
+        raise _StartupError(f"connection limits: {exc}") from None
+
+
+def _maybe(kind: type[int] | type[float], value: str | None) -> int | float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number") from None
 
 
 def _kek_file(value: str | None) -> Path:
