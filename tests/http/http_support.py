@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 import queue
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import httpx
 
 import splitvault as sv
-from splitvault._protocol import ChallengeReply, EvaluateRequest
+from splitvault._protocol import EvaluateRequest
 from splitvault.crypto.signing import sign
 from splitvault.device._pinkey import BlindedPin
 from splitvault.device._store import DeviceCard
@@ -48,13 +49,14 @@ def device_card(device: sv.Device, card_id: str) -> DeviceCard:
     return device._store.get(card_id)
 
 
-def signed_evaluate(stored: DeviceCard, challenge: ChallengeReply,
-                    digits: str = WRONG) -> EvaluateRequest:
-    """An evaluate request exactly as Device._prove_pin builds it: one counted guess."""
+def signed_evaluate(stored: DeviceCard, digits: str = WRONG) -> EvaluateRequest:
+    """An evaluate request exactly as Device._prove_pin builds it (a fresh nonce, the
+    current time): one counted guess."""
     with sv.Pin.from_digits(digits) as pin, BlindedPin(stored.card_id, pin) as blinded:
-        request = EvaluateRequest(stored.card_id, challenge.challenge_id, blinded.blinded, b"")
+        request = EvaluateRequest(stored.card_id, secrets.token_bytes(16),
+                                  int(time.time() * 1000), blinded.blinded, b"")
     return dataclasses.replace(
-        request, signature=sign(stored.sign_seed, request.signed_bytes(challenge.nonce)))
+        request, signature=sign(stored.sign_seed, request.signed_bytes()))
 
 
 START_TIMEOUT = 20.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import httpx
@@ -13,7 +14,9 @@ from splitvault.device._http import HttpShareService
 from splitvault.server._ratelimit import RateLimiter
 
 CARD = "ab" * 16
-EVALUATE = EvaluateRequest(CARD, "cd" * 16, bytes(32), bytes(64))
+EVALUATE = EvaluateRequest(CARD, bytes(16), 1_700_000_000_000, bytes(32), bytes(64))
+REPLY = {"evaluated": "A" * 43, "attempts_left": 4, "challenge_id": "ef" * 16,
+         "nonce": "A" * 43, "expires_at": 1.0}
 
 
 def service(handler: Callable[[httpx.Request], httpx.Response]) -> tuple[HttpShareService,
@@ -70,6 +73,9 @@ def test_fixed_errors_keep_their_own_wording() -> None:
 @pytest.mark.parametrize("content", [
     b"not json", b"{}", b'{"evaluated": "AAAA", "attempts_left": 1}', b"[]",
     b'{"evaluated": "' + b"A" * 43 + b'", "attempts_left": -1}', b"x" * 70_000,
+    json.dumps({**REPLY, "attempts_left": -1}).encode(),
+    json.dumps({**REPLY, "nonce": "A" * 22}).encode(),
+    json.dumps({k: v for k, v in REPLY.items() if k != "challenge_id"}).encode(),
 ])
 def test_garbled_success_is_server_unavailable(content: bytes) -> None:
     svc, _ = service(lambda request: httpx.Response(200, content=content))
@@ -90,14 +96,13 @@ def failing(exc: type[httpx.HTTPError], then: httpx.Response | None = None,
     return handler
 
 
-CHALLENGE_OK = httpx.Response(200, json={"challenge_id": "ef" * 16, "nonce": "A" * 43,
-                                         "expires_at": 1.0})
+INFO_OK = httpx.Response(200, json={"guess_limit": 5, "challenge_ttl": 60.0})
 
 
 def test_connect_errors_are_retried_for_any_call() -> None:
     """Nothing was sent: even evaluate may try again."""
-    svc, calls = service(failing(httpx.ConnectError, then=httpx.Response(
-        200, json={"evaluated": "A" * 43, "attempts_left": 4}), times=2))
+    svc, calls = service(failing(httpx.ConnectError, then=httpx.Response(200, json=REPLY),
+                                 times=2))
     assert svc.evaluate(EVALUATE).attempts_left == 4
     assert len(calls) == 3
 
@@ -128,10 +133,12 @@ def test_authorize_is_never_resent_by_the_transport() -> None:
     assert calls == ["/v1/authorize"]
 
 
-def test_challenge_is_resent_after_a_read_timeout() -> None:
-    svc, calls = service(failing(httpx.ReadTimeout, then=CHALLENGE_OK, times=1))
-    assert svc.challenge(CARD).challenge_id == "ef" * 16
-    assert len(calls) == 2
+def test_info_is_resent_after_a_read_timeout() -> None:
+    """Reading the server's info changes nothing, so the transport may resend it (the
+    only call it resends once it may have arrived, now that there is no challenge)."""
+    svc, calls = service(failing(httpx.ReadTimeout, then=INFO_OK, times=1))
+    assert svc.info().guess_limit == 5
+    assert calls == ["/v1/info", "/v1/info"]
 
 
 def test_rate_limiter_token_bucket() -> None:

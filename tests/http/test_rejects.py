@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,11 @@ def _state(server: ServerProcess, card_id: str) -> tuple[int, int, bool]:
         return inspect.verify_audit().entries, state.guesses_used, state.locked
 
 
-def _evaluate_body(client: httpx.Client, card_id: str) -> dict[str, Any]:
-    challenge = client.post("/v1/challenge", json={"card_id": card_id}).json()
-    return {"card_id": card_id, "challenge_id": challenge["challenge_id"],
+def _evaluate_body(card_id: str, *, age: float = 0.0) -> dict[str, Any]:
+    """An evaluate body with a fresh nonce, timestamped ``age`` seconds ago, and a
+    signature no device made."""
+    return {"card_id": card_id, "nonce": b64(os.urandom(16)),
+            "timestamp": int((time.time() - age) * 1000),
             "blinded": b64(bytes(32)), "signature": b64(bytes(64))}
 
 
@@ -63,6 +66,11 @@ def _variants(good: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
     yield "padded base64", body(blinded=b64(bytes(32)) + "=")
     yield "non-canonical base64", body(blinded="A" * 42 + "B")
     yield "short bytes", body(blinded=b64(bytes(31)))
+    yield "short nonce", body(nonce=b64(bytes(15)))
+    yield "float timestamp", body(timestamp=float(good["timestamp"]))
+    yield "string timestamp", body(timestamp=str(good["timestamp"]))
+    yield "bool timestamp", body(timestamp=True)
+    yield "negative timestamp", body(timestamp=-1)
     yield "uppercase id", body(card_id=good["card_id"].upper())
     yield "duplicate key", body()[:-1] + b', "card_id": "' + good["card_id"].encode() + b'"}'
     yield "NaN", body()[:-1] + b', "x": NaN}'
@@ -78,7 +86,7 @@ def test_malformed_bodies_are_400_and_change_nothing(
         client: httpx.Client) -> None:
     _, card_id = enrolled
     before = _state(live_server, card_id)
-    for name, content in _variants(_evaluate_body(client, card_id)):
+    for name, content in _variants(_evaluate_body(card_id)):
         response = client.post("/v1/evaluate", content=content,
                                 headers={"content-type": "application/json"})
         assert response.status_code == 400, name
@@ -126,7 +134,7 @@ def test_oversized_bodies_are_413_before_reading(live_server: ServerProcess,
 
 
 def test_wrong_media_type_is_415(client: httpx.Client) -> None:
-    response = client.post("/v1/challenge", content=b'{"card_id": "' + b"a" * 32 + b'"}',
+    response = client.post("/v1/evaluate", content=json.dumps(_evaluate_body("a" * 32)),
                            headers={"content-type": "text/plain"})
     assert response.status_code == 415 and response.json()["error"] == "malformed_request"
 
@@ -147,7 +155,7 @@ def test_unknown_card_and_bad_device_signature_are_identical(
     before = _state(live_server, card_id)
     responses = []
     for target in (os.urandom(16).hex(), card_id):
-        body = _evaluate_body(client, target)
+        body = _evaluate_body(target)
         responses.append(client.post("/v1/evaluate", json=body))
     unknown, forged = responses
     assert unknown.status_code == forged.status_code == 404
@@ -197,15 +205,10 @@ def test_error_body_decodes_to_the_same_exception(enrolled: tuple[sv.Device, str
     _, card_id = enrolled
     service = HttpShareService(live_server.url)
     try:
-        challenge = service.challenge(card_id)
         with pytest.raises(sv.UnknownCard):
-            service.evaluate(EVALUATE.from_json({
-                "card_id": card_id, "challenge_id": challenge.challenge_id,
-                "blinded": b64(bytes(32)), "signature": b64(bytes(64))}))
-        with pytest.raises(sv.InvalidChallenge):
-            service.evaluate(EVALUATE.from_json({
-                "card_id": card_id, "challenge_id": "ab" * 16,
-                "blinded": b64(bytes(32)), "signature": b64(bytes(64))}))
+            service.evaluate(EVALUATE.from_json(_evaluate_body(card_id)))
+        with pytest.raises(sv.InvalidChallenge):  # ten minutes old: not fresh
+            service.evaluate(EVALUATE.from_json(_evaluate_body(card_id, age=600.0)))
     finally:
         service.close_transport()
     assert dumps  # the codec the client uses is the server's
@@ -231,12 +234,13 @@ def test_rate_limit_gives_429(own_server: ServerProcess, tmp_path: Path) -> None
         service.close_transport()
 
 
-def test_made_up_challenge_does_not_reveal_the_card(enrolled: tuple[sv.Device, str],
-                                                    client: httpx.Client) -> None:
+@pytest.mark.parametrize("age", [0.0, 600.0, -600.0])
+def test_made_up_request_does_not_reveal_the_card(enrolled: tuple[sv.Device, str],
+                                                  client: httpx.Client, age: float) -> None:
+    """A made-up nonce, fresh or stale or from the future: the same answer for a card
+    that exists and one that does not."""
     _, card_id = enrolled
     bodies = []
     for target in (os.urandom(16).hex(), card_id):
-        bodies.append(client.post("/v1/evaluate", json={
-            "card_id": target, "challenge_id": os.urandom(16).hex(),
-            "blinded": b64(bytes(32)), "signature": b64(bytes(64))}).content)
+        bodies.append(client.post("/v1/evaluate", json=_evaluate_body(target, age=age)).content)
     assert bodies[0] == bodies[1]

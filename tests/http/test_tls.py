@@ -63,7 +63,7 @@ def test_wrong_pin_fails_closed_before_any_request(tls_server: ServerProcess) ->
     service = HttpShareService(tls_server.url, pin_sha256="00" * 32)
     try:
         with pytest.raises(sv.ServerUnavailable, match="pinned fingerprint"):
-            service.challenge("ab" * 16)
+            service.info()
     finally:
         service.close_transport()
     assert _paths(tls_server) == before  # not even one request reached the app
