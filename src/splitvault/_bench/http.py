@@ -3,7 +3,7 @@
 The server runs in a subprocess (``python -m splitvault.server._serve``, plain HTTP on
 127.0.0.1, default rate limit); each client is a thread with its own ``Device`` and
 its own card, enrolled before the clock starts, paying with fresh idempotency keys.
-One authorization is three requests (challenge, evaluate, authorize). KDF: TEST_ONLY,
+One authorization is two requests (evaluate, authorize). KDF: TEST_ONLY,
 so Argon2id does not hide the protocol's cost. Part of ``splitvault bench``; alone,
 ``python -m splitvault._bench.http`` prints JSON; ``--profile`` also runs py-spy on the
 server, if installed. Clients and server share the machine's cores, as the issue asks.
