@@ -38,6 +38,8 @@ from . import (
     leakage,
     protocol,
     server_breach,
+    shutdown,
+    slow_clients,
     stranger,
 )
 from ._harness import IN_PROCESS_ONLY, AttackResult, Deployment, Options, skipped
@@ -72,6 +74,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(10, "stranger", "Stranger", stranger.run, True),
     Scenario(11, "file-modes", "Another local user", file_modes.run, False),
     Scenario(12, "hostile-server", "Hostile server", hostile_server.run, False),
+    Scenario(13, "slow-clients", "Slow clients", slow_clients.run, True),
+    Scenario(14, "shutdown", "Shutdown under load", shutdown.run, False),
 )
 
 
