@@ -137,7 +137,7 @@ def test_corrupted_device_record_is_tampered_data(device: sv.Device, server: sv.
         pay(device, card_id, pin)
     assert str(err.value) == "data failed authentication"
     assert server.acquirer.calls == []  # type: ignore[attr-defined]
-    assert server._db.connection().execute("SELECT * FROM authorizations").fetchall() == []
+    assert server.inspector().rows("authorizations") == []
 
 
 def test_errors_pickle_and_keep_their_fields() -> None:

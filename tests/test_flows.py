@@ -226,13 +226,13 @@ def test_change_pin(device: sv.Device, server: sv.ShareServer, card_id: str,
 def test_change_pin_rotates_oprf_key(device: sv.Device, server: sv.ShareServer,
                                      card_id: str, pin: sv.Pin) -> None:
     """The server's OPRF key is replaced on a PIN change (old transcripts are worthless)."""
-    conn = server._db.connection()
-    before = conn.execute("SELECT oprf_key FROM cards").fetchone()[0]
+    inspector = server.inspector()
+    (before,) = inspector.query("SELECT oprf_key FROM cards")[0]
     with sv.Pin.from_digits(OTHER_PIN) as new:
         device.change_pin(card_id, pin, new)
-    after = conn.execute("SELECT oprf_key FROM cards").fetchone()[0]
-    old_key = server._kek.unwrap("oprf-key", card_id, before)
-    new_key = server._kek.unwrap("oprf-key", card_id, after)
+    (after,) = inspector.query("SELECT oprf_key FROM cards")[0]
+    old_key = inspector.unwrap("oprf-key", card_id, before)
+    new_key = inspector.unwrap("oprf-key", card_id, after)
     assert len(old_key) == len(new_key) == 32 and old_key != new_key
 
 
@@ -298,7 +298,7 @@ def test_kdf_profile_is_stored_per_card(tmp_path: Path, server: sv.ShareServer,
 
 
 def _ledger_rows(server: sv.ShareServer) -> list[tuple[object, ...]]:
-    return server._db.connection().execute("SELECT * FROM authorizations").fetchall()
+    return server.inspector().query("SELECT * FROM authorizations")
 
 
 def test_lost_reply_is_retried_without_a_second_charge(tmp_path: Path, server: sv.ShareServer,

@@ -20,8 +20,8 @@ from ._authorization import Authorization
 from .crypto.encoding import encode, u64
 
 __all__ = [
-    "AuthorizeRequest",
     "FRESHNESS_SECONDS",
+    "AuthorizeRequest",
     "ChangePinBegin",
     "ChangePinFinish",
     "DeleteRequest",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import secrets
 import queue
+import secrets
 import signal
 import subprocess
 import sys

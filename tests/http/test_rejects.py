@@ -235,12 +235,19 @@ def test_rate_limit_gives_429(own_server: ServerProcess, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("age", [0.0, 600.0, -600.0])
-def test_made_up_request_does_not_reveal_the_card(enrolled: tuple[sv.Device, str],
-                                                  client: httpx.Client, age: float) -> None:
-    """A made-up nonce, fresh or stale or from the future: the same answer for a card
-    that exists and one that does not."""
+def test_made_up_challenge_does_not_reveal_the_card(enrolled: tuple[sv.Device, str],
+                                                    client: httpx.Client, age: float) -> None:
+    """A made-up evaluate nonce, fresh or stale or from the future, and an authorization
+    on a made-up challenge id: the same answers for a card that exists and one that
+    does not."""
     _, card_id = enrolled
     bodies = []
     for target in (os.urandom(16).hex(), card_id):
-        bodies.append(client.post("/v1/evaluate", json=_evaluate_body(target, age=age)).content)
+        evaluate = client.post("/v1/evaluate", json=_evaluate_body(target, age=age))
+        authorize = client.post("/v1/authorize", json={
+            "card_id": target, "challenge_id": os.urandom(16).hex(), "amount": 100,
+            "currency": "USD", "merchant": "Shop", "idempotency_key": "k",
+            "envelope": b64(b"x" * 80), "pin_signature": b64(bytes(64))})
+        bodies.append((evaluate.status_code, evaluate.content, authorize.status_code,
+                       authorize.content))
     assert bodies[0] == bodies[1]

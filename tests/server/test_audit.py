@@ -19,7 +19,7 @@ def logged(device: sv.Device, server: sv.ShareServer, card_id: str, pin: sv.Pin)
 
 
 def _rows(server: sv.ShareServer) -> list[tuple[object, ...]]:
-    return server._db.connection().execute("SELECT * FROM audit ORDER BY seq").fetchall()
+    return server.inspector().query("SELECT * FROM audit ORDER BY seq")
 
 
 def test_events_are_logged_without_secrets(logged: sv.ShareServer) -> None:
@@ -50,8 +50,7 @@ def test_events_are_logged_without_secrets(logged: sv.ShareServer) -> None:
 )
 def test_tampering_is_detected(logged: sv.ShareServer, attack: str) -> None:
     """Any edited, removed or reordered entry makes verify_audit raise TamperedData."""
-    conn = logged._db.connection()
-    conn.execute(attack)
+    assert logged.inspector().tamper(attack) >= 1
     with pytest.raises(sv.TamperedData, match="audit log does not verify"):
         logged.verify_audit()
 
@@ -61,12 +60,18 @@ def test_rewritten_chain_without_key_is_detected(logged: sv.ShareServer) -> None
     """Recomputing the chain with a guessed key does not help: the MAC key is secret."""
     from splitvault.server import _audit
 
-    conn = logged._db.connection()
-    conn.execute("DELETE FROM audit")
-    fake_key = bytes(32)
-    for event in ("enrolled", "authorized"):
-        _audit.append(conn, fake_key, event, "0" * 32, 1.0)
-    with pytest.raises(sv.TamperedData):
+    inspector = logged.inspector()
+    inspector.tamper("DELETE FROM audit")
+    link = _audit.chain(bytes(32))  # a guessed key
+    prev = bytes(32)
+    for seq, event in enumerate(("enrolled", "authorized"), start=1):
+        prev = link(prev, seq, 1.0, event, "0" * 32, "{}")
+        inspector.tamper("INSERT INTO audit (seq, at, event, card_id, detail, mac) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", seq, 1.0, event, "0" * 32, "{}", prev)
+    inspector.tamper("UPDATE audit_head SET seq = 2, mac = ? WHERE id = 1", prev)
+    # The forged chain is well formed under the guessed key; only the real key fails it.
+    assert _audit.verify(logged.store.audit_rows(), bytes(32)).entries == 2
+    with pytest.raises(sv.TamperedData, match="audit log does not verify at entry 1"):
         logged.verify_audit()
 
 

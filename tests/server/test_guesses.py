@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import splitvault as sv
+from splitvault.device._store import DeviceStore
 
 
 class Clock:
@@ -25,7 +26,10 @@ def test_parallel_guesses_block_without_locking_but_abandoned_ones_lock(
     five expire unproven, the next evaluation locks it."""
     clock = Clock()
     server = sv.ShareServer.open(tmp_path / "s.db", clock=clock)
-    device = sv.Device.open(tmp_path / "d.db", server=server, kdf=sv.KdfProfile.TEST_ONLY)
+    # The device shares the server's clock: its requests are timestamped, and a
+    # timestamp two minutes off the server's clock is refused.
+    device = sv.Device(DeviceStore(tmp_path / "d.db"), server, kdf=sv.KdfProfile.TEST_ONLY,
+                       clock=clock)
     card_id = device.enroll(card, pin)
     held = device._store.get(card_id)
     for _ in range(5):

@@ -14,7 +14,6 @@ from typing import Any
 from .._authorization import Authorization
 from .._protocol import (
     AuthorizeRequest,
-    ChallengeReply,
     ChangePinBegin,
     ChangePinFinish,
     DeleteRequest,
@@ -71,10 +70,6 @@ class Recorder:
 
     def enroll_finish(self, request: EnrollFinish) -> None:
         self._pass("enroll_finish", request)
-
-    def challenge(self, card_id: str) -> ChallengeReply:
-        reply: ChallengeReply = self._pass("challenge", card_id)
-        return reply
 
     def evaluate(self, request: EvaluateRequest) -> EvaluateReply:
         reply: EvaluateReply = self._pass("evaluate", request)

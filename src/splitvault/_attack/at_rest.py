@@ -106,9 +106,9 @@ def one_share_opens_nothing(lab: Lab) -> AttackResult:
         victim = lab.device()
         card_id = lab.enroll(victim)
         held = victim.device._store.get(card_id)
-        wrapped = lab.server._db.connection().execute(
-            "SELECT share FROM cards WHERE card_id = ?", (card_id,)).fetchone()[0]
-        server_share = lab.server._kek.unwrap("share", card_id, wrapped)
+        inspector = lab.server.inspector()
+        ((wrapped,),) = inspector.query("SELECT share FROM cards WHERE card_id = ?", card_id)
+        server_share = inspector.unwrap("share", card_id, bytes(wrapped))
         aad = card_record_aad(card_id)
         opened = []
         for label, key in (("device share", bytearray(held.device_share)),

@@ -2,14 +2,16 @@
 deletes, reorders or rewrites entries of the MAC-chained audit log.
 
 - :func:`edit_delete_reorder`: each edit (event, detail, time, card id), a deletion and
-  a swap of two entries makes ``verify_audit()`` raise ``TamperedData``. Each runs in a
-  transaction that is rolled back, and the untouched chain verifies before and after
-  (the control: the check is not simply failing).
+  a swap of two entries makes ``verify_audit()`` raise ``TamperedData``. Each edit is
+  committed as an insider would commit it (``ServerInspector.tamper``), then the saved
+  log is put back, and the untouched chain verifies before and after (the control:
+  the check is not simply failing).
 - :func:`rewrite_chain`: recomputing the whole chain under a guessed key does not help:
   the MAC key is wrapped under the KEK.
 - :func:`cut_tail`: removing the newest entries leaves a chain that verifies on its
-  own (the residual risk threat_model.md states); against the head an operator
-  anchored elsewhere it is detected.
+  own (the residual risk threat_model.md states; the ``audit_head`` row still names
+  the removed last entry, but the insider can rewrite it too); against the head an
+  operator anchored elsewhere it is detected.
 
 In-process only.
 """
@@ -17,9 +19,11 @@ In-process only.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 from .. import _errors
 from ..server import ShareServer, _audit
+from ..server._inspect import ServerInspector
 from ._harness import (
     OTHER_PIN,
     AttackResult,
@@ -60,19 +64,35 @@ def _logged(lab: Lab) -> ShareServer:
     return lab.server
 
 
+@contextlib.contextmanager
+def _tampering(server: ShareServer) -> Iterator[ServerInspector]:
+    """The database as an insider writes it; the audit log and its head are put back
+    as they were afterwards, so the control can check the untouched log again."""
+    inspector = server.inspector()
+    saved, head = inspector.rows("audit"), inspector.rows("audit_head")
+    try:
+        yield inspector
+    finally:
+        inspector.tamper("DELETE FROM audit")
+        for row in saved:
+            inspector.tamper("INSERT INTO audit (seq, at, event, card_id, detail, mac) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", row["seq"], row["at"], row["event"],
+                             row["card_id"], row["detail"], row["mac"])
+        for row in head:
+            inspector.tamper("UPDATE audit_head SET seq = ?, mac = ? WHERE id = ?",
+                             row["seq"], row["mac"], row["id"])
+
+
 def edit_delete_reorder(lab: Lab, attack_name: str) -> AttackResult:
     name = attack_name
 
     def attack() -> AttackResult:
         server = _logged(lab)
-        conn = server._db.connection()
         before = server.verify_audit()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(TAMPERING[attack_name])
+        with _tampering(server) as inspector:
+            changed = inspector.tamper(TAMPERING[attack_name])
             ok, got = refused(server.verify_audit, _errors.TamperedData)
-        finally:
-            conn.execute("ROLLBACK")
+        ok = ok and changed > 0
         control = server.verify_audit() == before and before.entries == 5
         return AttackResult(name, HAD, f"verify_audit: {got}", ok and control,
                             "" if control else "control failed: the untouched log")
@@ -85,15 +105,16 @@ def rewrite_chain(lab: Lab) -> AttackResult:
 
     def attack() -> AttackResult:
         server = _logged(lab)
-        conn = server._db.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("DELETE FROM audit")
-            for event in ("enrolled", "authorized"):
-                _audit.append(conn, bytes(32), event, "0" * 32, 1.0)
+        with _tampering(server) as inspector:
+            inspector.tamper("DELETE FROM audit")
+            link, prev = _audit.chain(bytes(32)), bytes(32)  # a guessed key
+            for seq, event in enumerate(("enrolled", "authorized"), start=1):
+                prev = link(prev, seq, 1.0, event, "0" * 32, "{}")
+                inspector.tamper("INSERT INTO audit (seq, at, event, card_id, detail, mac) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)", seq, 1.0, event, "0" * 32, "{}",
+                                 prev)
+            inspector.tamper("UPDATE audit_head SET seq = 2, mac = ? WHERE id = 1", prev)
             ok, got = refused(server.verify_audit, _errors.TamperedData)
-        finally:
-            conn.execute("ROLLBACK")
         return AttackResult(name, HAD, f"verify_audit: {got}", ok)
 
     return guarded(name, HAD, attack)
@@ -105,13 +126,9 @@ def cut_tail(lab: Lab) -> AttackResult:
     def attack() -> AttackResult:
         server = _logged(lab)
         anchored = server.verify_audit()  # the head an operator exported elsewhere
-        conn = server._db.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("DELETE FROM audit WHERE seq > 3")
+        with _tampering(server) as inspector:
+            inspector.tamper("DELETE FROM audit WHERE seq > 3")
             report = server.verify_audit()
-        finally:
-            conn.execute("ROLLBACK")
         detected = report.head != anchored.head
         got = ("the chain alone verifies (residual risk); the anchored head does not match"
                if detected else "undetected even against the anchored head")

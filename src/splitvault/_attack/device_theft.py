@@ -18,7 +18,6 @@ Every attack here runs against a remote deployment too (``--server``).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from pathlib import Path
 
 from .. import _errors
@@ -34,7 +33,7 @@ from .._protocol import (
 )
 from ..crypto import oprf
 from ..crypto.memory import wipe
-from ..crypto.signing import public_key, sign
+from ..crypto.signing import public_key
 from ..device._pinkey import BlindedPin, derive_pin_seed
 from ..device._store import DeviceCard
 from ._harness import (
@@ -50,6 +49,7 @@ from ._harness import (
     pay,
 )
 from ._needles import Needles
+from ._requests import signed_evaluate
 from .scan import sqlite_files
 
 __all__ = ["brute_force", "files_hold_nothing_of_the_pin", "offline_pin_test", "run"]
@@ -154,11 +154,8 @@ def _derive(card: DeviceCard, oprf_output: bytearray) -> bytes:
 
 def _fresh_evaluation(thief: Victim, card: DeviceCard, digits: str) -> bytearray:
     """One online evaluation, signed with the stolen device key: counted by the server."""
-    challenge = thief.wire.challenge(card.card_id)
     with Pin.from_digits(digits) as pin, BlindedPin(card.card_id, pin) as blinded:
-        request = EvaluateRequest(card.card_id, challenge.challenge_id, blinded.blinded, b"")
-        request = dataclasses.replace(
-            request, signature=sign(card.sign_seed, request.signed_bytes(challenge.nonce)))
+        request = signed_evaluate(card.card_id, card.sign_seed, blinded.blinded)
         return blinded.finalize(thief.wire.evaluate(request).evaluated)
 
 

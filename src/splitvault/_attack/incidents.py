@@ -32,8 +32,6 @@ from typing import Any
 from .._authorization import Authorization
 from .._card import Card
 from ..server import SimulatedAcquirer
-from ..server._kek import Kek
-from ..server._ledger import Ledger
 from ._flows import KOREAN_HOLDER, complete_flows
 from ._harness import (
     HOLDER,
@@ -77,13 +75,9 @@ class _Receipt:
         raise ConnectionError("receipt service unavailable")
 
 
-class _DiskFull(Ledger):
-    """The ledger whose completing write fails: the disk is full."""
-
-    @staticmethod
-    def finish(conn: sqlite3.Connection, kek: Kek, key: bytes, auth: Authorization,
-               now: float) -> None:
-        raise sqlite3.OperationalError("database or disk is full")
+def _disk_full() -> Exception:
+    """What SQLite raises when the write that records the outcome finds no room."""
+    return sqlite3.OperationalError("database or disk is full")
 
 
 def _told(call: Any) -> str:
@@ -102,10 +96,10 @@ def _accounted(lab: Lab) -> int:
     or pending (a pending row with no attempt running is answered as in doubt)."""
     if lab.server is None:
         return 0
-    row = lab.server._db.connection().execute(
+    ((count,),) = lab.server.inspector().query(
         "SELECT count(*) FROM authorizations "
-        "WHERE state IN ('approved', 'in_doubt', 'pending')").fetchone()
-    return int(row[0])
+        "WHERE state IN ('approved', 'in_doubt', 'pending')")
+    return int(count)
 
 
 def _charged(lab: Lab) -> int:
@@ -145,10 +139,9 @@ def recording_fails_after_charge(lab: Lab) -> AttackResult:
             raise RuntimeError("needs the in-process server")
         victim = lab.device()
         card_id = lab.enroll(victim)
-        ledger = server._ledger
-        server._ledger = _DiskFull(server._keys.ledger)
-        first = _told(lambda: pay(victim, card_id))
-        server._ledger = ledger  # the disk has room again
+        with server.inspector().failing("finish_payment", _disk_full):
+            first = _told(lambda: pay(victim, card_id))
+        # the disk has room again
         retry = _told(lambda: pay(victim, card_id))
         lab.restart()
         later = _told(lambda: pay(victim, card_id))

@@ -103,24 +103,22 @@ def secrets_of(lab: Lab, victim: Victim, flows: Flows) -> Needles:
     server = lab.server
     if server is None:
         raise RuntimeError("needs the in-process server")
-    conn = server._db.connection()
+    inspector = server.inspector()
     for role, card_id in flows.cards.items():
         if role == "deleted":
             continue
         held = victim.device._store.get(card_id)
-        share_blob, oprf_blob = conn.execute(
-            "SELECT share, oprf_key FROM cards WHERE card_id = ?", (card_id,)).fetchone()
-        server_share = server._kek.unwrap("share", card_id, share_blob)
+        ((share_blob, oprf_blob),) = inspector.query(
+            "SELECT share, oprf_key FROM cards WHERE card_id = ?", card_id)
+        server_share = inspector.unwrap("share", card_id, bytes(share_blob))
         needles.data(f"{role} device share", held.device_share)
         needles.data(f"{role} server share", server_share)
         needles.data(f"{role} data key", combine(held.device_share, server_share))
-        needles.data(f"{role} OPRF key", server._kek.unwrap("oprf-key", card_id, oprf_blob))
+        needles.data(f"{role} OPRF key", inspector.unwrap("oprf-key", card_id, bytes(oprf_blob)))
         needles.data(f"{role} device secret", held.device_secret)
         needles.data(f"{role} signing seed", held.sign_seed)
-    needles.data("KEK", server._kek._key)
-    needles.data("server envelope key", server._keys.x25519_secret)
-    needles.data("audit key", server._keys.audit)
-    needles.data("ledger key", server._keys.ledger)
+    for name, material in inspector.key_material().items():
+        needles.data(name, material)  # the KEKs, envelope, audit and ledger keys
     return needles
 
 

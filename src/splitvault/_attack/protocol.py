@@ -11,7 +11,10 @@ the genuine payment afterwards with the same idempotency key is charged fresh.
   them with the challenge, so a changed field fails like a wrong PIN.
 - :func:`tamper_card_id`: challenges are bound to their card.
 - :func:`tamper_envelope`: the sealed device share is signed too.
-- :func:`evaluate_twice`: one challenge buys one OPRF evaluation.
+- :func:`evaluate_twice`: a captured evaluation sent again: its device nonce is
+  single-use (``InvalidChallenge``), so it buys no second OPRF evaluation.
+- :func:`stale_evaluation`: a captured evaluation held until the server has forgotten
+  its nonce is refused for its timestamp (in-process, or remote with ``--slow``).
 - :func:`expired_challenge`: a challenge used after its 60 s is refused (against a
   remote deployment only with ``--slow``: it has to wait the minute out).
 - :func:`swapped_server_key`: an attacker who swaps the server's envelope key at
@@ -31,10 +34,15 @@ from functools import partial
 from typing import Any
 
 from .. import _errors
-from .._protocol import AuthorizeRequest, EnrollBeginReply, EnrollFinish, EvaluateRequest
+from .._protocol import (
+    FRESHNESS_SECONDS,
+    AuthorizeRequest,
+    EnrollBeginReply,
+    EnrollFinish,
+    EvaluateRequest,
+)
 from ..crypto.envelope import generate_keypair, open_envelope
 from ..crypto.errors import AuthenticationFailed
-from ..crypto.signing import sign
 from ._harness import (
     AttackResult,
     Deployment,
@@ -47,6 +55,7 @@ from ._harness import (
     refused,
     sample_card,
 )
+from ._requests import signed_evaluate
 
 __all__ = [
     "evaluate_twice",
@@ -54,6 +63,7 @@ __all__ = [
     "malformed_element",
     "replay_authorization",
     "run",
+    "stale_evaluation",
     "swapped_server_key",
     "tamper_card_id",
     "tamper_envelope",
@@ -145,15 +155,41 @@ def tamper_envelope(lab: Lab) -> AttackResult:
 
 
 def evaluate_twice(lab: Lab) -> AttackResult:
-    name = "use one challenge for two PIN evaluations"
+    name = "replay a captured PIN evaluation"
 
     def attack() -> AttackResult:
         victim, card_id = _fresh(lab)
         pay(victim, card_id)
         captured = victim.wire.of(EvaluateRequest)[-1]
+        before = guesses_used(lab, victim, card_id) if lab.server is not None else 0
         ok, got = refused(lambda: victim.wire.inner.evaluate(captured),
                           _errors.InvalidChallenge)
-        return AttackResult(name, HAD, got, ok)
+        spent = guesses_used(lab, victim, card_id) - before if lab.server is not None else 0
+        return AttackResult(name, HAD, f"{got}; guesses spent by the replay: {spent}",
+                            ok and spent == 0)
+
+    return guarded(name, HAD, attack)
+
+
+def stale_evaluation(lab: Lab, options: Options) -> AttackResult:
+    name = "replay a PIN evaluation after the server forgot its nonce"
+    wait = 2 * FRESHNESS_SECONDS + 1
+    if lab.remote and not options.slow:
+        return AttackResult(name, HAD, "not run: needs --slow to wait out the nonce",
+                            False, skipped=True)
+
+    def attack() -> AttackResult:
+        victim, card_id = _fresh(lab)
+        pay(victim, card_id)
+        captured = victim.wire.of(EvaluateRequest)[-1]
+        if lab.server is None:
+            time.sleep(wait)
+        else:
+            lab.clock.advance(wait)
+            lab.server.store.sweep(lab.clock())  # the nonce is gone from the store
+        ok, got = refused(lambda: victim.wire.inner.evaluate(captured),
+                          _errors.InvalidChallenge)
+        return AttackResult(name, HAD + f" (held for {wait:g} s)", got, ok)
 
     return guarded(name, HAD, attack)
 
@@ -221,10 +257,7 @@ def malformed_element(lab: Lab) -> AttackResult:
     def attack() -> AttackResult:
         victim, card_id = _fresh(lab)
         seed = victim.device._store.get(card_id).sign_seed
-        challenge = victim.wire.challenge(card_id)
-        request = EvaluateRequest(card_id, challenge.challenge_id, b"\xff" * 32, b"")
-        request = dataclasses.replace(request,
-                                      signature=sign(seed, request.signed_bytes(challenge.nonce)))
+        request = signed_evaluate(card_id, seed, b"\xff" * 32)
         ok, got = refused(lambda: victim.wire.evaluate(request), _errors.MalformedRequest)
         used = guesses_used(lab, victim, card_id)
         return AttackResult(name, had, f"{got}; guesses used: {used}", ok and used == 0)
@@ -236,6 +269,7 @@ def run(deployment: Deployment, options: Options) -> list[AttackResult]:
     attacks: list[Callable[[Lab], AttackResult]] = [replay_authorization]
     attacks += [partial(tamper_field, field=f) for f in TAMPERED]
     attacks += [tamper_card_id, tamper_envelope, evaluate_twice,
+                partial(stale_evaluation, options=options),
                 partial(expired_challenge, options=options), swapped_server_key,
                 malformed_element]
     results = []

@@ -1,11 +1,11 @@
 """Scenario 2, the server breach: a full copy of the server's database (WAL included) and
 its key-encryption key, after a wallet's whole life of flows.
 
-- :func:`no_card_data`: the insider opens *every* wrapped value the server stores (the
-  list ``server._keys`` re-wraps on rotation, so a new secret column cannot be
-  forgotten here) and searches those plaintexts, the files and a full SQL dump for the
-  PAN and the holder names in every encoding: nothing. The server simply holds no
-  ciphertext of the card at all.
+- :func:`no_card_data`: the insider opens *every* wrapped value the server stores (read
+  from the stolen copy by the store's own ``wrapped()``, the list key rotation
+  re-wraps, so a new secret column cannot be forgotten here) and searches those
+  plaintexts, the files and a full SQL dump for the PAN and the holder names in every
+  encoding: nothing. The server simply holds no ciphertext of the card at all.
 - :func:`no_offline_pin_test`: with the OPRF key the insider computes OPRF(k, PIN) for
   any candidate, and even given the device's salt cannot reach the verifier: every
   32-byte value the server holds, tried as the device secret, fails for every
@@ -27,8 +27,7 @@ from ..crypto import oprf
 from ..crypto.memory import wipe
 from ..crypto.signing import public_key
 from ..device._pinkey import derive_pin_seed
-from ..server._kek import Kek
-from ..server._keys import _WRAPPED
+from ..server import Kek, open_store
 from ._flows import KOREAN_HOLDER, complete_flows
 from ._harness import HOLDER, PAN, PIN, SECOND_PAN, AttackResult, Deployment, Lab, Options, guarded
 from ._needles import Needles
@@ -45,25 +44,25 @@ class Breach:
 
     def __init__(self, lab: Lab) -> None:
         stolen = lab.root / "insider"
-        stolen.mkdir()
+        stolen.mkdir(mode=0o700)
         for path in sqlite_files(lab.server_path):
             shutil.copyfile(path, stolen / path.name)
+            os.chmod(stolen / path.name, 0o600)  # the insider's own copy
         self.files = sorted(stolen.iterdir())
-        kek_file = stolen / f"{lab.server_path.name}.kek"
-        os.chmod(kek_file, 0o600)
-        self.kek = Kek.load(kek_file)
+        self.keks = Kek.load_all(stolen / f"{lab.server_path.name}.kek")
         self.db = sqlite3.connect(stolen / lab.server_path.name)
+        self.store = open_store(stolen / lab.server_path.name)
 
     def unwrapped(self) -> list[tuple[str, bytearray]]:
-        """Every wrapped secret in the database, opened: (where, plaintext)."""
+        """Every wrapped secret in the database, opened: (where, plaintext). Each value
+        begins with the id of the key it is wrapped under."""
+        by_kid = {kek.kid: kek for kek in self.keks}
+        columns = {(t, p): c for t, c, p in self.store.wrapped_columns()}
         out: list[tuple[str, bytearray]] = []
-        for table, key_col, col, purpose in _WRAPPED:
-            rows = self.db.execute(
-                f"SELECT {key_col}, {col} FROM {table} WHERE {col} IS NOT NULL"  # noqa: S608  # nosec B608: names from _WRAPPED
-            ).fetchall()
-            for row_key, blob in rows:
-                row = row_key.lower() if purpose == "ledger" else row_key
-                out.append((f"{table}.{col}[{row}]", self.kek.unwrap(purpose, row, blob)))
+        for ref in self.store.wrapped():
+            kek = by_kid[ref.blob[:8]]
+            out.append((f"{ref.table}.{columns[ref.table, ref.purpose]}[{ref.row}]",
+                        kek.unwrap(ref.purpose, ref.row, ref.blob)))
         return out
 
     def dump(self) -> str:
@@ -71,7 +70,9 @@ class Breach:
 
     def close(self) -> None:
         self.db.close()
-        self.kek.wipe()
+        self.store.close()
+        for kek in self.keks:
+            kek.wipe()
 
 
 def no_card_data(lab: Lab) -> AttackResult:

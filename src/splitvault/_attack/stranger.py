@@ -7,18 +7,19 @@ not the card's device key.
   malicious lockout.
 - :func:`delete_card`: a delete signed with the stranger's key is refused; the card
   still pays.
-- :func:`pay_without_evaluation`: an authorization on a challenge that was never
-  evaluated (the stranger cannot get one evaluated) is refused; nothing is charged.
+- :func:`pay_without_evaluation`: an authorization on a made-up challenge (only an
+  evaluation issues one, and the stranger cannot get one evaluated) is refused;
+  nothing is charged.
 - :func:`enumerate_cards`: every probe a stranger can send (a request signed with its
-  own key, a made-up challenge id) answers word for word alike for an enrolled card
-  and a made-up id: the card ids cannot be enumerated.
+  own key, a zero signature, a stale timestamp, a made-up challenge id) answers word
+  for word alike for an enrolled card and a made-up id: the card ids cannot be
+  enumerated.
 
 All run against a remote deployment too.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from collections.abc import Callable
 from functools import partial
@@ -26,7 +27,6 @@ from functools import partial
 from .. import _errors
 from .._protocol import AuthorizeRequest, DeleteRequest, EvaluateRequest
 from ..crypto import oprf
-from ..crypto.signing import sign
 from ._harness import (
     AttackResult,
     Deployment,
@@ -37,6 +37,7 @@ from ._harness import (
     pay,
     refused,
 )
+from ._requests import millis, signed_delete, signed_evaluate
 
 __all__ = ["delete_card", "enumerate_cards", "pay_without_evaluation", "run", "spend_guesses"]
 
@@ -55,19 +56,15 @@ def spend_guesses(lab: Lab) -> AttackResult:
         key = secrets.token_bytes(32)
         answers = set()
         for _ in range(TRIES):
-            challenge = wire.challenge(card_id)
             _, blinded = oprf.blind(b"123456")
-            request = EvaluateRequest(card_id, challenge.challenge_id, blinded, b"")
-            request = dataclasses.replace(
-                request, signature=sign(key, request.signed_bytes(challenge.nonce)))
+            request = signed_evaluate(card_id, key, blinded)
             answer = _message(partial(wire.evaluate, request))
             if not answer.startswith("UnknownCard:"):
                 return AttackResult(name, HAD, answer, False)
             answers.add(answer)
         ghost = secrets.token_hex(16)
-        challenge = wire.challenge(ghost)
         answers.add(_message(lambda: wire.evaluate(
-            EvaluateRequest(ghost, challenge.challenge_id, blinded, bytes(64)))))
+            EvaluateRequest(ghost, secrets.token_bytes(16), millis(), blinded, bytes(64)))))
         used = guesses_used(lab, owner, card_id)
         passed = used == 0 and len(answers) == 1
         got = (f"{TRIES} x UnknownCard, the same answer as for a card that does not exist; "
@@ -94,10 +91,7 @@ def delete_card(lab: Lab) -> AttackResult:
         owner = lab.device("owner")
         card_id = lab.enroll(owner)
         wire = lab.device("stranger").wire
-        challenge = wire.challenge(card_id)
-        request = DeleteRequest(card_id, challenge.challenge_id, b"")
-        request = dataclasses.replace(request, signature=sign(
-            secrets.token_bytes(32), request.signed_bytes(challenge.nonce)))
+        request = signed_delete(card_id, secrets.token_bytes(32))
         ok, got = refused(lambda: wire.delete(request), _errors.UnknownCard)
         still = pay(owner, card_id).approved
         return AttackResult(name, HAD, f"{got}; the card still pays" if still else got,
@@ -113,8 +107,7 @@ def pay_without_evaluation(lab: Lab) -> AttackResult:
         owner = lab.device("owner")
         card_id = lab.enroll(owner)
         wire = lab.device("stranger").wire
-        challenge = wire.challenge(card_id)
-        request = AuthorizeRequest(card_id, challenge.challenge_id, 1_000_000, "KRW",
+        request = AuthorizeRequest(card_id, secrets.token_hex(16), 1_000_000, "KRW",
                                    "Attacker Ltd", "steal-1", secrets.token_bytes(200),
                                    secrets.token_bytes(64))
         ok, got = refused(lambda: wire.authorize(request), _errors.InvalidChallenge)
@@ -140,23 +133,24 @@ def enumerate_cards(lab: Lab) -> AttackResult:
 
         def probes(card_id: str) -> list[str]:
             made_up = secrets.token_hex(16)
-            live = wire.challenge(card_id)
-            evaluate = EvaluateRequest(card_id, live.challenge_id, blinded, b"")
-            evaluate = dataclasses.replace(
-                evaluate, signature=sign(key, evaluate.signed_bytes(live.nonce)))
+            nonce, now, stale = secrets.token_bytes(16), millis(), millis() - 600_000
             return [
-                _message(partial(wire.evaluate, evaluate)),
-                _message(partial(wire.evaluate, EvaluateRequest(card_id, made_up, blinded,
+                _message(partial(wire.evaluate, signed_evaluate(card_id, key, blinded))),
+                _message(partial(wire.evaluate, EvaluateRequest(card_id, nonce, now, blinded,
                                                                 bytes(64)))),
-                _message(partial(wire.delete, DeleteRequest(card_id, made_up, bytes(64)))),
+                _message(partial(wire.evaluate, signed_evaluate(card_id, key, blinded,
+                                                                timestamp=stale))),
+                _message(partial(wire.delete, DeleteRequest(card_id, nonce, now, bytes(64)))),
+                _message(partial(wire.delete, DeleteRequest(card_id, secrets.token_bytes(16),
+                                                            stale, bytes(64)))),
                 _message(partial(wire.authorize, AuthorizeRequest(
                     card_id, made_up, 100, "KRW", "Shop", "probe", bytes(100), bytes(64)))),
             ]
 
         seen, unseen = probes(real), probes(ghost)
         differ = [f"{a} / {b}" for a, b in zip(seen, unseen, strict=True) if a != b]
-        got = ("every probe (stranger signature, made-up challenge; evaluate, delete, "
-               "authorize) answers alike for both" if not differ
+        got = ("every probe (stranger signature, zero signature, stale timestamp, made-up "
+               "challenge; evaluate, delete, authorize) answers alike for both" if not differ
                else f"answers differ: {differ[0]}")
         return AttackResult(name, HAD, got, not differ)
 

@@ -1,0 +1,36 @@
+"""Device-signed requests built by hand, as an attacker holding (or guessing) a device
+key would build them: the same nonce, clock and signature a ``Device`` uses, with any
+field the attack wants to choose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+
+from .._protocol import DeleteRequest, EvaluateRequest
+from ..crypto.signing import sign
+
+__all__ = ["millis", "signed_delete", "signed_evaluate"]
+
+
+def millis(now: float | None = None) -> int:
+    """``now`` (default: this machine's clock) as the Unix milliseconds a device sends."""
+    return int((time.time() if now is None else now) * 1000)
+
+
+def signed_evaluate(card_id: str, seed: bytes | bytearray, blinded: bytes, *,
+                    nonce: bytes | None = None, timestamp: int | None = None
+                    ) -> EvaluateRequest:
+    """An evaluate request signed with ``seed`` over a fresh nonce and the current time
+    (or the ``nonce`` and ``timestamp`` given)."""
+    request = EvaluateRequest(card_id, secrets.token_bytes(16) if nonce is None else nonce,
+                              millis() if timestamp is None else timestamp, blinded, b"")
+    return dataclasses.replace(request, signature=sign(seed, request.signed_bytes()))
+
+
+def signed_delete(card_id: str, seed: bytes | bytearray) -> DeleteRequest:
+    """A delete request signed with ``seed`` over a fresh nonce and the current time."""
+    request = DeleteRequest(card_id, secrets.token_bytes(16), millis(), b"")
+    return dataclasses.replace(request, signature=sign(seed, request.signed_bytes()))
