@@ -87,12 +87,14 @@ def test_whole_suite_is_fast(report: tuple[int, dict[str, object]]) -> None:
 
 SABOTAGE = """
 import sys
-from splitvault.server import _server
-def _set_challenge(conn, challenge_id, state):  # forgets to use up challenges
-    if state != "used":
-        conn.execute("UPDATE challenges SET state = ? WHERE challenge_id = ?",
-                     (state, challenge_id))
-_server.ShareServer._set_challenge = staticmethod(_set_challenge)
+from splitvault.server import _sql
+_settle = _sql.SqlStore.settle_proof
+def settle_proof(self, card_id, challenge_id, **kwargs):  # forgets to use up challenges
+    outcome = _settle(self, card_id, challenge_id, **kwargs)
+    self.tamper("UPDATE challenges SET state = 'evaluated' WHERE challenge_id = ?",
+                challenge_id)
+    return outcome
+_sql.SqlStore.settle_proof = settle_proof
 from splitvault._attack.runner import cli
 raise SystemExit(cli(sys.argv[1:]))
 """

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import strategies as st
@@ -28,8 +28,9 @@ from splitvault._attack import (
     stranger,
 )
 from splitvault._attack._harness import AttackResult, Clock, Deployment, Lab
-from splitvault._protocol import AuthorizeRequest
+from splitvault._protocol import AuthorizeRequest, EvaluateReply, EvaluateRequest
 from splitvault.server._ledger import Ledger
+from splitvault.server._store import ProofOutcome, Spend
 
 pytestmark = pytest.mark.security
 
@@ -45,17 +46,42 @@ def _open(cls: type[sv.ShareServer], **kwargs: object) -> Callable[[Path, Clock]
 class ReusableChallenges(sv.ShareServer):
     """Forgets to mark a challenge used after a PIN proof."""
 
-    @staticmethod
-    def _set_challenge(conn: sqlite3.Connection, challenge_id: str, state: str) -> None:
-        if state != "used":
-            sv.ShareServer._set_challenge(conn, challenge_id, state)
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        store, inspector = self.store, self.inspector()
+        settle = store.settle_proof
+
+        def settle_and_forget(card_id: str, challenge_id: str, **kw: Any) -> ProofOutcome:
+            outcome = settle(card_id, challenge_id, **kw)
+            inspector.tamper("UPDATE challenges SET state = 'evaluated' "
+                             "WHERE challenge_id = ?", challenge_id)
+            return outcome
+        store.settle_proof = settle_and_forget  # type: ignore[method-assign]
+
+
+class ReusableNonces(sv.ShareServer):
+    """Forgets the device's nonce once a guess is counted: a captured evaluate request
+    can be sent again."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        store, inspector = self.store, self.inspector()
+        spend = store.spend_guess
+
+        def spend_and_forget(card_id: str, nonce: bytes, *rest: Any) -> Spend:
+            spent = spend(card_id, nonce, *rest)
+            inspector.tamper("DELETE FROM nonces WHERE nonce = ?", nonce)
+            return spent
+        store.spend_guess = spend_and_forget  # type: ignore[method-assign]
 
 
 class ChattyServer(sv.ShareServer):
     """A debug line left in: logs the KEK on every authorization."""
 
     def authorize(self, request: AuthorizeRequest) -> sv.Authorization:
-        logging.getLogger("splitvault.debug").debug("kek=%s", self._kek._key.hex())
+        keys = self.inspector().key_material()
+        kek = next(material for name, material in keys.items() if name.startswith("KEK"))
+        logging.getLogger("splitvault.debug").debug("kek=%s", kek.hex())
         return super().authorize(request)
 
 
@@ -70,9 +96,8 @@ class KeepsMerchants(sv.ShareServer):
     """Keeps the last merchant and amount in clear, for a dashboard."""
 
     def authorize(self, request: AuthorizeRequest) -> sv.Authorization:
-        with self._db.write() as conn:
-            conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('last', ?)",
-                         (f"{request.merchant} {request.amount}",))
+        self.inspector().tamper("INSERT OR REPLACE INTO meta (name, value) VALUES ('last', ?)",
+                                f"{request.merchant} {request.amount}")
         return super().authorize(request)
 
 
@@ -86,17 +111,26 @@ class ForgetfulLedger(Ledger):
 class NoIdempotency(sv.ShareServer):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._ledger = ForgetfulLedger(self._keys.ledger)
+        # No public seam lets a server forget idempotency keys, by design: reach in.
+        self._payments._ledger = ForgetfulLedger(self._keys.ledger, self.keyring)
 
 
 class CardFirst(sv.ShareServer):
     """Looks the card up before the challenge: a made-up challenge id then answers
     UnknownCard for made-up cards and InvalidChallenge for real ones."""
 
-    def _challenge(self, conn: sqlite3.Connection, challenge_id: object, card_id: str,
-                   state: str) -> bytes:
-        self._active_card(conn, card_id)
-        return super()._challenge(conn, challenge_id, card_id, state)
+    def authorize(self, request: AuthorizeRequest) -> sv.Authorization:
+        self.card_state(request.card_id)  # UnknownCard for a card that does not exist
+        return super().authorize(request)
+
+
+class FreshnessLast(sv.ShareServer):
+    """Looks the card up before checking the request's timestamp: a stale request then
+    answers UnknownCard for made-up cards and InvalidChallenge for real ones."""
+
+    def evaluate(self, request: EvaluateRequest) -> EvaluateReply:
+        self.card_state(request.card_id)
+        return super().evaluate(request)
 
 
 WEAK_LIMIT = sv.ServerProfile(guess_limit=1000, challenge_ttl=60.0, enrollment_ttl=600.0)
@@ -106,6 +140,7 @@ SABOTAGE: dict[str, tuple[Callable[[Path, Clock], sv.ShareServer],
     "guess limit of 1000": (_open(sv.ShareServer, profile=WEAK_LIMIT),
                             device_theft.brute_force),
     "challenges reusable": (_open(ReusableChallenges), protocol.replay_authorization),
+    "evaluate nonces reusable": (_open(ReusableNonces), protocol.evaluate_twice),
     "KEK in a debug log": (_open(ChattyServer), leakage.through_library),
     "KEK in the HTTP app's log": (_open(ChattyServer), leakage.through_http),
     "audit not verified": (_open(UncheckedAudit),
@@ -113,6 +148,7 @@ SABOTAGE: dict[str, tuple[Callable[[Path, Clock], sv.ShareServer],
     "merchant kept in clear": (_open(KeepsMerchants), incidents.export_identifies_nobody),
     "no idempotency": (_open(NoIdempotency), double_charge.same_key_retry),
     "card looked up before the challenge": (_open(CardFirst), stranger.enumerate_cards),
+    "card looked up before the timestamp": (_open(FreshnessLast), stranger.enumerate_cards),
 }
 
 
