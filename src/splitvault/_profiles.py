@@ -78,8 +78,17 @@ class ServerProfile:
     challenge_ttl: float
     #: Seconds an unfinished enrollment keeps its OPRF key before it is swept away.
     enrollment_ttl: float
+    #: Seconds a worker's claim on a payment lasts while it calls the acquirer: longer
+    #: than any sane acquirer timeout, so a live attempt is never taken for a dead one;
+    #: a retry waits at most this long before answering ``PaymentInDoubt``.
+    lease_seconds: float = 30.0
 
     DEFAULT: ClassVar[ServerProfile]  # set below
+    #: Short leases (3 s) so crash tests settle quickly. Only for testing: a real
+    #: acquirer may take longer than that, and its payment would be called in doubt.
+    TEST_ONLY: ClassVar[ServerProfile]  # set below
 
 
 ServerProfile.DEFAULT = ServerProfile(guess_limit=5, challenge_ttl=60.0, enrollment_ttl=600.0)
+ServerProfile.TEST_ONLY = ServerProfile(guess_limit=5, challenge_ttl=60.0, enrollment_ttl=600.0,
+                                        lease_seconds=3.0)

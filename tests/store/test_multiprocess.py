@@ -3,57 +3,26 @@ the guess limit holds across them and one idempotency key is charged once."""
 
 from __future__ import annotations
 
-import os
-import queue
 import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
 
 import splitvault as sv
 from pg_support import require_postgres, temporary_database
 from splitvault.server import Kek
 
+from .serve_support import Serve as _Serve
+
 PIN, WRONG = "739184", "580247"
 
 pytestmark = pytest.mark.slow
-
-
-class _Serve:
-    def __init__(self, db: str, kek: Path, log: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "splitvault.server._serve", "--db", db, "--kek-file",
-             str(kek), "--port", "0", "--host", "127.0.0.1", "--rate-limit", "0"],
-            stdout=subprocess.PIPE, stderr=log.open("ab"), text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(x) for x in self.proc.stdout or ()],
-                         daemon=True).start()
-        deadline = time.monotonic() + 30
-        self.url = ""
-        while not self.url:
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            if "listening on" in line:
-                self.url = line.split()[-1]
-        with httpx.Client(timeout=2) as client:
-            while client.get(f"{self.url}/healthz").status_code != 200:
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture

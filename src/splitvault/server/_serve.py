@@ -1,12 +1,18 @@
-"""``splitvault serve``: the share server over HTTP(S), one process.
+"""``splitvault serve``: the share server over HTTP(S).
 
 ``cli.py`` calls :func:`add_arguments` and :func:`run`; ``python -m
 splitvault.server._serve`` does the same on its own. Every flag can also come from
 the environment (``SPLITVAULT_DB``, ``SPLITVAULT_KEK_FILE``, ...); a flag wins.
 
-One worker process, always: SQLite and the payment flow's in-flight tracking (a retry
-waits for a concurrent attempt with the same key *in this process*) assume it. The
-event loop takes the concurrency; ``ShareServer`` calls run in a thread pool.
+``--workers N`` forks N worker processes that share one listening socket, under a
+supervisor that restarts one that dies (``_workers.py``). Each is a whole server:
+nothing they must agree on (guess counts, ledger leases, nonces, the primary key)
+lives in a process, so workers on one host, or ``serve`` processes on several hosts
+over one PostgreSQL database, act as one service. SQLite serializes writers across
+processes with its file locks, so ``--workers N`` is safe on one host with it too.
+In each worker the event loop takes the concurrency; ``ShareServer`` calls run in a
+thread pool, and a background thread refreshes its view of the store (primary key,
+heartbeat, sweep of expired rows).
 
 Shutdown (SIGTERM or SIGINT), in this order, because ``ShareServer.close()`` wipes
 the keys and a value wrapped after that would be sealed under zeros:
@@ -46,6 +52,7 @@ from types import FrameType
 import uvicorn
 
 from .._errors import VaultError
+from .._profiles import ServerProfile
 from ._access import ServeGuard, configure_logging
 from ._devtls import dev_certificate
 from ._http import create_app
@@ -54,6 +61,7 @@ from ._limits import DEFAULT as DEFAULT_LIMITS
 from ._limits import ServeLimits, guarded_protocol
 from ._ratelimit import DEFAULT_BURST, DEFAULT_RATE, RateLimiter
 from ._server import ShareServer
+from ._workers import MAX_WORKERS, Refresher, supervise
 
 __all__ = ["add_arguments", "run"]
 
@@ -76,7 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--db", default=_env("DB", "server.db"), help="server database (env SPLITVAULT_DB)")
     add("--kek-file", default=_env("KEK_FILE"),
-        help="key-encryption key file, required (env SPLITVAULT_KEK_FILE)")
+        help="key-encryption key file (env SPLITVAULT_KEK_FILE); this or --kek is required")
+    add("--kek", action="append", default=None, metavar="FILE|PKCS11_URI",
+        help="a key file or an RFC 7512 pkcs11: URI of a key in an HSM; repeat for several "
+             "(both keys during a rotation). Env SPLITVAULT_KEK: specs separated by "
+             "whitespace (a URI never holds any)")
     add("--host", default=_env("HOST", "127.0.0.1"), help="address to bind (env SPLITVAULT_HOST)")
     add("--port", default=_env("PORT", "8700"), help="TCP port, 0 for any (env SPLITVAULT_PORT)")
     add("--tls-cert", default=_env("TLS_CERT"), help="PEM certificate (env SPLITVAULT_TLS_CERT)")
@@ -103,6 +115,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--body-timeout", default=_env("BODY_TIMEOUT"),
         help=f"seconds for a request's body to arrive (default {d.body_seconds:g}; "
              "env SPLITVAULT_BODY_TIMEOUT)")
+    add("--profile", default=_env("PROFILE", "default"), choices=("default", "test-only"),
+        help="server limits: 'default' (5 guesses, 30 s payment leases) or 'test-only' "
+             "(3 s leases, for crash tests only; env SPLITVAULT_PROFILE)")
+    add("--workers", default=_env("WORKERS", "1"),
+        help="worker processes sharing the listening socket; each is a full server, and "
+             "with PostgreSQL any number of them on any number of hosts act as one "
+             "(default 1; env SPLITVAULT_WORKERS)")
     add("--log-level", default=_env("LOG_LEVEL", "info"),
         choices=("debug", "info", "warning", "error"),
         help="JSON logs on stderr at this level (env SPLITVAULT_LOG_LEVEL)")
@@ -117,19 +136,43 @@ def run(args: argparse.Namespace) -> int:
     (printed as one line on stderr)."""
     try:
         port, rate, burst = _numbers(args)
+        workers = _worker_count(args.workers)
         limits = _limits(args)
-        kek_file = _kek_file(args.kek_file)
+        kek_file, args.kek = _kek_file(args.kek_file), _kek_specs(args)
         ssl_files = _tls(args)
         sock = _bind(args.host, port)
     except (_StartupError, VaultError) as exc:
         print(f"splitvault serve: error: {exc}", file=sys.stderr)
         return 2
+    if workers == 1:
+        return _serve_one(args, sock, limits, rate, burst, kek_file, ssl_files)
     try:
-        server = ShareServer.open(args.db, kek_file=kek_file)
+        # Open once here, so that a bad database or key is one clear line before any
+        # worker starts (and a new database's schema is made once); then fork.
+        ShareServer.open(args.db, kek_file=kek_file, kek=args.kek, announce=False).close()
     except VaultError as exc:
         sock.close()
         print(f"splitvault serve: error: {exc}", file=sys.stderr)
         return 2
+    configure_logging(args.log_level, sys.stderr)
+    configure_logging(args.log_level, sys.stderr)
+    _announce(sock, ssl_files, workers)
+    return supervise(workers, lambda: _serve_one(args, sock, limits, rate, burst, kek_file,
+                                                 ssl_files, announce=False))
+
+
+def _serve_one(args: argparse.Namespace, sock: socket.socket, limits: ServeLimits,
+               rate: float, burst: float, kek_file: Path | None,
+               ssl_files: tuple[str, str] | None, *, announce: bool = True) -> int:
+    """One worker: a ShareServer and a uvicorn server on the shared listening socket."""
+    try:
+        server = ShareServer.open(args.db, kek_file=kek_file, kek=args.kek,
+                                  profile=_profile(args))
+    except VaultError as exc:
+        sock.close()
+        print(f"splitvault serve: error: {exc}", file=sys.stderr)
+        return 2
+    refresher = Refresher(server)
     configure_logging(args.log_level, sys.stderr)
     fitted = limits.fit_file_limit()
     if fitted.max_connections < limits.max_connections:
@@ -146,17 +189,40 @@ def run(args: argparse.Namespace) -> int:
         http=guarded_protocol(fitted), timeout_keep_alive=fitted.keep_alive_seconds,
         h11_max_incomplete_event_size=fitted.max_header_bytes, backlog=fitted.backlog,
     )
-    scheme = "https" if ssl_files else "http"
-    host, bound = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    print(f"splitvault: listening on {scheme}://{shown}:{bound}", flush=True)
+    if announce:
+        _announce(sock, ssl_files, 1)
+    refresher.start()
     try:
         with _quiet_signals():
             _DrainingServer(config, guard).run(sockets=[sock])
     finally:
         sock.close()
+        refresher.stop()
         closed = _close_when_idle(app.in_flight.wait_idle, server)
     return 0 if closed else 1
+
+
+def _announce(sock: socket.socket, ssl_files: tuple[str, str] | None, workers: int) -> None:
+    scheme = "https" if ssl_files else "http"
+    host, bound = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    if workers > 1:
+        print(f"splitvault: {workers} worker processes", flush=True)
+    print(f"splitvault: listening on {scheme}://{shown}:{bound}", flush=True)
+
+
+def _profile(args: argparse.Namespace) -> ServerProfile:
+    return ServerProfile.TEST_ONLY if args.profile == "test-only" else ServerProfile.DEFAULT
+
+
+def _worker_count(value: str) -> int:
+    try:
+        workers = int(value)
+    except ValueError:
+        raise _StartupError("--workers must be a whole number") from None
+    if not 1 <= workers <= MAX_WORKERS:
+        raise _StartupError(f"--workers must be 1 to {MAX_WORKERS}")
+    return workers
 
 
 def _close_when_idle(wait_idle: Callable[[float], bool], server: ShareServer) -> bool:
@@ -231,13 +297,32 @@ def _maybe(kind: type[int] | type[float], value: str | None) -> int | float | No
         raise ValueError(f"{value!r} is not a number") from None
 
 
-def _kek_file(value: str | None) -> Path:
-    # No default key, ever: a server that made up its own key beside the database
-    # would let a copy of the database directory be opened.
-    if not value:
+def _kek_specs(args: argparse.Namespace) -> list[str] | None:
+    """``--kek`` (a flag wins), else ``SPLITVAULT_KEK``; a URI is only parsed here: its
+    token is opened once, with the server, and no error of either names a PIN."""
+    from ._keysource import check_file_spec, is_pkcs11_spec, split_specs
+    from ._pkcs11_uri import parse_pkcs11_uri
+
+    specs = list(args.kek) if args.kek else split_specs(_env("KEK"))
+    for spec in specs:
+        if is_pkcs11_spec(spec):
+            parse_pkcs11_uri(spec)
+        else:
+            check_file_spec(spec)
+            for key in Kek.load_all(spec):
+                key.wipe()
+    if not specs and not args.kek_file:
+        # No default key, ever: a server that made up its own key beside the database
+        # would let a copy of the database directory be opened.
         raise _StartupError(
-            "no key-encryption key: pass --kek-file or set SPLITVAULT_KEK_FILE "
-            "(create one with `splitvault keys generate`)")
+            "no key-encryption key: pass --kek-file or --kek (env SPLITVAULT_KEK_FILE, "
+            "SPLITVAULT_KEK; create one with `splitvault keys generate`)")
+    return specs or None
+
+
+def _kek_file(value: str | None) -> Path | None:
+    if not value:
+        return None
     path = Path(value)
     for key in Kek.load_all(path):  # missing, readable by others or malformed: say so now
         key.wipe()
