@@ -46,6 +46,9 @@ def _keys_generate(args: argparse.Namespace) -> int:
     spec = args.kek if args.kek is not None else args.out
     if spec is None:
         raise ConfigurationError("keys generate needs --out FILE or --kek FILE|pkcs11:URI")
+    if args.kek is not None and args.kek == _env("KEK") and len(str(spec).split()) > 1:
+        raise ConfigurationError("SPLITVAULT_KEK names several keys; keys generate creates "
+                                 "one: pass it with --kek")
     key = generate_key_source(str(spec))
     try:
         print(f"created key-encryption key {key.kid_hex} in {key.describe()}")
@@ -54,30 +57,65 @@ def _keys_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _operator_server(args: argparse.Namespace) -> Any:
+def _kek_specs(args: argparse.Namespace) -> list[str]:
+    """The ``--kek`` specs, else those in ``SPLITVAULT_KEK`` (whitespace-separated)."""
+    from .server._keysource import split_specs
+
+    return list(args.kek) if args.kek else split_specs(_env("KEK"))
+
+
+def _operator_server(args: argparse.Namespace, *, load_kek_file: bool = True) -> Any:
     """The server database opened for an operator command: never created, never listed
-    among the running servers."""
+    among the running servers. Its keys: ``--kek-file`` (unless not ``load_kek_file``)
+    and every ``--kek``."""
     from .server import ShareServer
 
-    return ShareServer.open(args.db, kek_file=args.kek_file, create=False, announce=False)
+    specs = _kek_specs(args)
+    kek_file = args.kek_file if load_kek_file else None
+    if not specs and kek_file is None:
+        raise ConfigurationError(
+            "no key-encryption key: pass --kek-file FILE or --kek FILE|pkcs11:URI "
+            "(env SPLITVAULT_KEK_FILE, SPLITVAULT_KEK)")
+    return ShareServer.open(args.db, kek_file=kek_file, kek=specs or None,
+                            create=False, announce=False)
 
 
 def _keys_rotate(args: argparse.Namespace) -> int:
+    import shlex
+
     from .server import _rotation
 
-    key_file = Path(args.kek_file)
-    with _operator_server(args) as server:
+    target = args.to if args.to is not None else args.to_existing
+    if target is None and args.kek_file is None:
+        raise ConfigurationError("keys rotate needs --kek-file FILE (the new key is appended "
+                                 "to it) or --to pkcs11:URI (a new key in an HSM)")
+    # From an HSM key to a file key, the key file may not exist yet: rotate creates it.
+    new_file = target is None and not Path(args.kek_file).exists() and bool(_kek_specs(args))
+    with _operator_server(args, load_kek_file=not new_file) as server:
         store, ring = server.store, server.keyring
-        old = ring.primary.kid_hex
-        new = _rotation.add_key(store, ring, key_file, server.now())
-        print(f"added key {new.kid_hex} to {key_file}; waiting for running servers "
+        old = ring.primary
+        old_id, old_where = old.kid_hex, old.describe()
+        remedy = None
+        if target is None:
+            key_file = Path(args.kek_file)
+            new: Any = _rotation.add_key(store, ring, key_file, server.now())
+            where = str(key_file)
+        else:
+            new = _rotation.add_hsm_key(store, ring, target, server.now(),
+                                        existing=args.to is None)
+            where = new.describe()
+            remedy = (f"start every server with --kek {shlex.quote(where)} (with its PIN "
+                      "source) beside the key it has now, then run 'splitvault keys rotate "
+                      f"--to-existing {shlex.quote(where)}' (the key is in the token and "
+                      "pending; nothing else was changed)")
+        print(f"added key {new.kid_hex} to {where}; waiting for running servers "
               "to load it")
-        _rotation.wait_for_workers(store, new.kid, timeout=args.wait)
+        _rotation.wait_for_workers(store, new.kid, timeout=args.wait, remedy=remedy)
         _rotation.promote(store, ring, new.kid, server.now())
         print(f"key {new.kid_hex} is primary; re-wrapping stored values")
         count = _rotation.rewrap(store, ring)
-    print(f"re-wrapped {count} values from key {old} to key {new.kid_hex}. The old key "
-          f"stays in {key_file} until 'splitvault keys retire --kid {old}'")
+    print(f"re-wrapped {count} values from key {old_id} to key {new.kid_hex}. Servers need "
+          f"the old key too ({old_where}) until 'splitvault keys retire --kid {old_id}'")
     return 0
 
 
@@ -102,18 +140,58 @@ def _keys_retire(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"--kid must be a key id of 16 hex digits, got {args.kid!r}") from None
     with _operator_server(args) as server:
-        _rotation.retire(server.store, Path(args.kek_file), kid, server.now())
-    print(f"key {args.kid} retired and removed from {args.kek_file}")
+        key = server.keyring.get(kid)
+        if _is_hsm_key(key):
+            return _retire_hsm(server, key, args.destroy)
+        if args.destroy:
+            raise ConfigurationError("--destroy is for a key in an HSM; a file key is "
+                                     "removed from its key file (nothing was changed)")
+        # A file key leaves the file it was loaded from (else --kek-file, as before).
+        key_file = Path(key.describe()) if key is not None else (
+            Path(args.kek_file) if args.kek_file is not None else None)
+        deleted = _rotation.retire(server.store, key_file, kid, server.now())
+    if key_file is None:
+        print(f"key {args.kid} retired in the database")
+    elif deleted:
+        print(f"key {args.kid} retired; it was the last key in {key_file}, which was "
+              "deleted: start servers without it")
+    else:
+        print(f"key {args.kid} retired and removed from {key_file}")
+    return 0
+
+
+def _is_hsm_key(key: object) -> bool:
+    from .server._pkcs11 import Pkcs11Kek
+
+    return isinstance(key, Pkcs11Kek)
+
+
+def _retire_hsm(server: Any, key: Any, destroy: bool) -> int:
+    import shlex
+
+    from .server import _rotation
+
+    where, command = key.describe(), key.destroy_command()
+    _rotation.retire_hsm_key(server.store, key, server.now(), destroy=destroy)
+    if destroy:
+        print(f"key {key.kid_hex} retired and destroyed in its token; remove --kek "
+              f"{shlex.quote(where)} from every server")
+    else:
+        print(f"key {key.kid_hex} retired in the database; it is still in its token. "
+              f"Remove --kek {shlex.quote(where)} from every server, then delete it with "
+              f"your HSM's tool, e.g. '{command}', or run this again with --destroy")
     return 0
 
 
 def _keys_list(args: argparse.Namespace) -> int:
     with _operator_server(args) as server:
         counts = server.store.count_by_kid()
-        held = set(server.keyring.kids)
         for record in server.store.key_records():
+            key = server.keyring.get(record.kid)
+            where = ("NOT given" if key is None
+                     else f"in token: {key.describe()}" if _is_hsm_key(key) else "in key file")
             print(f"{record.kid.hex()}  {record.state:<8} {counts.get(record.kid, 0):>8} values"
-                  f"  {'in key file' if record.kid in held else 'NOT in key file'}")
+                  f"  {where}")
     return 0
 
 
@@ -194,6 +272,15 @@ def _serve(args: argparse.Namespace) -> int:
     return _serve.run(args)
 
 
+def _key_options(p: argparse.ArgumentParser, key_help: str) -> None:
+    """--kek-file and --kek: an operator command needs at least one (checked when run)."""
+    p.add_argument("--kek-file", type=Path, default=_env("KEK_FILE"),
+                   help=f"{key_help} (env SPLITVAULT_KEK_FILE)")
+    p.add_argument("--kek", action="append", default=None, metavar="FILE|PKCS11_URI",
+                   help="a key file or an RFC 7512 pkcs11: URI of a key in an HSM; repeat "
+                   "for several (env SPLITVAULT_KEK: specs separated by whitespace)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="splitvault",
@@ -245,14 +332,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--db", default=_env("DB"), required=_env("DB") is None,
                        help="the server database: a SQLite file or a postgresql:// URL; "
                        "never created by this command (env SPLITVAULT_DB)")
-        p.add_argument("--kek-file", type=Path, default=_env("KEK_FILE"),
-                       required=_env("KEK_FILE") is None,
-                       help=f"{key_help} (env SPLITVAULT_KEK_FILE)")
+        _key_options(p, key_help)
 
     rot = keys_sub.add_parser("rotate", help="add a new primary key while servers run, "
                               "and re-wrap every stored value under it")
     db_and_keys(rot, "the key file: the new key is appended; the old ones stay until "
                 "'keys retire'")
+    to = rot.add_mutually_exclusive_group()
+    to.add_argument("--to", default=None, metavar="PKCS11_URI",
+                    help="rotate to a new key created in an HSM (a pkcs11: URI; a label "
+                    "already in the token is refused). Start every server with this URI "
+                    "beside its current key first, or the rotation stops before promoting")
+    to.add_argument("--to-existing", default=None, metavar="PKCS11_URI",
+                    help="rotate to a key already in an HSM (made by 'keys generate --kek', "
+                    "or by an interrupted --to rotation, which this resumes)")
     rot.add_argument("--wait", type=float, default=30.0,
                      help="seconds to wait for every running server to load the new key "
                      "before giving up (default 30)")
@@ -265,6 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "is wrapped under it")
     db_and_keys(ret, "the key file the key is removed from")
     ret.add_argument("--kid", required=True, help="the key id to retire (16 hex digits)")
+    ret.add_argument("--destroy", action="store_true",
+                     help="for a key in an HSM: also delete it from the token (C_DestroyObject),"
+                     " after the database verified that nothing is wrapped under it; "
+                     "without it the key stays in the token")
     ret.set_defaults(func=_keys_retire)
     lst = keys_sub.add_parser("list", help="the database's keys, their state, and how many "
                               "values each wraps")
@@ -284,10 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--db", default=_env("DB"), required=_env("DB") is None,
                        help="the server database to check: a SQLite file or a "
                        "postgresql:// URL (env SPLITVAULT_DB)")
-    audit.add_argument("--kek-file", type=Path, default=_env("KEK_FILE"),
-                       required=_env("KEK_FILE") is None,
-                       help="its key-encryption key file, needed to check the log's MACs "
-                       "(env SPLITVAULT_KEK_FILE)")
+    _key_options(audit, "its key-encryption key file, needed to check the log's MACs")
     audit.add_argument("--json", action="store_true",
                        help="print every entry as one JSON object per line (seq, event, "
                        "card_id, at, detail) after verifying the chain; exit 1 if broken")

@@ -10,7 +10,11 @@ never wraps under a key the store does not call primary, and a key leaves the ri
 (``keys retire``) only when no stored value still names it.
 
 A key file holds one or more keys, one line each (``splitvault-kek-v1 <id> <key>``);
-a ring may also hold HSM keys (``pkcs11:`` URIs), each a source of one key.
+a ring may also hold HSM keys (``pkcs11:`` URIs), each a source of one key. A server
+cannot pick up a *new* HSM key by itself (the store never names a module to load,
+as that would let whoever writes the database choose a library this process runs):
+it is given the key's URI at start, which is why an HSM rotation asks for servers
+started with both sources.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 
 from .._errors import ConfigurationError
 from ._kek import Kek
-from ._keysource import KeySource, load_key_source
+from ._keysource import KeySource, check_file_spec, is_pkcs11_spec, load_key_source
 
 __all__ = ["REFRESH_SECONDS", "Keyring", "append_key", "load_file_keys", "remove_key"]
 
@@ -42,9 +46,15 @@ class Keyring:
         self._clock = clock
         self._lock = threading.Lock()
         self._keys: dict[bytes, KeySource] = {}
+        self._opened: set[str] = set()  # pkcs11 specs loaded: one key each, never changes
         for key in preloaded:
             self._keys[key.kid] = key
-        self._load()
+        try:
+            self._load()
+        except BaseException:
+            for key in self._keys.values():  # log out of any token already opened
+                key.wipe()
+            raise
         if not self._keys:
             raise ConfigurationError("no key-encryption key given")
         self._primary: KeySource | None = None
@@ -57,7 +67,12 @@ class Keyring:
 
     def _load(self) -> None:
         for spec in self._specs:
-            for key in _load_spec(spec):
+            if spec in self._opened:
+                continue
+            keys = _load_spec(spec)
+            if is_pkcs11_spec(spec):
+                self._opened.add(spec)
+            for key in keys:
                 if key.kid in self._keys:
                     key.wipe()
                 else:
@@ -76,6 +91,17 @@ class Keyring:
     def has(self, kid: bytes) -> bool:
         with self._lock:
             return kid in self._keys
+
+    def get(self, kid: bytes) -> KeySource | None:
+        with self._lock:
+            return self._keys.get(kid)
+
+    def add(self, key: KeySource) -> None:
+        """Hold ``key`` too (a rotation's new HSM key, in the operator's process)."""
+        with self._lock:
+            if key.kid in self._keys:
+                raise ConfigurationError(f"key {key.kid_hex} is already in the keyring")
+            self._keys[key.kid] = key
 
     def newest(self) -> KeySource:
         """The key a new database starts with: the last one given."""
@@ -137,8 +163,9 @@ class Keyring:
 
 
 def _load_spec(spec: str) -> list[KeySource]:
-    if spec.startswith("pkcs11:"):
+    if is_pkcs11_spec(spec):
         return [load_key_source(spec)]
+    check_file_spec(spec)
     return list(load_file_keys(Path(spec)))
 
 
@@ -155,15 +182,22 @@ def append_key(path: Path, key: Kek) -> None:
     _rewrite(path, [*lines, key.line()])
 
 
-def remove_key(path: Path, kid: bytes) -> None:
-    """Drop the key ``kid`` from the key file (after ``keys retire`` verified it)."""
+def remove_key(path: Path, kid: bytes, *, delete_if_empty: bool = False) -> bool:
+    """Drop the key ``kid`` from the key file (after ``keys retire`` verified it). If
+    it was the last one, delete the file when ``delete_if_empty`` (the database's
+    primary is elsewhere, an HSM key say), else refuse. True if the file was deleted."""
     lines = path.read_text("ascii").splitlines()
     kept = [ln for ln in lines if ln.split(" ")[1:2] != [kid.hex()]]
     if len(kept) == len(lines):
         raise ConfigurationError(f"key {kid.hex()} is not in {path}")
     if not kept:
-        raise ConfigurationError(f"{path} would hold no key after removing {kid.hex()}")
+        if not delete_if_empty:
+            raise ConfigurationError(f"{path} would hold no key after removing {kid.hex()}")
+        path.unlink()
+        _fsync_dir(path.parent)
+        return True
     _rewrite(path, kept)
+    return False
 
 
 def _rewrite(path: Path, lines: list[str]) -> None:
@@ -176,7 +210,11 @@ def _rewrite(path: Path, lines: list[str]) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:

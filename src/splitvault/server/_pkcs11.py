@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shlex
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
@@ -46,6 +47,7 @@ class _TokenKey(Protocol):
     def __getitem__(self, key: Any) -> Any: ...
     def encrypt(self, data: bytes, **kwargs: Any) -> bytes: ...
     def decrypt(self, data: bytes, **kwargs: Any) -> bytes: ...
+    def destroy(self) -> None: ...
 
 
 _T = TypeVar("_T")
@@ -423,6 +425,23 @@ class Pkcs11Kek:
                 f"key {self._uri.label!r} now has id {kid.hex()}, not {self.kid_hex}"
             )
         self._key, self._generation = key, token.generation
+
+    def destroy(self) -> None:
+        """C_DestroyObject: delete the key from the token for good, then let go of it.
+        Everything still wrapped under it is lost: ``keys retire --destroy`` calls this
+        only after the store verified that nothing is."""
+        try:
+            self._call(lambda key: key.destroy())
+        finally:
+            self.wipe()
+
+    def destroy_command(self) -> str:
+        """How an operator deletes this key with OpenSC's pkcs11-tool (it asks for the
+        PIN itself, so none appears here)."""
+        u = self._uri
+        return (f"pkcs11-tool --module {shlex.quote(u.module_path)} --token-label "
+                f"{shlex.quote(u.token)} --login --delete-object --type secrkey "
+                f"--id {self.kid_hex}")
 
     def wipe(self) -> None:
         """Let go of the key (it stays in the token); the last key on a token logs out.
