@@ -8,11 +8,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-__all__ = ["Serve"]
+from pg_support import require_postgres, temporary_database
+from splitvault.server import Kek
+
+__all__ = ["Serve", "cli", "upgraded_postgres"]
 
 
 class Serve:
@@ -44,3 +49,22 @@ class Serve:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``splitvault ARGS`` as an operator runs it."""
+    return subprocess.run([sys.executable, "-m", "splitvault", *map(str, args)],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@contextmanager
+def upgraded_postgres(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A fresh PostgreSQL database with the schema made by ``db upgrade``, and a key
+    file; both gone afterwards. Skips (or fails under CI) without PostgreSQL."""
+    require_postgres()
+    kek = tmp_path / "kek.key"
+    Kek.generate().write(kek)
+    with temporary_database() as url:
+        done = cli("db", "upgrade", "--db", url)
+        assert done.returncode == 0, done.stderr
+        yield url, kek

@@ -6,13 +6,20 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
 from splitvault.server._audit import verify
 from splitvault.server._schema import SCHEMA_VERSION
 from splitvault.server._sql import SqlStore
-from splitvault.server._store import AuditEvent, ChallengeRecord, LedgerStart
+from splitvault.server._store import (
+    UNPROVEN_LIMIT,
+    UNPROVEN_WINDOW,
+    AuditEvent,
+    ChallengeRecord,
+    LedgerStart,
+)
 
 from .conftest import AUDIT_KEY
 
@@ -104,25 +111,34 @@ def test_enrollment(store: SqlStore) -> None:
     assert store.pending_enrollments() == 0
 
 
-def test_spend_guess_counts_then_locks(store: SqlStore) -> None:
+def test_unproven_evaluations_never_lock(store: SqlStore) -> None:
+    """Evaluations whose proofs never come (dropped packets) lock nothing: they spend a
+    budget of their own, refused ("busy") once it is spent, and a right proof later
+    still resets everything."""
     card_id = _card(store)
-    used = [_spend(store, card_id, _challenge(card_id, ttl=-1)).guesses_used
-            for _ in range(LIMIT)]
-    assert used == [1, 2, 3, 4, 5]
-    # Every guess spent, their challenges long expired: the next one locks.
-    assert _spend(store, card_id).outcome == "locked"
-    assert store.card(card_id).locked
-    assert _spend(store, card_id).outcome == "locked"
-    events = Counter(row.event for row in store.audit_rows())
-    assert events["guess_used"] == LIMIT and events["locked"] == 1
+    outcomes = [_spend(store, card_id, _challenge(card_id, ttl=-1)).outcome
+                for _ in range(UNPROVEN_LIMIT)]
+    assert outcomes == ["spent"] * UNPROVEN_LIMIT
+    assert _spend(store, card_id).outcome == "busy"
+    card = store.card(card_id)
+    assert not card.locked and card.guesses_used == 0
+    # The window renews the budget; a right proof then clears it.
+    later = NOW + UNPROVEN_WINDOW + 1
+    good = _challenge(card_id, ttl=UNPROVEN_WINDOW + 60)
+    assert _spend(store, card_id, good, now=later).outcome == "spent"
+    assert store.settle_proof(card_id, good.challenge_id, verified=True, limit=LIMIT,
+                              now=later).outcome == "ok"
+    assert store.query("SELECT unproven FROM cards WHERE card_id = ?", card_id)[0][0] == 0
 
 
-def test_spend_guess_busy_while_proofs_pending(store: SqlStore) -> None:
-    card_id = _card(store)
-    for _ in range(LIMIT):
-        assert _spend(store, card_id).outcome == "spent"
-    assert _spend(store, card_id).outcome == "busy"  # live challenges may still succeed
-    assert not store.card(card_id).locked
+def test_unproven_budget_is_per_card_and_counted_in_sql(store: SqlStore) -> None:
+    card_id, other = _card(store), _card(store)
+    for _ in range(3):
+        _spend(store, card_id)
+    assert store.spend_guess(card_id, secrets.token_bytes(16), NOW + 120,
+                             _challenge(card_id), LIMIT, NOW, unproven_limit=3).outcome == "busy"
+    assert store.spend_guess(other, secrets.token_bytes(16), NOW + 120, _challenge(other),
+                             LIMIT, NOW, unproven_limit=3).outcome == "spent"
 
 
 def test_spend_guess_replay_and_unknown(store: SqlStore) -> None:
@@ -269,26 +285,97 @@ def test_sweep(store: SqlStore) -> None:
 
 
 def test_concurrent_guesses_never_exceed_limit(store: SqlStore) -> None:
-    """Correct by construction: however many threads race, at most LIMIT are spent."""
+    """Correct by construction: however many threads race, at most the unproven budget
+    of evaluations is granted, and of as many racing wrong proofs at most LIMIT are
+    answered (the rest find the card locked, which tells them nothing)."""
     card_id = _card(store)
     outcomes: list[str] = []
     lock = threading.Lock()
-    barrier = threading.Barrier(12)
+    threads_n = UNPROVEN_LIMIT + 6
+    barrier = threading.Barrier(threads_n)
+    challenges: list[ChallengeRecord] = []
 
-    def go() -> None:
+    def spend() -> None:
+        challenge = _challenge(card_id)
         barrier.wait()
-        result = _spend(store, card_id).outcome
+        result = _spend(store, card_id, challenge).outcome
         with lock:
             outcomes.append(result)
-    threads = [threading.Thread(target=go) for _ in range(12)]
+            if result == "spent":
+                challenges.append(challenge)
+    _race(spend, threads_n)
+    assert outcomes.count("spent") == UNPROVEN_LIMIT
+    assert Counter(r.event for r in store.audit_rows())["guess_used"] == UNPROVEN_LIMIT
+    proofs: list[str] = []
+    barrier = threading.Barrier(len(challenges))
+
+    def prove(challenge: ChallengeRecord) -> None:
+        barrier.wait()
+        out = store.settle_proof(card_id, challenge.challenge_id, verified=False,
+                                 limit=LIMIT, now=NOW)
+        with lock:
+            proofs.append(out.outcome)
+    _race(lambda: prove(challenges.pop()), len(challenges))
+    assert proofs.count("wrong") == LIMIT - 1 and proofs.count("locked") == UNPROVEN_LIMIT - 4
+    card = store.card(card_id)
+    assert card.locked and card.guesses_used == LIMIT
+    verify(store.audit_rows(), AUDIT_KEY)
+
+
+def _race(fn: Callable[[], None], n: int) -> None:
+    threads = [threading.Thread(target=fn) for _ in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert outcomes.count("spent") == LIMIT
-    assert store.card(card_id).guesses_used == LIMIT
-    assert Counter(r.event for r in store.audit_rows())["guess_used"] == LIMIT
-    verify(store.audit_rows(), AUDIT_KEY)
+
+
+def test_right_proof_racing_the_locking_one_stays_locked(store: SqlStore) -> None:
+    card_id = _card(store)
+    challenges = [_challenge(card_id) for _ in range(LIMIT + 1)]
+    for c in challenges:
+        _spend(store, card_id, c)
+    for c in challenges[:LIMIT]:
+        store.settle_proof(card_id, c.challenge_id, verified=False, limit=LIMIT, now=NOW)
+    assert store.settle_proof(card_id, challenges[-1].challenge_id, verified=True,
+                              limit=LIMIT, now=NOW).outcome == "locked"
+    assert store.card(card_id).locked
+
+
+def test_reenrollment_replaces_keys_and_unlocks(store: SqlStore) -> None:
+    card_id = _card(store)
+    stale = _challenge(card_id)
+    _spend(store, card_id, stale)
+    store.tamper("UPDATE cards SET locked = 1, guesses_used = 5 WHERE card_id = ?", card_id)
+    nonce = secrets.token_bytes(16)
+    slot = ChallengeRecord(secrets.token_hex(16), card_id, secrets.token_bytes(32),
+                           "reenroll", NOW + 60, _blob(body=b"n" * 24))
+    assert store.begin_reenrollment(card_id, nonce, NOW + 120, slot, NOW) == "ok"
+    assert store.begin_reenrollment(card_id, nonce, NOW + 120, slot, NOW) == "replayed"
+    assert store.begin_reenrollment(secrets.token_hex(16), secrets.token_bytes(16),
+                                    NOW + 120, slot, NOW) == "unknown"
+    event = AuditEvent("reenrolled", card_id)
+    assert store.finish_reenrollment(card_id, slot.challenge_id, _blob(body=b"o" * 24),
+                                     b"w" * 32, _blob(body=b"s" * 24), NOW, event)
+    card = store.card(card_id)
+    assert (card.locked, card.guesses_used, card.verifier) == (False, 0, b"w" * 32)
+    assert card.share == _blob(body=b"s" * 24) and card.oprf_key == _blob(body=b"o" * 24)
+    # Single use, and proofs made under the old keys can no longer settle.
+    assert not store.finish_reenrollment(card_id, slot.challenge_id, _blob(), b"x" * 32,
+                                         _blob(), NOW, event)
+    assert store.settle_proof(card_id, stale.challenge_id, verified=True, limit=LIMIT,
+                              now=NOW).outcome == "gone"
+
+
+def test_reenrollment_challenge_expires(store: SqlStore) -> None:
+    card_id = _card(store)
+    slot = ChallengeRecord(secrets.token_hex(16), card_id, secrets.token_bytes(32),
+                           "reenroll", NOW + 1, _blob())
+    assert store.begin_reenrollment(card_id, secrets.token_bytes(16), NOW + 120, slot,
+                                    NOW) == "ok"
+    assert not store.finish_reenrollment(card_id, slot.challenge_id, _blob(), b"w" * 32,
+                                         _blob(), NOW + 2, AuditEvent("reenrolled", card_id))
+    assert store.card(card_id).verifier == b"v" * 32
 
 
 def test_concurrent_ledger_start_one_winner(store: SqlStore) -> None:
@@ -313,3 +400,190 @@ def test_concurrent_ledger_start_one_winner(store: SqlStore) -> None:
     for t in threads:
         t.join()
     assert sorted(results) == ["new", "recorded", "recorded", "recorded"]
+
+
+# -- reconciliation (issue 11) -----------------------------------------------------------
+
+
+def _pending(store: SqlStore, owner: str = "w1", lease: float = NOW + 30,
+             intent: bytes = b"intent") -> bytes:
+    """A ledger row left pending by ``owner``: its key."""
+    card_id = _card(store)
+    challenge = _challenge(card_id)
+    _spend(store, card_id, challenge)
+    key = secrets.token_bytes(32)
+    out = store.settle_proof(card_id, challenge.challenge_id, verified=True, limit=LIMIT,
+                             now=NOW, ledger=LedgerStart(key, b"p" * 32, owner, lease,
+                                                         "sv-0", intent))
+    assert out.ledger == "new"
+    return key
+
+
+def test_pending_row_keeps_intent_and_attempt(store: SqlStore) -> None:
+    key = _pending(store)
+    entry = store.ledger_entry(key)
+    assert (entry.state, entry.result, entry.attempt, entry.reference) == (
+        "pending", b"intent", 0, "sv-0")
+
+
+def test_unsettled_lists_in_doubt_and_expired_leases_only(store: SqlStore) -> None:
+    live = _pending(store, lease=NOW + 30)
+    expired = _pending(store, lease=NOW - 1)
+    doubt = _pending(store)
+    assert store.mark_in_doubt(doubt, "w1", NOW)
+    done = _pending(store)
+    assert store.finish_payment(done, "w1", "approved", b"r", NOW,
+                                AuditEvent("authorized", ""))
+    found = {e.key for e in store.unsettled(NOW, 100)}
+    assert found == {expired, doubt}
+    assert live not in found and done not in found
+    assert len(store.unsettled(NOW, 1)) == 1  # bounded
+
+
+def test_claim_blocks_the_original_worker(store: SqlStore) -> None:
+    """Once a reconciler holds a row, the worker that started it cannot record into it
+    (it might record approved after the reconciler reversed)."""
+    key = _pending(store)
+    assert store.mark_in_doubt(key, "w1", NOW)
+    held = store.claim_unsettled(key, "rec", NOW + 30, NOW)
+    assert held is not None and held.state == "settling" and held.owner == "rec"
+    assert not store.finish_payment(key, "w1", "approved", b"r", NOW,
+                                    AuditEvent("authorized", ""))
+    assert store.claim_unsettled(key, "rec2", NOW + 30, NOW) is None  # lease live
+    assert store.ledger_entry(key).state == "settling"
+
+
+def test_claim_refuses_live_and_settled_rows(store: SqlStore) -> None:
+    live = _pending(store, lease=NOW + 30)
+    assert store.claim_unsettled(live, "rec", NOW + 30, NOW) is None
+    assert store.claim_unsettled(live, "rec", NOW + 60, NOW + 31) is not None  # expired
+    done = _pending(store)
+    store.finish_payment(done, "w1", "declined", b"r", NOW, AuditEvent("declined", ""))
+    assert store.claim_unsettled(done, "rec", NOW + 30, NOW) is None
+    assert store.claim_unsettled(secrets.token_bytes(32), "rec", NOW + 30, NOW) is None
+
+
+def test_expired_claim_can_be_taken_over(store: SqlStore) -> None:
+    key = _pending(store)
+    store.mark_in_doubt(key, "w1", NOW)
+    assert store.claim_unsettled(key, "rec1", NOW + 30, NOW) is not None
+    assert [e.key for e in store.unsettled(NOW + 31, 10)] == [key]
+    assert store.claim_unsettled(key, "rec2", NOW + 90, NOW + 31) is not None
+    # The first reconciler's late answer is refused: compare-and-set on the owner.
+    assert not store.settle_payment(key, "rec1", "approved", b"r", NOW + 32,
+                                    [AuditEvent("reconciled", "")])
+    assert store.settle_payment(key, "rec2", "reversed", None, NOW + 32,
+                                [AuditEvent("reversed", ""), AuditEvent("reconciled", "")])
+    entry = store.ledger_entry(key)
+    assert (entry.state, entry.result) == ("reversed", b"intent")  # None keeps the intent
+    events = [r.event for r in store.audit_rows()]
+    assert events[-2:] == ["reversed", "reconciled"]
+
+
+def test_settle_needs_a_claim_and_a_settled_state(store: SqlStore) -> None:
+    key = _pending(store)
+    store.mark_in_doubt(key, "w1", NOW)
+    assert not store.settle_payment(key, "rec", "approved", b"r", NOW, [])  # not claimed
+    store.claim_unsettled(key, "rec", NOW + 30, NOW)
+    with pytest.raises(ValueError):
+        store.settle_payment(key, "rec", "pending", None, NOW, [])
+    assert store.ledger_entry(key).state == "settling"
+    assert store.settle_payment(key, "rec", "approved", b"final", NOW, [])
+    entry = store.ledger_entry(key)
+    assert (entry.state, entry.result, entry.owner) == ("approved", b"final", "")
+    assert store.unsettled(NOW + 1000, 10) == []
+
+
+def test_release_claim_back_to_in_doubt(store: SqlStore) -> None:
+    key = _pending(store)
+    store.mark_in_doubt(key, "w1", NOW)
+    store.claim_unsettled(key, "rec", NOW + 30, NOW)
+    assert not store.release_claim(key, "other")
+    assert store.release_claim(key, "rec")
+    assert store.ledger_entry(key).state == "in_doubt"
+    assert [e.key for e in store.unsettled(NOW, 10)] == [key]
+
+
+def test_settle_audit_failure_changes_nothing(store: SqlStore) -> None:
+    key = _pending(store)
+    store.mark_in_doubt(key, "w1", NOW)
+    store.claim_unsettled(key, "rec", NOW + 30, NOW)
+    with pytest.raises(ValueError):  # not an audit event the chain knows
+        store.settle_payment(key, "rec", "reversed", None, NOW, [AuditEvent("bogus", "")])
+    assert store.ledger_entry(key).state == "settling"
+
+
+@pytest.mark.parametrize("settled", ["reversed", "failed"])
+def test_restart_after_no_money_taken(store: SqlStore, settled: str) -> None:
+    """A reversed or failed key restarts once, under the next attempt and reference."""
+    key = _pending(store)
+    store.mark_in_doubt(key, "w1", NOW)
+    store.claim_unsettled(key, "rec", NOW + 30, NOW)
+    store.settle_payment(key, "rec", settled, None, NOW, [])
+    again = LedgerStart(key, b"p" * 32, "w2", NOW + 60, "sv-1", b"intent-1", attempt=1)
+    assert not store.restart_payment(LedgerStart(key, b"q" * 32, "w2", NOW + 60, "sv-1",
+                                                 b"i", 1), 0, NOW)  # other params
+    assert not store.restart_payment(again, 1, NOW)  # stale attempt number
+    assert store.restart_payment(again, 0, NOW)
+    assert not store.restart_payment(again, 0, NOW)  # one winner
+    entry = store.ledger_entry(key)
+    assert (entry.state, entry.owner, entry.reference, entry.attempt, entry.result) == (
+        "pending", "w2", "sv-1", 1, b"intent-1")
+    assert store.finish_payment(key, "w2", "approved", b"r", NOW,
+                                AuditEvent("authorized", ""))
+
+
+@pytest.mark.parametrize("state", ["approved", "declined", "pending", "in_doubt"])
+def test_restart_refused_unless_no_money_taken(store: SqlStore, state: str) -> None:
+    key = _pending(store)
+    if state in ("approved", "declined"):
+        store.finish_payment(key, "w1", state, b"r", NOW, AuditEvent("authorized", ""))
+    elif state == "in_doubt":
+        store.mark_in_doubt(key, "w1", NOW)
+    again = LedgerStart(key, b"p" * 32, "w2", NOW + 60, "sv-1", b"i", 1)
+    assert not store.restart_payment(again, 0, NOW)
+    assert store.ledger_entry(key).state == state
+
+
+def test_concurrent_claims_one_winner(store: SqlStore) -> None:
+    key = _pending(store)
+    store.mark_in_doubt(key, "w1", NOW)
+    won: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(6)
+
+    def go(owner: str) -> None:
+        barrier.wait()
+        if store.claim_unsettled(key, owner, NOW + 30, NOW) is not None:
+            with lock:
+                won.append(owner)
+    threads = [threading.Thread(target=go, args=(f"rec{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1
+    assert store.ledger_entry(key).owner == won[0]
+
+
+def test_concurrent_restarts_one_winner(store: SqlStore) -> None:
+    key = _pending(store)
+    store.mark_in_doubt(key, "w1", NOW)
+    store.claim_unsettled(key, "rec", NOW + 30, NOW)
+    store.settle_payment(key, "rec", "failed", None, NOW, [])
+    wins: list[bool] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(6)
+
+    def go(i: int) -> None:
+        barrier.wait()
+        ok = store.restart_payment(LedgerStart(key, b"p" * 32, f"w{i}", NOW + 60, "sv-1",
+                                               b"i", 1), 0, NOW)
+        with lock:
+            wins.append(ok)
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wins.count(True) == 1

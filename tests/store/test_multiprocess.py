@@ -4,8 +4,6 @@ the guess limit holds across them and one idempotency key is charged once."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -15,10 +13,9 @@ from pathlib import Path
 import pytest
 
 import splitvault as sv
-from pg_support import require_postgres, temporary_database
-from splitvault.server import Kek
 
 from .serve_support import Serve as _Serve
+from .serve_support import upgraded_postgres
 
 PIN, WRONG = "739184", "580247"
 
@@ -27,13 +24,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def two_servers(tmp_path: Path) -> Iterator[tuple[str, Path, list[_Serve]]]:
-    require_postgres()
-    kek = tmp_path / "kek.key"
-    Kek.generate().write(kek)
-    with temporary_database() as url:
-        done = subprocess.run([sys.executable, "-m", "splitvault", "db", "upgrade", "--db", url],
-                              capture_output=True, text=True, timeout=60, check=False)
-        assert done.returncode == 0, done.stderr
+    with upgraded_postgres(tmp_path) as (url, kek):
         servers = [_Serve(url, kek, tmp_path / f"s{i}.log") for i in range(2)]
         try:
             yield url, kek, servers

@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -17,10 +15,8 @@ from pathlib import Path
 import pytest
 
 import splitvault as sv
-from pg_support import require_postgres, temporary_database
-from splitvault.server import Kek
 
-from .serve_support import Serve
+from .serve_support import Serve, upgraded_postgres
 
 PIN = "739184"
 pytestmark = pytest.mark.slow
@@ -49,13 +45,7 @@ def _pay_until_settled(device: sv.Device, card_id: str, key: str,
 
 
 def test_kill_9_workers_under_load(tmp_path: Path) -> None:
-    require_postgres()
-    kek = tmp_path / "kek.key"
-    Kek.generate().write(kek)
-    with temporary_database() as url:
-        done = subprocess.run([sys.executable, "-m", "splitvault", "db", "upgrade", "--db", url],
-                              capture_output=True, text=True, timeout=60, check=False)
-        assert done.returncode == 0, done.stderr
+    with upgraded_postgres(tmp_path) as (url, kek):
         serve = Serve(url, kek, tmp_path / "serve.log", "--workers", "2",
                       "--profile", "test-only")
         try:
@@ -66,7 +56,7 @@ def test_kill_9_workers_under_load(tmp_path: Path) -> None:
                                                 holder="KIM MINSU"), pin)
             stop = threading.Event()
             kills = Counter[str]()
-            rng = random.Random(8)  # noqa: S311 (test schedule, not a secret)
+            rng = random.Random(8)
 
             def killer() -> None:
                 while not stop.wait(rng.uniform(0.2, 0.6)) and kills["n"] < 6:
