@@ -90,6 +90,12 @@ class _Module:
 
 _MODULES: dict[str, _Module] = {}
 _MODULES_LOCK = threading.Lock()
+# A forked child (``serve --workers N`` forks after the parent checked the key) must
+# initialize the library itself: PKCS#11 leaves a C_Initialize inherited across fork()
+# undefined, and a network HSM's library shares its connection with the parent. So the
+# first login in a child re-initializes (C_Finalize, C_Initialize) first.
+_forked = threading.Event()
+os.register_at_fork(after_in_child=_forked.set)
 
 
 def _module(module_path: str) -> _Module:
@@ -145,6 +151,9 @@ def _login(uri: Pkcs11Uri, pin: str) -> Session:
         raise ConfigurationError(f"PKCS#11 module not found: {uri.module_path}")
     try:
         lib = p11.lib(uri.module_path)
+        if _forked.is_set():
+            _forked.clear()
+            lib.reinitialize()
     except p11.PKCS11Error:
         raise ConfigurationError(
             f"cannot load PKCS#11 module {uri.module_path} (not a PKCS#11 library?)"
