@@ -33,12 +33,20 @@ from ._pin import Pin
 from ._profiles import KdfProfile, PinPolicy, ServerProfile
 from .device import Device
 from .device._async import AsyncDevice
-from .server import Acquirer, AuditReport, CardState, ShareServer, SimulatedAcquirer
+from .server import (
+    Acquirer,
+    AcquirerStatus,
+    AuditReport,
+    CardState,
+    ShareServer,
+    SimulatedAcquirer,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Acquirer",
+    "AcquirerStatus",
     "AcquirerUnavailable",
     "AsyncDevice",
     "AuditReport",

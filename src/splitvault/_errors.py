@@ -169,7 +169,10 @@ class AcquirerUnavailable(VaultError):
 
 class PaymentInDoubt(VaultError):
     """A previous attempt with this idempotency key reached the acquirer but its answer
-    was never recorded (a crash). It is not sent again: reconcile with the acquirer."""
+    is unknown (a timeout, a lost reply, a crash). It is not sent again: reconciliation
+    (``ShareServer.reconcile()``) settles it with the acquirer, and a retry then gets
+    the settled result. The first answer names the acquirer's exception *type* (never
+    its text, which could hold anything)."""
 
     code = "payment_in_doubt"
 

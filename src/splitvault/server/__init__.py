@@ -1,12 +1,18 @@
 """The share server: ``ShareServer``, its store and keyring, its acquirer plug point."""
 
-from ._acquirer import Acquirer, AcquirerCall, LegacyAcquirer, SimulatedAcquirer
+from ._acquirer import (
+    Acquirer,
+    AcquirerCall,
+    AcquirerStatus,
+    LegacyAcquirer,
+    SimulatedAcquirer,
+)
 from ._audit import AuditReport
 from ._inspect import ServerInspector
 from ._kek import Kek
 from ._keyring import Keyring
 from ._server import CardState, ShareServer, open_store
 
-__all__ = ["Acquirer", "AcquirerCall", "AuditReport", "CardState", "Kek", "Keyring",
-           "LegacyAcquirer", "ServerInspector", "ShareServer", "SimulatedAcquirer",
+__all__ = ["Acquirer", "AcquirerCall", "AcquirerStatus", "AuditReport", "CardState", "Kek",
+           "Keyring", "LegacyAcquirer", "ServerInspector", "ShareServer", "SimulatedAcquirer",
            "open_store"]

@@ -1,0 +1,223 @@
+"""``SimulatedAcquirer``: the demo's acquirer and the test double of a real one.
+
+It keeps **books** (what it charged and reversed, per payment reference), deduplicates
+by reference as a real gateway does, and injects faults, scripted or seeded-random, of
+every kind that makes a payment's outcome hard to know:
+
+- ``authorize``: ``unavailable`` (refused *before* charging: ``AcquirerUnavailable``),
+  ``timeout`` (charged, then ``TimeoutError``), ``lost`` (charged, then the reply is
+  lost: ``ConnectionResetError``), ``malformed`` (charged, then an answer that is not
+  an approval code), ``slow`` (answers normally, late);
+- ``status``: ``error`` (raises, nothing said), ``slow``;
+- ``reverse``: ``error`` (raises before reversing), ``lost`` (reverses, then raises),
+  ``slow``.
+
+The faults are test data, not secrets: a seeded ``random.Random`` makes a failing
+schedule reproducible from its seed. Approval codes still come from ``secrets``.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import TYPE_CHECKING
+
+from .._errors import AcquirerUnavailable, Declined
+from ._acquirer import AcquirerStatus
+
+if TYPE_CHECKING:
+    from .._card import Card
+
+__all__ = ["AUTHORIZE_FAULTS", "REVERSE_FAULTS", "STATUS_FAULTS", "AcquirerCall", "Booking",
+           "SimulatedAcquirer"]
+
+AUTHORIZE_FAULTS = ("unavailable", "timeout", "lost", "malformed", "slow")
+STATUS_FAULTS = ("error", "slow")
+REVERSE_FAULTS = ("error", "lost", "slow")
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+@dataclass(frozen=True)
+class AcquirerCall:
+    """What the simulated acquirer remembers of a call: never the PAN."""
+
+    last4: str
+    amount: int
+    currency: str
+    merchant: str
+    approval_code: str | None
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class Booking:
+    """One reference's line in the books. ``charges`` counts every time money moved
+    under it (more than one is a double charge); ``net`` is what stays taken."""
+
+    reference: str
+    amount: int
+    currency: str
+    approval_code: str | None
+    decline_reason: str | None
+    charges: int
+    reversals: int
+
+    @property
+    def net(self) -> int:
+        return self.amount * (self.charges - self.reversals)
+
+    @property
+    def reversed(self) -> bool:
+        return self.charges > 0 and self.charges == self.reversals
+
+
+class SimulatedAcquirer:
+    """Approves, except expired cards and amounts over ``limit`` (in minor units).
+
+    For demos and tests. ``calls`` records each ``authorize`` call (last 4 digits
+    only); :meth:`statement` is the books. ``faults``, ``status_faults`` and
+    ``reverse_faults`` script the next calls of each method (``None`` for a clean
+    call); with ``seed`` and ``fault_rate``, each call past the script draws a fault
+    at that rate from ``fault_kinds`` (all kinds by default).
+    """
+
+    #: 1,000,000 minor units: 1,000,000 KRW (about 700 USD), a typical per-payment cap
+    #: for a simple-payment wallet.
+    DEFAULT_LIMIT = 1_000_000
+    #: How late a ``slow`` answer is: enough to overlap concurrent retries, small
+    #: enough for a test of thousands of payments.
+    SLOW_SECONDS = 0.005
+
+    def __init__(self, limit: int = DEFAULT_LIMIT, *, today: date | None = None,
+                 faults: Iterable[str | None] = (), status_faults: Iterable[str | None] = (),
+                 reverse_faults: Iterable[str | None] = (), seed: int | None = None,
+                 fault_rate: float = 0.0, fault_kinds: Sequence[str] | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.limit = limit
+        self._today = today
+        self._lock = threading.Lock()
+        self._sleep = sleep
+        self._script = {"authorize": list(faults), "status": list(status_faults),
+                        "reverse": list(reverse_faults)}
+        self._rng = random.Random(seed)  # noqa: S311 (a reproducible test schedule)  # nosec B311
+        self._rate = fault_rate if seed is not None else 0.0
+        kinds = set(fault_kinds) if fault_kinds is not None else None
+        self._kinds = {m: tuple(k for k in ks if kinds is None or k in kinds or
+                                f"{m}:{k}" in kinds)
+                       for m, ks in (("authorize", AUTHORIZE_FAULTS),
+                                     ("status", STATUS_FAULTS), ("reverse", REVERSE_FAULTS))}
+        self._books: dict[str, Booking] = {}
+        self.calls: list[AcquirerCall] = []
+        self.faults_injected: Counter[str] = Counter()
+        """Faults injected so far, by ``method:kind``."""
+
+    # -- the acquirer contract -------------------------------------------------------
+
+    def authorize(self, card: Card, amount: int, currency: str, merchant: str,
+                  reference: str | None = None) -> str:
+        fault = self._fault("authorize")
+        code: str | None = None
+        try:
+            if fault == "unavailable":
+                raise AcquirerUnavailable()
+            if card.is_expired(self._today or date.today()):
+                self._decline(reference, amount, currency, "card expired")
+            if amount > self.limit:
+                self._decline(reference, amount, currency, "amount over limit")
+            code = self._charge(reference, amount, currency)
+            if fault == "timeout":
+                raise TimeoutError("the acquirer did not answer in time")
+            if fault == "lost":
+                raise ConnectionResetError("connection reset")
+            if fault == "malformed":
+                return None  # type: ignore[return-value]  # the fault under test
+            return code
+        finally:
+            with self._lock:
+                self.calls.append(AcquirerCall(card.last4, amount, currency, merchant, code,
+                                               reference))
+
+    def reverse(self, reference: str) -> None:
+        fault = self._fault("reverse")
+        if fault == "error":
+            raise ConnectionError("reversal not delivered")
+        with self._lock:
+            booking = self._books.get(reference)
+            if booking is not None and booking.charges > booking.reversals:
+                self._books[reference] = replace(booking, reversals=booking.charges)
+        if fault == "lost":
+            raise TimeoutError("reversal reply lost")
+
+    def status(self, reference: str) -> AcquirerStatus:
+        fault = self._fault("status")
+        if fault == "error":
+            raise ConnectionError("status inquiry failed")
+        with self._lock:
+            booking = self._books.get(reference)
+        if booking is None:
+            return AcquirerStatus.not_found()
+        if booking.decline_reason is not None:
+            return AcquirerStatus.declined(booking.decline_reason)
+        if booking.reversed:
+            return AcquirerStatus.declined("reversed")
+        return AcquirerStatus.approved(booking.approval_code or "")
+
+    # -- the books -------------------------------------------------------------------
+
+    def statement(self) -> list[Booking]:
+        """Every reference the acquirer has seen, in the order it first saw them."""
+        with self._lock:
+            return list(self._books.values())
+
+    def booking(self, reference: str) -> Booking | None:
+        with self._lock:
+            return self._books.get(reference)
+
+    def _charge(self, reference: str | None, amount: int, currency: str) -> str:
+        with self._lock:
+            key = reference if reference is not None else f"anonymous-{len(self._books)}"
+            booking = self._books.get(key)
+            if booking is not None and booking.decline_reason is not None:
+                raise Declined(booking.decline_reason)
+            if booking is not None and booking.charges > booking.reversals:
+                # A retry of a charged reference: the same answer, no second charge.
+                return booking.approval_code or ""
+            code = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(6))
+            if booking is None:
+                booking = Booking(key, amount, currency, code, None, 0, 0)
+            # A reversed reference charged again is counted: the server must never
+            # reuse a reference after a reversal (a test checks charges <= 1).
+            self._books[key] = replace(booking, approval_code=code, charges=booking.charges + 1)
+            return code
+
+    def _decline(self, reference: str | None, amount: int, currency: str, reason: str) -> None:
+        if reference is not None:
+            with self._lock:
+                self._books.setdefault(reference,
+                                       Booking(reference, amount, currency, None, reason, 0, 0))
+        raise Declined(reason)
+
+    def _fault(self, method: str) -> str | None:
+        with self._lock:
+            script = self._script[method]
+            if script:
+                fault = script.pop(0)
+            elif self._rate and self._kinds[method] and self._rng.random() < self._rate:
+                fault = self._rng.choice(self._kinds[method])
+            else:
+                fault = None
+            if fault is not None:
+                self.faults_injected[f"{method}:{fault}"] += 1
+        if fault == "slow":
+            self._sleep(self.SLOW_SECONDS)
+        return fault
+
+    def __repr__(self) -> str:
+        return (f"<SimulatedAcquirer limit={self.limit} calls={len(self.calls)} "
+                f"references={len(self._books)}>")
