@@ -59,8 +59,15 @@ def test_expired_challenge_is_refused(lab: Lab) -> None:
 
 
 def test_challenge_cannot_be_evaluated_twice(lab: Lab) -> None:
-    """One challenge buys one OPRF evaluation: a replayed evaluate request is refused."""
+    """One signed evaluate request buys one OPRF evaluation: replayed, its nonce is
+    refused and no guess is spent."""
     held(protocol.evaluate_twice(lab))
+
+
+def test_evaluation_replayed_after_its_nonce_is_forgotten_is_refused(lab: Lab) -> None:
+    """Held past the freshness window and the sweep of its nonce, a captured evaluate
+    request is refused for its timestamp."""
+    held(protocol.stale_evaluation(lab, Options()))
 
 
 def test_swapped_server_key_at_enrollment_is_refused(lab: Lab) -> None:
