@@ -1,8 +1,9 @@
 """The benchmarks behind ``splitvault bench`` and ``make bench``.
 
 Not part of the public API: they live in the package only so the installed command can
-run them. Every figure is reported next to a floor measured in the same run, because
-absolute numbers on a shared 2-core machine mean little. See benchmarks/README.md.
+run them. Every figure is reported next to a floor or a reference measured in the same
+run, because absolute numbers on a shared 2-core machine mean little. See
+benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -14,25 +15,38 @@ from .core import count_operations, render, run
 
 __all__ = ["count_operations", "render", "render_all", "run", "run_all"]
 
-# name -> (module, seconds for a full run, seconds for --quick)
+#: name -> (module, seconds for a full run, seconds for --quick); in the order they run.
 _PARTS = {"keypad": ("splitvault._bench.keypad", None, None),
-          "http": ("splitvault._bench.http", 5.0, 1.0)}
+          "http": ("splitvault._bench.http", 5.0, 1.0),
+          "postgres": ("splitvault._bench.postgres", 5.0, 1.0),
+          "scale": ("splitvault._bench.scale", None, None)}
 
 
-def run_all(*, quick: bool = False, http: bool = True, keypad: bool = True) -> dict[str, Any]:
+def run_all(*, quick: bool = False, http: bool = True, keypad: bool = True,
+            postgres: bool = True, scale: bool = True,
+            scale_10m: bool = False) -> dict[str, Any]:
     """Every benchmark in one run; the parts that compare against in-process figures get
-    the in-process result measured here."""
+    the in-process result measured here. A part left out, or one that cannot run here
+    (no PostgreSQL), is ``{"skipped": reason}``."""
     result: dict[str, Any] = {"core": run(seconds=0.5 if quick else 3.0,
                                           interactive_runs=2 if quick else 5)}
-    wanted = {"keypad": keypad, "http": http}
+    left_out = {"keypad": None if keypad else "--no-keypad",
+                "http": None if http else "--no-http",
+                "postgres": None if postgres and http else
+                ("--no-postgres" if http else "--no-http"),
+                "scale": None if scale else "--no-scale"}
     for name, (module_name, full, short) in _PARTS.items():
-        if not wanted[name]:
+        if left_out[name] is not None:
+            result[name] = {"skipped": f"left out ({left_out[name]})"}
             continue
         module = importlib.import_module(module_name)
         kwargs: dict[str, Any] = {"quick": quick}
         if name == "http":
             kwargs["inprocess_auth_per_s"] = result["core"]["inprocess_auth_per_s"]
+        if full is not None:
             kwargs["duration"] = short if quick else full
+        if name == "scale" and scale_10m and not quick:
+            kwargs["sizes"] = module.SIZES_10M
         result[name] = module.run(**kwargs)
     return result
 
@@ -40,6 +54,10 @@ def run_all(*, quick: bool = False, http: bool = True, keypad: bool = True) -> d
 def render_all(result: dict[str, Any]) -> str:
     parts = [render(result["core"])]
     for name, (module_name, _, _) in _PARTS.items():
-        if name in result:
+        if name not in result:
+            continue
+        if "skipped" in result[name]:
+            parts.append(f"{name}: skipped ({result[name]['skipped']})")
+        else:
             parts.append(importlib.import_module(module_name).render(result[name]))
     return "\n\n".join(parts)

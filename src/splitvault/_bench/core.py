@@ -7,7 +7,7 @@ One :func:`run` measures:
 2. **The floor**: the same library calls (same libraries, same number of each) and the
    same SQL statements and COMMITs (same schema and pragmas, same filesystem) in a bare
    loop, with none of the protocol's code around them.
-3. **Their ratio**, in-process / floor. Target: at least 0.5.
+3. **Their ratio**, in-process / floor. Target: at least 0.8 (issue 8).
 4. **PIN-to-result latency** with the default ``INTERACTIVE`` KDF, split into Argon2id
    and everything else (each run's total less its own Argon2id call, timed in place;
    Argon2id is also timed alone with the same parameters). Target: the rest < 30 ms.
@@ -90,9 +90,9 @@ from ..server._sqlite import SqliteBackend
 
 __all__ = ["count_operations", "render", "run"]
 
-#: The issue's targets: the protocol at least half as fast as its floor, and PIN to
-#: result within 30 ms of the Argon2id call itself.
-TARGET_RATIO = 0.5
+#: The issues' targets: the protocol at least 0.8 as fast as its floor (issue 8), and
+#: PIN to result within 30 ms of the Argon2id call itself.
+TARGET_RATIO = 0.8
 TARGET_REST_MS = 30.0
 #: Cards enrolled for the throughput run, used in turn (as a wallet with a few cards).
 CARDS = 4
