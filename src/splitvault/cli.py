@@ -237,7 +237,9 @@ def _bench(args: argparse.Namespace) -> int:
     _extras.require_all("splitvault bench", *needs)
     from ._bench import run_all
 
-    result = run_all(quick=args.quick, http=not args.no_http, keypad=not args.no_keypad)
+    result = run_all(quick=args.quick, http=not args.no_http, keypad=not args.no_keypad,
+                     postgres=not args.no_postgres, scale=not args.no_scale,
+                     scale_10m=args.scale_10m)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -398,6 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "extras)")
     bench.add_argument("--no-keypad", action="store_true",
                        help="skip the keypad benchmark (which needs the demo extra)")
+    bench.add_argument("--no-postgres", action="store_true",
+                       help="skip the PostgreSQL benchmark (skipped anyway, with the "
+                       "reason, when no PostgreSQL answers)")
+    bench.add_argument("--no-scale", action="store_true",
+                       help="skip the scale benchmark (10 thousand vs 1 million cards)")
+    bench.add_argument("--scale-10m", action="store_true",
+                       help="the scale benchmark also at 10 million cards (a 3-4 GB "
+                       "file, minutes to fill)")
     bench.set_defaults(func=_bench)
 
     attack = sub.add_parser("attack", help="run the attack suite and print what each "
