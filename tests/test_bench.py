@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import splitvault as sv
 from splitvault._bench import core
 from splitvault.crypto import kdf
 from splitvault.device import _pinkey
@@ -84,3 +86,131 @@ def test_run_refuses_nonsense_settings(kwargs: dict[str, Any]) -> None:
     """Zero or negative durations and run counts are refused before anything runs."""
     with pytest.raises(ValueError, match="seconds must be positive"):
         core.run(**kwargs)
+
+
+# -- the parts of `splitvault bench` beyond the core: HTTP, PostgreSQL, scale ----------
+
+#: The sections a run reports; PostgreSQL and scale may be skipped, with a reason.
+SECTIONS = ("core", "keypad", "http", "postgres", "scale")
+
+
+def check_http(http: dict[str, Any]) -> None:
+    assert positive(http["auth_per_s"]) and positive(http["ratio_to_inprocess"])
+    assert http["errors"] == 0 and positive(http["authorizations"])
+    assert positive(http["p50_ms"]) and http["p99_ms"] >= http["p50_ms"]
+    opened = http["open_loop"]
+    assert positive(opened["rate_per_s"]) and opened["completed"] == opened["scheduled"]
+    assert positive(opened["p50_ms"]) and opened["p99_ms"] >= opened["p50_ms"]
+    assert isinstance(http["targets"]["ratio_met"], bool)
+    assert isinstance(http["targets"]["open_p99_met"], bool)
+
+
+def check_postgres(pg: dict[str, Any]) -> None:
+    if "skipped" in pg:
+        assert isinstance(pg["skipped"], str) and pg["skipped"]
+        return
+    assert [r["workers"] for r in pg["runs"]] == [1, 2]
+    for r in pg["runs"]:
+        assert positive(r["auth_per_s"]) and r["errors"] == 0
+        assert positive(r["server_cpu_ms_per_auth"]) and positive(r["p50_ms"])
+        assert r["postgres_cpu_ms_per_auth"] is not None
+
+
+def check_scale(scale: dict[str, Any]) -> None:
+    if "skipped" in scale:
+        assert isinstance(scale["skipped"], str) and scale["skipped"]
+        return
+    assert scale["sizes"] == sorted(scale["sizes"]) and len(scale["sizes"]) >= 2
+    for size in scale["sizes"]:
+        for trip in ("evaluate", "authorize"):
+            stats = scale["by_size"][str(size)][trip]
+            assert positive(stats["p50_ms"]) and positive(stats["count"])
+    assert all(positive(r) for r in scale["p50_ratio"].values())
+    assert isinstance(scale["targets"]["p50_ratio_met"], bool)
+
+
+@pytest.mark.slow
+def test_quick_run_of_every_part_reports_every_section() -> None:
+    """`splitvault bench --quick --json` has every section: the core, the keypad, HTTP
+    (closed and open loop), PostgreSQL (or why it was skipped) and scale, as JSON, and
+    a table that names each."""
+    from splitvault._bench import render_all, run_all
+
+    result = run_all(quick=True)
+    assert json.loads(json.dumps(result)) == result
+    assert tuple(result) == SECTIONS
+    check_http(result["http"])
+    check_postgres(result["postgres"])
+    check_scale(result["scale"])
+    table = render_all(result)
+    assert "open loop" in table and "Scale" in table and "PostgreSQL" in table
+
+
+def test_left_out_parts_say_so() -> None:
+    """A part turned off is reported as skipped with the flag that did it, not missing."""
+    from splitvault._bench import run_all
+
+    result = run_all(quick=True, http=False, keypad=False, scale=False)
+    assert result["http"] == {"skipped": "left out (--no-http)"}
+    assert result["postgres"] == {"skipped": "left out (--no-http)"}
+    assert result["scale"] == {"skipped": "left out (--no-scale)"}
+    assert result["keypad"] == {"skipped": "left out (--no-keypad)"}
+
+
+def test_open_loop_counts_the_wait_behind_a_slow_reply() -> None:
+    """Latency runs from each payment's scheduled arrival, not from when a client got
+    to it: one client taking 20 ms per payment against arrivals every 10 ms falls
+    behind, and the n-th payment's latency includes at least n x 10 ms of waiting.
+    (A lower bound that sleeping guarantees: not a speed assertion.)"""
+    from splitvault._bench import _load
+
+    class Slow:
+        def __init__(self) -> None:
+            self.devices = [object()]
+
+        def pay(self, n: int) -> None:
+            time.sleep(0.02)
+
+    run = _load.open_loop(Slow(), rate=100.0, duration=0.1)  # type: ignore[arg-type]
+    assert len(run.latencies) == 10 and not run.errors
+    assert all(lat >= 0.02 + i * 0.01 for i, lat in enumerate(run.latencies))
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    from splitvault._bench._load import percentiles
+
+    assert percentiles([]) == {"p50_ms": None, "p99_ms": None, "max_ms": None}
+    got = percentiles([i / 1000 for i in range(1, 101)])
+    assert got == {"p50_ms": 50.0, "p99_ms": 99.0, "max_ms": 100.0}
+
+
+def test_scale_fill_copies_the_shape_of_an_enrolled_card(tmp_path: Path) -> None:
+    """The generated cards are like the enrolled one column by column: same blob sizes
+    (the wrapped OPRF key and share included), same other values, a fresh random card
+    id each, all in one statement."""
+    import sqlite3
+
+    from splitvault._bench import scale
+
+    with sv.Pin.from_digits("739184") as pin, scale._store(tmp_path, 500, pin) as store:
+        path = tmp_path / "server.db"
+        ids = set(store.card_ids)
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT * FROM cards").fetchall()
+        names = [d[0] for d in conn.execute("SELECT * FROM cards LIMIT 1").description]
+    finally:
+        conn.close()
+    assert len(rows) == 500 and len({r[names.index("card_id")] for r in rows}) == 500
+    real = [r for r in rows if r[names.index("card_id")] in ids]
+    filler = [r for r in rows if r[names.index("card_id")] not in ids]
+    assert len(real) == scale.CARDS
+    for name, value in zip(names, real[0], strict=True):
+        column = [r[names.index(name)] for r in filler]
+        if name == "card_id":
+            assert all(len(c) == 32 and int(c, 16) >= 0 for c in column)
+        elif isinstance(value, bytes):
+            assert {len(c) for c in column} == {len(value)}, name
+            assert len(set(column)) == len(column), name  # random, not one copy
+        elif name != "created_at":
+            assert set(column) == {value}, name

@@ -23,17 +23,22 @@ device   sign            1 random (the request's nonce); Ed25519 keygen from the
 server   evaluate        read: SELECT card; Ed25519 verify; XChaCha20-Poly1305 decrypt
                          (KEK unwrap of the OPRF key); scalar_reduce, is_valid_point,
                          scalarmult (BlindEvaluate); 2 random (the proof's challenge);
-                         **commit 1** (the guess): INSERT nonce, UPDATE card, INSERT
+                         **commit 1** (the evaluation counted against the card's
+                         unproven budget): INSERT nonce, UPDATE card, INSERT
                          challenge, UPDATE audit head x2, BLAKE2b, INSERT audit
 device   finalize        scalar_reduce, is_valid_point, scalar_invert, scalarmult, SHA-512
 device   PIN key         Argon2id (TEST_ONLY), HKDF-SHA512
 device   envelope        2 random; X25519 base and scalarmult, HKDF-SHA512, XChaCha encrypt
-device   sign            Ed25519 keygen from the PIN seed, sign (authorize request)
-server   authorize       read: SELECT challenge; read: SELECT card; Ed25519 verify;
-                         BLAKE2b x2 (ledger digests); read: SELECT ledger; X25519
+device   sign            Ed25519 keygen from the PIN seed, sign (authorize request); the
+                         signature sealed to the server: 2 random, X25519 base and
+                         scalarmult, HKDF-SHA512, XChaCha encrypt
+server   authorize       read: SELECT challenge; read: SELECT card; X25519 scalarmult,
+                         HKDF-SHA512, XChaCha decrypt (the sealed PIN signature); Ed25519
+                         verify; BLAKE2b x2 (ledger digests); read: SELECT ledger; X25519
                          scalarmult, HKDF-SHA512, XChaCha decrypt (envelope); XChaCha
                          decrypt x2 (KEK unwrap of the share, card record); BLAKE2b (the
-                         payment's reference); **commit 2** (the proof and the pending
+                         payment's reference); 1 random, XChaCha encrypt (KEK wrap of the
+                         pending row's intent); **commit 2** (the proof and the pending
                          ledger row): UPDATE challenge, SELECT card, UPDATE card, INSERT
                          ledger; 1 random, XChaCha encrypt (KEK wrap of the result);
                          **commit 3** (the outcome): UPDATE ledger, UPDATE audit head x2,
@@ -42,7 +47,7 @@ server   authorize       read: SELECT challenge; read: SELECT card; Ed25519 veri
 
 Each read is its own ``BEGIN`` ... ``COMMIT`` (no fsync); each commit is a ``BEGIN
 IMMEDIATE`` ... ``COMMIT`` through the server's own SQLite backend, fsynced. Three
-durable commits per authorization: the guess counted; the proof with the pending
+durable commits per authorization: the evaluation counted; the proof with the pending
 ledger row; the outcome.
 
 Not in the floor, so counted as protocol overhead: the device's read of its own store,
@@ -269,8 +274,10 @@ _SELECT_CARD = ("SELECT device_key, verifier, oprf_key, share, guesses_used, loc
                 "WHERE card_id = ? AND state = 'active'")
 _SELECT_CHALLENGE = ("SELECT card_id, nonce, state, expires_at, new_oprf_key FROM challenges "
                      "WHERE challenge_id = ?")
-_SELECT_LEDGER = ("SELECT state, params_digest, result, owner, lease_until, reference "
-                  "FROM authorizations WHERE key_digest = ?")
+_SELECT_LEDGER = ("SELECT key_digest, state, params_digest, result, owner, lease_until, "
+                  "reference, attempt FROM authorizations WHERE key_digest = ?")
+# Evaluations without a proof: the budget and window of _store.UNPROVEN_LIMIT/_WINDOW.
+_UNPROVEN_LIMIT, _UNPROVEN_WINDOW = 20, 3600.0
 
 
 def _blake2b(data: bytes, key: bytes) -> bytes:
@@ -395,9 +402,15 @@ class _Floor:
             tx.all("INSERT INTO nonces (nonce, expires_at) VALUES (?, ?) "
                    "ON CONFLICT (nonce) DO NOTHING RETURNING nonce", request_nonce,
                    now + 120.0)
-            tx.one("UPDATE cards SET guesses_used = guesses_used + 1 WHERE card_id = ? "
-                   "AND state = 'active' AND locked = 0 AND guesses_used < ? "
-                   "RETURNING guesses_used", card.card_id, 5)
+            start = now - _UNPROVEN_WINDOW
+            tx.one("UPDATE cards SET "
+                   "unproven = CASE WHEN unproven_since < ? THEN 1 ELSE unproven + 1 END, "
+                   "unproven_since = CASE WHEN unproven_since < ? THEN ? "
+                   "ELSE unproven_since END "
+                   "WHERE card_id = ? AND state = 'active' AND locked = 0 "
+                   "AND guesses_used < ? AND (unproven_since < ? OR unproven < ?) "
+                   "RETURNING guesses_used, unproven",
+                   start, start, now, card.card_id, 5, start, _UNPROVEN_LIMIT)
             tx.run("INSERT INTO challenges (challenge_id, card_id, nonce, state, expires_at) "
                    "VALUES (?, ?, ?, 'evaluated', ?)", challenge_id, card.card_id, nonce,
                    now + 60.0)
@@ -418,7 +431,10 @@ class _Floor:
         message = (b"authorize" + card.id_bytes + challenge_id.encode() + nonce
                    + (12000).to_bytes(8, "big") + b"KRWGift Shop" + key.encode() + envelope)
         secret = nb.crypto_sign_seed_keypair(pin_seed)[1]
-        return envelope, nb.crypto_sign(message, secret)[:64], message
+        # The PIN signature travels sealed to the server (_protocol.proof_aad).
+        signature = self.seal(nb.crypto_sign(message, secret)[:64],
+                              b"sealed-proof" + b"authorize" + card.id_bytes)
+        return envelope, signature, message
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
         ephemeral = secrets.token_bytes(32)
@@ -436,7 +452,8 @@ class _Floor:
         row = db.read(lambda tx: tx.one(_SELECT_CARD, card_id))
         if row is None:
             raise RuntimeError("floor card missing")
-        nb.crypto_sign_open(signature + message, row[1])
+        nb.crypto_sign_open(self.open_sealed(signature, b"sealed-proof" + b"authorize"
+                                             + card.id_bytes) + message, row[1])
         digest = _blake2b(b"ledger-key" + card.id_bytes + key.encode(), self.ledger_key)
         params = _blake2b(b"ledger-params" + card.id_bytes + b"12000KRWGift Shop",
                           self.ledger_key)
@@ -444,6 +461,8 @@ class _Floor:
         self.open_card(card, row[3], envelope, challenge_id)
         reference = "sv-" + _blake2b(b"payment-reference" + card.id_bytes + key.encode(),
                                      self.ledger_key)[:16].hex()
+        # The pending row's intent: the payment's details, wrapped, for a reconciler.
+        intent = _wrap(self.kek, _RESULT, b"ledger" + digest.hex().encode())
         now = time.time()
 
         def settle(tx: Tx) -> None:
@@ -453,12 +472,13 @@ class _Floor:
                    challenge_id, card_id, now)
             tx.one("SELECT guesses_used, locked FROM cards WHERE card_id = ? "
                    "AND state = 'active'", card_id)
-            tx.run("UPDATE cards SET guesses_used = 0 WHERE card_id = ?", card_id)
+            tx.run("UPDATE cards SET guesses_used = 0, unproven = 0 WHERE card_id = ? "
+                   "AND state = 'active' AND locked = 0", card_id)
             tx.all("INSERT INTO authorizations (key_digest, params_digest, state, "
-                   "started_at, owner, lease_until, reference) "
-                   "VALUES (?, ?, 'pending', ?, ?, ?, ?) "
+                   "result, started_at, owner, lease_until, reference, attempt) "
+                   "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?) "
                    "ON CONFLICT (key_digest) DO NOTHING RETURNING key_digest",
-                   digest, params, now, "floor", now + 30.0, reference)
+                   digest, params, intent, now, "floor", now + 30.0, reference, 0)
         db.write(settle)
         result = _wrap(self.kek, _RESULT, b"ledger" + digest.hex().encode())
 
@@ -470,14 +490,16 @@ class _Floor:
             self.audit(tx, "authorized", card_id, "{}", done)
         db.write(finish)
 
-    def open_card(self, card: _FloorCard, wrapped_share: bytes, envelope: bytes,
-                  challenge_id: str) -> bytes:
+    def open_sealed(self, envelope: bytes, aad: bytes) -> bytes:
         public, nonce = envelope[:32], envelope[32:56]
         key = _hkdf(nb.crypto_scalarmult(self.server_secret, public),
                     public + self.server_public, b"envelope-key")
-        plain = nb.crypto_aead_xchacha20poly1305_ietf_decrypt(
-            envelope[56:], b"authorize-envelope" + card.id_bytes + challenge_id.encode(),
-            nonce, key)
+        return nb.crypto_aead_xchacha20poly1305_ietf_decrypt(envelope[56:], aad, nonce, key)
+
+    def open_card(self, card: _FloorCard, wrapped_share: bytes, envelope: bytes,
+                  challenge_id: str) -> bytes:
+        plain = self.open_sealed(envelope, b"authorize-envelope" + card.id_bytes
+                                 + challenge_id.encode())
         data_key = _xor(plain[:32], _unwrap(self.kek, wrapped_share, b"share" + card.id_bytes))
         return nb.crypto_aead_xchacha20poly1305_ietf_decrypt(
             plain[56:], b"card-record" + card.id_bytes, plain[32:56], data_key)
