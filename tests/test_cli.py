@@ -104,6 +104,7 @@ def test_db_upgrade_migrates_version_1(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)  # make it look like 0.1.0: no v2 tables or columns
     conn.executescript("""
         DROP TABLE keyring; DROP TABLE workers; DROP TABLE nonces; DROP TABLE audit_head;
+        DROP INDEX authorizations_unsettled; ALTER TABLE authorizations DROP COLUMN attempt;
         ALTER TABLE authorizations DROP COLUMN owner;
         ALTER TABLE authorizations DROP COLUMN lease_until;
         ALTER TABLE authorizations DROP COLUMN reference;

@@ -12,6 +12,9 @@
    retry is refused as ``PaymentInDoubt``, never charged again; while it is live, a
    retry on any worker waits for it. Only an acquirer that says it did not take the
    payment (``AcquirerUnavailable``) lets the row go, so a retry may call again.
+6. A payment in doubt is settled by reconciliation (``_reconcile.py``); one settled as
+   ``reversed`` or ``failed`` took no money, and the next retry charges it once, under
+   a new attempt and so a new payment reference (``Store.restart_payment``).
 """
 
 from __future__ import annotations
@@ -43,15 +46,13 @@ from ._guesses import Guesses
 from ._keyring import Keyring
 from ._keys import ServerKeys
 from ._ledger import Ledger
-from ._store import AuditEvent, LedgerEntry, LedgerStart, Store
+from ._store import RETRYABLE, AuditEvent, LedgerEntry, LedgerStart, Store
 
-__all__ = ["LEASE_SECONDS", "Payments"]
+__all__ = ["Payments"]
 
-LEASE_SECONDS = 30.0
-"""How long a worker's claim on a payment lasts: longer than any sane acquirer
-timeout, so a live attempt is never mistaken for a dead one. A retry waits at most
-this long before answering ``PaymentInDoubt``."""
 _POLL = 0.02
+INTENT_REASON = "outcome unknown"
+"""The decline reason a pending row's wrapped intent carries until it is settled."""
 
 
 class Payments:
@@ -88,14 +89,14 @@ class Payments:
         entry = self._store.ledger_entry(key) if verified else None
         found: Card | None = None
         tampered = False
-        if verified and entry is None:
-            # The PIN verified: only now are the shares recombined.
+        if verified and (entry is None or entry.state in RETRYABLE):
+            # The PIN verified and there is something to charge: only now are the
+            # shares recombined.
             found = self._open_card(card_id, card.share, challenge.challenge_id, envelope)
             tampered = found is None
         start = None
         if found is not None:
-            start = LedgerStart(key, params, self._owner, self._clock() + LEASE_SECONDS,
-                                ledger.reference(card_id, payment.idempotency_key))
+            start = self._start(card_id, found, payment, key, params, 0)
         try:
             outcome = self._guesses.settle(card_id, challenge.challenge_id, verified,
                                            ledger=start)
@@ -105,14 +106,36 @@ class Payments:
                 raise TamperedData()
             if found is not None and start is not None and outcome.ledger == "new":
                 return self._charge(card_id, found, payment, start)
+            recorded = outcome.entry or entry
+            if (found is not None and recorded is not None and recorded.state in RETRYABLE
+                    and ledger.same_params(recorded, params)):
+                # Settled without taking money: this retry charges it once, under the
+                # next attempt's reference. Of concurrent retries one wins the row.
+                again = self._start(card_id, found, payment, key, params,
+                                    recorded.attempt + 1)
+                if self._store.restart_payment(again, recorded.attempt, self._clock()):
+                    return self._charge(card_id, found, payment, again)
+                recorded = self._store.ledger_entry(key)
         finally:
             del found  # the acquirer's copy is the last; see threat_model.md
-        recorded = outcome.entry or entry
         if recorded is None:  # cannot happen: a good proof has a card or an entry
             raise TamperedData()
         return self._recorded(key, params, recorded)
 
+    def _start(self, card_id: str, card: Card, payment: Payment, key: bytes, params: bytes,
+               attempt: int) -> LedgerStart:
+        """The pending row of one attempt. Its ``intent`` (the payment's details,
+        wrapped) lets a reconciler record the outcome later without the card."""
+        # Sealed as a decline that says so: a reconciler replaces it with the outcome,
+        # and nothing ever shows a row's intent as its result.
+        intent = self._ledger.seal_result(key, self._result(card, payment, None,
+                                                            INTENT_REASON))
+        return LedgerStart(key, params, self._owner, self._clock() + self._profile.lease_seconds,
+                           self._ledger.reference(card_id, payment.idempotency_key, attempt),
+                           intent, attempt)
+
     def _charge(self, card_id: str, card: Card, payment: Payment,
+
                 start: LedgerStart) -> Authorization:
         outcome = self._ask_acquirer(card, payment, start)
         approved = outcome.approved
@@ -129,7 +152,7 @@ class Payments:
             # error, the database gone): money may have moved, so the answer is "in
             # doubt", never "failed".
             self._mark_in_doubt(start.key)
-            raise PaymentInDoubt()
+            raise PaymentInDoubt(_in_doubt("its answer could not be recorded"))
         return outcome
 
     def _ask_acquirer(self, card: Card, payment: Payment, start: LedgerStart) -> Authorization:
@@ -139,7 +162,7 @@ class Payments:
         not even reachable as ``__context__``: its text could hold anything, the card
         included.
         """
-        verdict, code, reason = "doubt", None, None
+        verdict, code, reason, why = "doubt", None, None, ""
         try:
             code = self._authorize(card, payment.amount, payment.currency, payment.merchant,
                                    start.reference)
@@ -148,8 +171,10 @@ class Payments:
             verdict, reason = "declined", _clean(declined.reason) or "declined"
         except AcquirerUnavailable:
             verdict = "unavailable"
-        except Exception:
-            verdict = "doubt"  # anything else: see below
+        except Exception as exc:
+            # Anything else: see below. Only the type's name is kept, never the text.
+            name = _clean(type(exc).__name__)[:40] or "an exception"
+            verdict, why = "doubt", f"the acquirer raised {name}"
         if verdict == "unavailable":
             # The acquirer says it never took the payment: nothing was charged, nothing
             # is recorded, and a retry may try again.
@@ -160,13 +185,15 @@ class Payments:
                 raise PaymentInDoubt() from None
             raise AcquirerUnavailable()
         if verdict == "approved" and (not isinstance(code, str) or not _clean(code)):
-            verdict = "doubt"  # an approval we cannot record faithfully
+            # An approval we cannot record faithfully.
+            verdict = "doubt"
+            why = f"the acquirer's answer was malformed ({type(code).__name__})"
         if verdict == "doubt":
             # A timeout, a dropped connection, a bug: any of them may have come after the
             # money moved. Calling that "failed" is how money gets taken for a payment
             # the user was told had failed; so it stays in doubt until reconciled.
             self._mark_in_doubt(start.key)
-            raise PaymentInDoubt()
+            raise PaymentInDoubt(_in_doubt(why))
         return self._result(card, payment, _clean(code) if code else None, reason)
 
     def _mark_in_doubt(self, key: bytes) -> None:
@@ -196,8 +223,8 @@ class Payments:
         lease on it is live."""
         if not self._ledger.same_params(entry, params):
             raise IdempotencyConflict()
-        while entry.state in ("pending", "in_doubt"):
-            if entry.state == "in_doubt":
+        while entry.state in ("pending", "in_doubt", "settling"):
+            if entry.state != "pending":
                 raise PaymentInDoubt()
             if entry.lease_until < self._clock():
                 # Its worker died or hung past its lease: whatever it did is unknown.
@@ -208,6 +235,9 @@ class Payments:
             if found is None:  # the other attempt's acquirer took nothing; not retried here
                 raise AcquirerUnavailable()
             entry = found
+        if entry.state in RETRYABLE:
+            # Settled as not charged, and not retried here (no card was opened).
+            raise AcquirerUnavailable()
         return self._ledger.open_result(entry)
 
     def _open_card(self, card_id: str, wrapped_share: bytes, challenge_id: str,
@@ -232,6 +262,11 @@ class Payments:
             return None
         finally:
             wipe(*buffers)
+
+
+def _in_doubt(why: str) -> str:
+    return (f"the payment's outcome is unknown: {why}. It is in doubt until reconciled "
+            "with the acquirer, and never charged again")
 
 
 def _clean(text: object) -> str:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 __all__ = ["SCHEMA_VERSION", "Dialect", "migrations", "schema"]
 
 SCHEMA_VERSION = 2
-"""2: keyring, worker heartbeats, device nonces, ledger leases and references, the
-audit chain's head row. 1 was the single-process SQLite schema of 0.1.0."""
+"""2: keyring, worker heartbeats, device nonces, ledger leases, references and
+attempts, settled ledger states (reversed, failed), the audit chain's head row. 1 was
+the single-process SQLite schema of 0.1.0."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,27 @@ class Dialect:
     strict: str
 
     def fill(self, ddl: str) -> str:
-        return ddl.format(blob=self.blob, real=self.real, int=self.int, strict=self.strict)
+        return ddl.format(blob=self.blob, real=self.real, int=self.int, strict=self.strict,
+                          authorizations=_AUTHORIZATIONS.format(blob=self.blob, real=self.real,
+                                                                int=self.int))
+
+
+# The ledger's columns, shared by the schema and the 1 -> 2 rebuild. ``result`` holds,
+# wrapped, the payment's details from the start (so a reconciler can record an outcome
+# without the card) and its result once known. ``attempt`` numbers the acquirer
+# references of one key: a reversed or failed key is retried under attempt + 1.
+# ``settling``: a reconciler holds the row (owner, lease) while it asks the acquirer.
+_AUTHORIZATIONS = """    key_digest {blob} PRIMARY KEY,
+    params_digest {blob} NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'in_doubt', 'settling', 'approved',
+                                         'declined', 'reversed', 'failed')),
+    result {blob},
+    started_at {real} NOT NULL,
+    completed_at {real},
+    owner TEXT NOT NULL DEFAULT '',
+    lease_until {real} NOT NULL DEFAULT 0,
+    reference TEXT NOT NULL DEFAULT '',
+    attempt {int} NOT NULL DEFAULT 0"""
 
 
 _TABLES = """
@@ -86,16 +107,10 @@ CREATE INDEX IF NOT EXISTS nonces_expiry ON nonces (expires_at);
 -- Exactly-once ledger, keyed by a MAC of (card id, idempotency key). A pending row
 -- carries the lease of the worker calling the acquirer.
 CREATE TABLE IF NOT EXISTS authorizations (
-    key_digest {blob} PRIMARY KEY,
-    params_digest {blob} NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'in_doubt', 'approved', 'declined')),
-    result {blob},
-    started_at {real} NOT NULL,
-    completed_at {real},
-    owner TEXT NOT NULL DEFAULT '',
-    lease_until {real} NOT NULL DEFAULT 0,
-    reference TEXT NOT NULL DEFAULT ''
+{authorizations}
 ){strict};
+-- What the reconciler looks for: rows in doubt, and pending rows whose lease expired.
+CREATE INDEX IF NOT EXISTS authorizations_unsettled ON authorizations (state, lease_until);
 -- Append-only, MAC-chained audit log (see _audit.py); audit_head is its one-row tip,
 -- updated in every appending transaction, so appends serialize on it on every engine.
 CREATE TABLE IF NOT EXISTS audit (
@@ -121,10 +136,17 @@ def schema(dialect: Dialect) -> list[str]:
 
 # Version 1 -> 2, SQLite only (0.1.0 never ran on PostgreSQL). The audit head is seeded
 # from the last entry; the keyring from the key id that wraps the server's keys.
+# The ledger is rebuilt rather than altered: SQLite cannot widen a CHECK constraint,
+# and version 2 has more states than 1.
 _V1_TO_V2 = """
-ALTER TABLE authorizations ADD COLUMN owner TEXT NOT NULL DEFAULT '';
-ALTER TABLE authorizations ADD COLUMN lease_until REAL NOT NULL DEFAULT 0;
-ALTER TABLE authorizations ADD COLUMN reference TEXT NOT NULL DEFAULT '';
+CREATE TABLE authorizations_v2 (
+{authorizations}
+){strict};
+INSERT INTO authorizations_v2 (key_digest, params_digest, state, result, started_at,
+    completed_at) SELECT key_digest, params_digest, state, result, started_at, completed_at
+    FROM authorizations;
+DROP TABLE authorizations;
+ALTER TABLE authorizations_v2 RENAME TO authorizations;
 """
 
 
@@ -132,7 +154,7 @@ def migrations(dialect: Dialect) -> dict[int, list[str]]:
     """Statements that take a database from version ``n`` to ``n + 1``, by ``n``."""
     if dialect.name != "sqlite":
         return {}
-    return {1: _split(_V1_TO_V2) + schema(dialect)}
+    return {1: _split(dialect.fill(_V1_TO_V2)) + schema(dialect)}
 
 
 def _split(text: str) -> list[str]:

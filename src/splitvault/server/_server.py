@@ -52,6 +52,7 @@ from ._ledger import Ledger
 from ._payments import Payments
 from ._pin_change import PinChange
 from ._postgres import Isolation, PostgresBackend, is_postgres_url
+from ._reconcile import Reconciler, ReconcileReport
 from ._schema import SCHEMA_VERSION
 from ._sql import SqlStore
 from ._sqlite import SqliteBackend
@@ -115,6 +116,8 @@ class ShareServer:
         self._pin_change = PinChange(store, keyring, self._guesses, profile, clock)
         self._payments = Payments(store, keyring, self._keys, self._ledger, self._guesses,
                                   self._authorize, profile, clock, self.worker_id)
+        self._reconciler = Reconciler(store, self._ledger, lambda: self.acquirer, clock,
+                                      self.worker_id, profile.lease_seconds)
         self.refresh()
 
     @classmethod
@@ -228,6 +231,28 @@ class ShareServer:
         rows = list(self._store.audit_rows())
         _audit.verify(rows, self._keys.audit)
         return [_audit.entry_json(row) for row in rows]
+
+    def reconcile(self, *, dry_run: bool = False) -> ReconcileReport:
+        """Settle every payment in doubt with the acquirer (``status``, then ``reverse``
+        if it cannot say): see ``_reconcile.py``. Returns, and logs, counts by outcome;
+        never card data. ``dry_run`` only counts them (as ``manual``). Safe to run on
+        any number of workers at once: each row is claimed by one."""
+        return self._reconciler.run(dry_run=dry_run)
+
+    def payment_state(self, card_id: str, idempotency_key: str) -> str | None:
+        """The ledger state of one payment (``approved``, ``declined``, ``in_doubt``,
+        ``reversed``, ``failed``, ``pending``, ``settling``), or None if never started.
+        For operators and tests; the state alone, never the payment's details."""
+        entry = self._store.ledger_entry(
+            self._ledger.key_digest(check_id(card_id, "card id"), idempotency_key))
+        return None if entry is None else entry.state
+
+    def payment_reference(self, card_id: str, idempotency_key: str) -> str | None:
+        """The acquirer's name for the current attempt of one payment (to look it up
+        in the acquirer's books), or None if never started."""
+        entry = self._store.ledger_entry(
+            self._ledger.key_digest(check_id(card_id, "card id"), idempotency_key))
+        return None if entry is None else entry.reference
 
     def inspector(self) -> ServerInspector:
         """The server as a breach sees it (hazardous; for the attack suite and the lab)."""

@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol, TypeVar, cast
 from .._errors import ConfigurationError
 from ._schema import SCHEMA_VERSION, Dialect, migrations, schema
 from ._store import (
+    SETTLED,
     AuditEvent,
     AuditMac,
     AuditRow,
@@ -30,6 +31,7 @@ from ._store import (
     KeyRecord,
     LedgerEntry,
     LedgerStart,
+    LedgerState,
     PendingCard,
     ProofOutcome,
     Spend,
@@ -465,11 +467,11 @@ class SqlStore:
             if ledger is None:
                 return ProofOutcome("ok")
             if tx.all("INSERT INTO authorizations (key_digest, params_digest, state, "
-                      "started_at, owner, lease_until, reference) "
-                      "VALUES (?, ?, 'pending', ?, ?, ?, ?) "
+                      "result, started_at, owner, lease_until, reference, attempt) "
+                      "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?) "
                       "ON CONFLICT (key_digest) DO NOTHING RETURNING key_digest",
-                      ledger.key, ledger.params_digest, now, ledger.owner, ledger.lease_until,
-                      ledger.reference):
+                      ledger.key, ledger.params_digest, ledger.intent, now, ledger.owner,
+                      ledger.lease_until, ledger.reference, ledger.attempt):
                 return ProofOutcome("ok", ledger="new")
             return ProofOutcome("ok", ledger="recorded", entry=self._entry(tx, ledger.key))
         return self._db.write(go)
@@ -506,12 +508,9 @@ class SqlStore:
 
     @staticmethod
     def _entry(tx: Tx, key: bytes) -> LedgerEntry | None:
-        row = tx.one("SELECT state, params_digest, result, owner, lease_until, reference "
-                     "FROM authorizations WHERE key_digest = ?", key)
-        if row is None:
-            return None
-        return LedgerEntry(key, row[0], bytes(row[1]), None if row[2] is None else bytes(row[2]),
-                           row[3], float(row[4]), row[5])
+        row = tx.one("SELECT key_digest, state, params_digest, result, owner, lease_until, "
+                     "reference, attempt FROM authorizations WHERE key_digest = ?", key)
+        return None if row is None else _ledger_row(row)
 
     def ledger_entry(self, key: bytes) -> LedgerEntry | None:
         return self._db.read(lambda tx: self._entry(tx, key))
@@ -544,4 +543,63 @@ class SqlStore:
             "UPDATE authorizations SET state = 'in_doubt' WHERE key_digest = ? "
             "AND owner = ? AND state = 'pending'", key, owner)))
 
+    def restart_payment(self, start: LedgerStart, after_attempt: int, now: float) -> bool:
+        return bool(self._db.write(lambda tx: tx.run(
+            "UPDATE authorizations SET state = 'pending', result = ?, started_at = ?, "
+            "completed_at = NULL, owner = ?, lease_until = ?, reference = ?, attempt = ? "
+            "WHERE key_digest = ? AND params_digest = ? AND attempt = ? "
+            "AND state IN ('reversed', 'failed')",
+            start.intent, now, start.owner, start.lease_until, start.reference,
+            start.attempt, start.key, start.params_digest, after_attempt)))
 
+    # -- reconciliation --------------------------------------------------------------
+
+    def unsettled(self, now: float, limit: int) -> list[LedgerEntry]:
+        rows = self._db.read(lambda tx: tx.all(
+            "SELECT key_digest, state, params_digest, result, owner, lease_until, "
+            "reference, attempt FROM authorizations "
+            "WHERE state = 'in_doubt' OR (state IN ('pending', 'settling') "
+            "AND lease_until < ?) ORDER BY started_at LIMIT ?", now, limit))
+        return [_ledger_row(row) for row in rows]
+
+    def claim_unsettled(self, key: bytes, owner: str, lease_until: float,
+                        now: float) -> LedgerEntry | None:
+        def go(tx: Tx) -> LedgerEntry | None:
+            # One statement decides: a live lease (the worker still calling the
+            # acquirer, or another reconciler) keeps the row from us.
+            row = tx.one(
+                "UPDATE authorizations SET state = 'settling', owner = ?, lease_until = ? "
+                "WHERE key_digest = ? AND (state = 'in_doubt' OR (state IN ('pending', "
+                "'settling') AND lease_until < ?)) RETURNING key_digest, state, "
+                "params_digest, result, owner, lease_until, reference, attempt",
+                owner, lease_until, key, now)
+            return None if row is None else _ledger_row(row)
+        return self._db.write(go)
+
+    def settle_payment(self, key: bytes, owner: str, state: LedgerState, result: bytes | None,
+                       now: float, events: Sequence[AuditEvent]) -> bool:
+        if state not in SETTLED:
+            raise ValueError("a payment is settled as approved, declined, reversed or failed")
+
+        def go(tx: Tx) -> bool:
+            if not tx.run("UPDATE authorizations SET state = ?, result = COALESCE(?, result), "
+                          "completed_at = ?, owner = '', lease_until = 0 "
+                          "WHERE key_digest = ? AND state = 'settling' AND owner = ?",
+                          state, result, now, key, owner):
+                return False
+            for event in events:
+                self._append(tx, event, now)
+            return True
+        return self._db.write(go)
+
+    def release_claim(self, key: bytes, owner: str) -> bool:
+        return bool(self._db.write(lambda tx: tx.run(
+            "UPDATE authorizations SET state = 'in_doubt' WHERE key_digest = ? "
+            "AND state = 'settling' AND owner = ?", key, owner)))
+
+
+def _ledger_row(row: Row) -> LedgerEntry:
+    # The columns of every ledger SELECT above, in this order.
+    return LedgerEntry(bytes(row[0]), row[1], bytes(row[2]),
+                       None if row[3] is None else bytes(row[3]), row[4], float(row[5]),
+                       row[6], int(row[7]))

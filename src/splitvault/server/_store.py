@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 __all__ = [
+    "RETRYABLE",
+    "SETTLED",
     "AuditEvent",
     "AuditMac",
     "AuditRow",
@@ -37,6 +39,7 @@ __all__ = [
     "KeyRecord",
     "LedgerEntry",
     "LedgerStart",
+    "LedgerState",
     "PendingCard",
     "ProofOutcome",
     "Spend",
@@ -114,26 +117,44 @@ class Spend:
     guesses_used: int = 0
 
 
+LedgerState = Literal["pending", "in_doubt", "settling", "approved", "declined", "reversed",
+                      "failed"]
+"""A ledger row's life: ``pending`` (a worker holds the lease and calls the acquirer)
+-> ``approved`` | ``declined``, or -> ``in_doubt`` (the outcome is unknown) ->
+``settling`` (a reconciler holds it) -> ``approved`` | ``declined`` | ``failed`` (the
+acquirer never saw it) | ``reversed``. ``failed`` and ``reversed`` took no money, so the
+next retry may charge once, under a new attempt and reference."""
+
+SETTLED: frozenset[str] = frozenset({"approved", "declined", "reversed", "failed"})
+RETRYABLE: frozenset[str] = frozenset({"reversed", "failed"})
+"""Settled states that took no money and let a retry charge (under a new attempt)."""
+
+
 @dataclass(frozen=True)
 class LedgerEntry:
     key: bytes
-    state: Literal["pending", "in_doubt", "approved", "declined"]
+    state: LedgerState
     params_digest: bytes
     result: bytes | None = field(repr=False)
     owner: str
     lease_until: float
     reference: str
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
 class LedgerStart:
-    """The pending row a verified payment writes, in the same transaction as its proof."""
+    """The pending row a verified payment writes, in the same transaction as its proof.
+    ``intent``: the payment's details, wrapped, so that a reconciler can record its
+    outcome later without the card."""
 
     key: bytes
     params_digest: bytes
     owner: str
     lease_until: float
     reference: str
+    intent: bytes | None = field(default=None, repr=False)
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -302,6 +323,38 @@ class Store(Protocol):
     def abandon_payment(self, key: bytes, owner: str) -> bool: ...
 
     def mark_in_doubt(self, key: bytes, owner: str | None, now: float) -> bool: ...
+
+    def restart_payment(self, start: LedgerStart, after_attempt: int, now: float) -> bool:
+        """A retry of a ``reversed`` or ``failed`` key: the row becomes ``pending`` under
+        ``start`` (its new attempt and reference), only if it is still at
+        ``after_attempt`` in one of those states (compare-and-set: one retry wins)."""
+        ...
+
+    # -- reconciliation --------------------------------------------------------------
+
+    def unsettled(self, now: float, limit: int) -> list[LedgerEntry]:
+        """Rows a reconciler should settle: ``in_doubt``, and ``pending`` or
+        ``settling`` rows whose lease expired before ``now``."""
+        ...
+
+    def claim_unsettled(self, key: bytes, owner: str, lease_until: float,
+                        now: float) -> LedgerEntry | None:
+        """Take one unsettled row for a reconciler (it becomes ``settling`` under
+        ``owner``'s lease); None if it is settled, or held by a live lease. Once
+        claimed, the worker that started it can no longer record into it."""
+        ...
+
+    def settle_payment(self, key: bytes, owner: str, state: LedgerState, result: bytes | None,
+                       now: float, events: Sequence[AuditEvent]) -> bool:
+        """Record a reconciler's outcome on a row it holds (compare-and-set on
+        ``settling`` and ``owner``), with its audit events, in one transaction."""
+        ...
+
+    def release_claim(self, key: bytes, owner: str) -> bool:
+        """Give a held row back (``settling`` -> ``in_doubt``) when the acquirer could
+        not be asked; the next reconciliation tries again."""
+        ...
+
 
     # -- audit -----------------------------------------------------------------------
 

@@ -1,0 +1,183 @@
+"""Reconciliation: settle every payment in doubt with the acquirer's books.
+
+A payment is in doubt when the acquirer may have taken the money but we do not know
+(a timeout, a lost reply, a crash, a result we could not record). It is never charged
+again blindly; instead, for each such row, one reconciler (of any number running, on
+any host) claims it (``Store.claim_unsettled``: a lease, so the worker that started it
+can no longer record into it), asks ``status(reference)``, and records:
+
+- ``approved``  -> approved, with the acquirer's approval code;
+- ``declined``  -> declined, with its reason;
+- ``not_found`` -> failed: nothing was taken, and the next retry may charge once;
+- ``unknown`` (or a malformed answer) -> ``reverse(reference)``, then reversed: the
+  same as failed, after making sure.
+
+If ``status`` or ``reverse`` raises, the row goes back to ``in_doubt`` for the next
+run. An acquirer without ``status`` and ``reverse`` (0.1.0's four-argument one) cannot
+be asked: its rows are counted as ``manual`` and left in doubt for an operator.
+
+The report holds counts only: never a card, an amount or a merchant.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
+
+from .._errors import TamperedData
+from ._acquirer import AcquirerStatus, Settler, settler
+from ._store import AuditEvent, LedgerEntry, LedgerState, Store
+
+if TYPE_CHECKING:
+    from ._ledger import Ledger
+
+__all__ = ["BATCH", "ReconcileReport", "Reconciler", "background"]
+
+BATCH = 500
+"""Rows one run settles at most: bounds a run's duration; the next run takes the rest."""
+log = logging.getLogger("splitvault.reconcile")
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """What one reconciliation did, by outcome. ``left`` is what is still in doubt:
+    ``manual`` (the acquirer cannot be asked), ``errors`` (asking failed; retried next
+    run) and ``busy`` (another reconciler or a live worker holds the row)."""
+
+    examined: int = 0
+    approved: int = 0
+    declined: int = 0
+    failed: int = 0
+    reversed: int = 0
+    manual: int = 0
+    errors: int = 0
+    busy: int = 0
+
+    @property
+    def settled(self) -> int:
+        return self.approved + self.declined + self.failed + self.reversed
+
+    @property
+    def left(self) -> int:
+        return self.manual + self.errors + self.busy
+
+    def as_dict(self) -> dict[str, int]:
+        return {**asdict(self), "settled": self.settled, "left": self.left}
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{v} {k}" for k, v in asdict(self).items()
+                          if k != "examined" and v)
+        return f"reconciled {self.examined} payment(s) in doubt" + (f": {parts}" if parts
+                                                                      else "")
+
+
+class Reconciler:
+    """Settles payments in doubt. ``acquirer`` is looked up on each run (the server's
+    may be swapped); ``owner`` names this reconciler's leases; ``lease`` seconds."""
+
+    def __init__(self, store: Store, ledger: Ledger, acquirer: Callable[[], object],
+                 clock: Callable[[], float], owner: str, lease: float) -> None:
+        self._store = store
+        self._ledger = ledger
+        self._acquirer = acquirer
+        self._clock = clock
+        self._owner = f"reconcile:{owner}"
+        self._lease = lease
+
+    def run(self, *, limit: int = BATCH, dry_run: bool = False) -> ReconcileReport:
+        rows = self._store.unsettled(self._clock(), limit)
+        settle = None if dry_run else settler(self._acquirer())
+        counts = {"examined": len(rows)}
+        for entry in rows:
+            outcome = "manual" if settle is None else self._settle(entry, settle)
+            counts[outcome] = counts.get(outcome, 0) + 1
+        report = ReconcileReport(**counts)
+        if rows:
+            log.info("%s", report)
+        return report
+
+    def _settle(self, entry: LedgerEntry, settle: Settler) -> str:
+        now = self._clock()
+        held = self._store.claim_unsettled(entry.key, self._owner, now + self._lease, now)
+        if held is None:
+            return "busy"
+        reference = held.reference
+        try:
+            status = settle.status(reference)
+        except Exception:  # the acquirer's text is not ours to log (it could hold anything)
+            self._store.release_claim(held.key, self._owner)
+            return "errors"
+        if not isinstance(status, AcquirerStatus) or (
+                status.state == "approved" and not _printable(status.approval_code)):
+            status = AcquirerStatus.unknown()  # malformed: as unknown, so reversed
+        if status.state == "unknown":
+            try:
+                settle.reverse(reference)
+            except Exception:
+                self._store.release_claim(held.key, self._owner)
+                return "errors"
+        return self._record(held, status)
+
+    def _record(self, held: LedgerEntry, status: AcquirerStatus) -> str:
+        state: LedgerState
+        result: bytes | None = None
+        events = []
+        if status.state in ("approved", "declined"):
+            try:
+                intent = self._ledger.open_result(held)
+            except TamperedData:
+                # A row from before intents were kept (or damaged): the acquirer's
+                # answer cannot be written down faithfully; an operator must.
+                self._store.release_claim(held.key, self._owner)
+                return "manual"
+            if status.state == "approved":
+                state = "approved"
+                final = replace(intent, approved=True, decline_reason=None,
+                                approval_code=_printable(status.approval_code))
+            else:
+                state = "declined"
+                final = replace(intent, decline_reason=_printable(status.decline_reason)
+                                or "declined")
+            result = self._ledger.seal_result(held.key, final)
+        elif status.state == "not_found":
+            state = "failed"
+        else:
+            state = "reversed"
+            events.append(AuditEvent("reversed", "", {"reference": held.reference}))
+        events.append(AuditEvent("reconciled", "", {"reference": held.reference,
+                                                    "outcome": state}))
+        if not self._store.settle_payment(held.key, self._owner, state, result,
+                                          self._clock(), events):
+            return "busy"  # our lease ran out and another reconciler took the row
+        return state
+
+
+def background(run: Callable[[], object], every: float) -> Callable[[], None]:
+    """Call ``run`` every ``every`` seconds on a daemon thread until the returned stop
+    function is called (it waits for a run in progress, so the caller may then close
+    the server). A failing run is logged by type and retried next time."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            try:
+                run()
+            except Exception as exc:
+                log.warning("reconciliation failed: %s", type(exc).__name__)
+
+    thread = threading.Thread(target=loop, name="splitvault-reconcile", daemon=True)
+    thread.start()
+
+    def halt() -> None:
+        stop.set()
+        thread.join()
+    return halt
+
+
+def _printable(text: object) -> str:
+    if not isinstance(text, str):
+        return ""
+    return "".join(ch for ch in text if ch.isprintable())[:64].strip()
