@@ -212,6 +212,40 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    """Settle the payments in doubt with the acquirer the servers use (``--acquirer``);
+    without one, only count them: an acquirer made up here (a fresh simulated one)
+    has empty books and would call every payment not found."""
+    with _operator_server(args) as server:
+        if args.acquirer:
+            server.acquirer = _load_acquirer(args.acquirer)
+        report = server.reconcile(dry_run=not args.acquirer)
+    if args.json:
+        print(json.dumps(report.as_dict(), sort_keys=True))
+    else:
+        print(report)
+        if not args.acquirer and report.examined:
+            print("nothing settled: pass --acquirer MODULE:NAME (the acquirer the servers "
+                  "use) to settle them")
+    return 0
+
+
+def _load_acquirer(spec: str) -> Any:
+    """``module:name``: the object, or what calling it returns (a class or factory)."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ConfigurationError("--acquirer must be MODULE:NAME, e.g. mygateway:Acquirer")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise ConfigurationError(f"cannot load the acquirer {spec}") from None
+    if isinstance(found, type) or (callable(found) and not hasattr(found, "authorize")):
+        return found()
+    return found
+
+
 def _audit(args: argparse.Namespace) -> int:
     with _operator_server(args) as server:
         if args.json:
@@ -388,6 +422,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print every entry as one JSON object per line (seq, event, "
                        "card_id, at, detail) after verifying the chain; exit 1 if broken")
     audit.set_defaults(func=_audit)
+
+    rec = sub.add_parser("reconcile", help="settle payments in doubt with the acquirer "
+                         "(status, else reverse); prints counts by outcome")
+    rec.add_argument("--db", default=_env("DB"), required=_env("DB") is None,
+                     help="the server database: a SQLite file or a postgresql:// URL "
+                     "(env SPLITVAULT_DB)")
+    _key_options(rec, "its key-encryption key file, to record settled results")
+    rec.add_argument("--acquirer", default=_env("ACQUIRER"),
+                     help="MODULE:NAME of the acquirer the servers use (an object, or a "
+                     "class or factory to call); without it payments in doubt are only "
+                     "counted (env SPLITVAULT_ACQUIRER)")
+    rec.add_argument("--json", action="store_true", help="print the report as JSON")
+    rec.set_defaults(func=_reconcile)
 
     bench = sub.add_parser("bench", help="measure throughput and latency against the "
                            "crypto floor")

@@ -3,7 +3,9 @@ payment reported as failed, and none is taken twice (issue 11)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -257,3 +259,72 @@ def test_original_worker_cannot_record_after_a_reconciler_claims(
     finally:
         device.close()
         server.close()
+
+
+def test_cli_reconcile_counts_then_settles_with_the_acquirer(
+    tmp_path: Path, card: sv.Card, pin: sv.Pin, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``splitvault reconcile`` without --acquirer only counts (a made-up acquirer's
+    empty books would call everything not found); with it, settles."""
+    from splitvault.cli import main
+
+    db = tmp_path / "s.db"
+    server = sv.ShareServer.open(db, acquirer=SimulatedAcquirer(faults=["timeout"]))
+    device = sv.Device.open(tmp_path / "d.db", server=server, kdf=sv.KdfProfile.TEST_ONLY)
+    card_id = device.enroll(card, pin)
+    with pytest.raises(sv.PaymentInDoubt):
+        pay(device, card_id, pin)
+    device.close()
+    server.close()
+    args = ["reconcile", "--db", str(db), "--kek-file", f"{db}.kek"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "1 manual" in out and "--acquirer" in out
+    (tmp_path / "gateway_for_test.py").write_text(
+        "import splitvault as sv\n"
+        "class Gateway:\n"
+        "    def authorize(self, card, amount, currency, merchant, reference): return 'X'\n"
+        "    def status(self, reference): return sv.AcquirerStatus.unknown()\n"
+        "    def reverse(self, reference): return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main([*args, "--acquirer", "gateway_for_test:Gateway", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["reversed"] == 1 and report["left"] == 0
+    assert main([*args, "--acquirer", "nowhere"]) == 2
+    with sv.ShareServer.open(db) as reopened:
+        assert reopened.payment_state(card_id, "order-1") == "reversed"
+
+
+def test_background_reconciliation_runs_and_stops() -> None:
+    from splitvault.server._reconcile import background, reconcile_every
+
+    runs: list[int] = []
+    done = threading.Event()
+
+    def run() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise RuntimeError("database gone")  # logged, and the loop goes on
+        done.set()
+    stop = background(run, 0.01)
+    assert done.wait(10)
+    stop()
+    count = len(runs)
+    done.clear()
+    assert not done.wait(0.05) and len(runs) == count  # stopped for good
+    assert reconcile_every("0") == 0 and reconcile_every("2.5") == 2.5
+    for bad in ("-1", "soon", "nan", "inf"):
+        with pytest.raises(sv.ConfigurationError):
+            reconcile_every(bad)
+
+
+def test_serve_has_reconcile_every() -> None:
+    import argparse
+
+    from splitvault.server._serve import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(["--reconcile-every", "5"]).reconcile_every == "5"
+    assert float(parser.parse_args([]).reconcile_every) > 0

@@ -27,17 +27,21 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
-from .._errors import TamperedData
+from .._errors import ConfigurationError, TamperedData
 from ._acquirer import AcquirerStatus, Settler, settler
 from ._store import AuditEvent, LedgerEntry, LedgerState, Store
 
 if TYPE_CHECKING:
     from ._ledger import Ledger
 
-__all__ = ["BATCH", "ReconcileReport", "Reconciler", "background"]
+__all__ = ["BATCH", "RECONCILE_EVERY", "ReconcileReport", "Reconciler", "background",
+           "reconcile_every"]
 
 BATCH = 500
 """Rows one run settles at most: bounds a run's duration; the next run takes the rest."""
+RECONCILE_EVERY = 60.0
+"""Seconds between background runs in ``splitvault serve``: a payment in doubt is
+settled within about a minute plus its lease, and an idle run costs one indexed read."""
 log = logging.getLogger("splitvault.reconcile")
 
 
@@ -175,6 +179,18 @@ def background(run: Callable[[], object], every: float) -> Callable[[], None]:
         stop.set()
         thread.join()
     return halt
+
+
+def reconcile_every(value: str | float) -> float:
+    """The ``--reconcile-every`` value: seconds, 0 for never."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ConfigurationError(
+            f"--reconcile-every must be a number of seconds (0 for never), got {value!r}")
+    return seconds
 
 
 def _printable(text: object) -> str:

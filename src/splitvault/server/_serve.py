@@ -60,6 +60,7 @@ from ._kek import Kek
 from ._limits import DEFAULT as DEFAULT_LIMITS
 from ._limits import ServeLimits, guarded_protocol
 from ._ratelimit import DEFAULT_BURST, DEFAULT_RATE, RateLimiter
+from ._reconcile import RECONCILE_EVERY, background, reconcile_every
 from ._server import ShareServer
 from ._workers import MAX_WORKERS, Refresher, supervise
 
@@ -122,6 +123,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="worker processes sharing the listening socket; each is a full server, and "
              "with PostgreSQL any number of them on any number of hosts act as one "
              "(default 1; env SPLITVAULT_WORKERS)")
+    add("--reconcile-every", default=_env("RECONCILE_EVERY", str(RECONCILE_EVERY)),
+        help=f"seconds between settling payments in doubt with the acquirer, 0 for never "
+             f"(default {RECONCILE_EVERY:g}; env SPLITVAULT_RECONCILE_EVERY)")
     add("--log-level", default=_env("LOG_LEVEL", "info"),
         choices=("debug", "info", "warning", "error"),
         help="JSON logs on stderr at this level (env SPLITVAULT_LOG_LEVEL)")
@@ -166,6 +170,7 @@ def _serve_one(args: argparse.Namespace, sock: socket.socket, limits: ServeLimit
                ssl_files: tuple[str, str] | None, *, announce: bool = True) -> int:
     """One worker: a ShareServer and a uvicorn server on the shared listening socket."""
     try:
+        every = reconcile_every(args.reconcile_every)
         server = ShareServer.open(args.db, kek_file=kek_file, kek=args.kek,
                                   profile=_profile(args))
     except VaultError as exc:
@@ -192,11 +197,14 @@ def _serve_one(args: argparse.Namespace, sock: socket.socket, limits: ServeLimit
     if announce:
         _announce(sock, ssl_files, 1)
     refresher.start()
+    # Stopped before the server closes: a run in progress finishes on live keys.
+    stop_reconciling = background(server.reconcile, every) if every else lambda: None
     try:
         with _quiet_signals():
             _DrainingServer(config, guard).run(sockets=[sock])
     finally:
         sock.close()
+        stop_reconciling()
         refresher.stop()
         closed = _close_when_idle(app.in_flight.wait_idle, server)
     return 0 if closed else 1
