@@ -9,6 +9,7 @@ benchmarks/README.md.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 from .core import count_operations, render, run
@@ -28,6 +29,8 @@ def run_all(*, quick: bool = False, http: bool = True, keypad: bool = True,
     """Every benchmark in one run; the parts that compare against in-process figures get
     the in-process result measured here. A part left out, or one that cannot run here
     (no PostgreSQL), is ``{"skipped": reason}``."""
+    # Other work on the machine moves every figure: say how busy it was.
+    load_before = _load_average()
     result: dict[str, Any] = {"core": run(seconds=0.5 if quick else 3.0,
                                           interactive_runs=2 if quick else 5)}
     left_out = {"keypad": None if keypad else "--no-keypad",
@@ -48,11 +51,24 @@ def run_all(*, quick: bool = False, http: bool = True, keypad: bool = True,
         if name == "scale" and scale_10m and not quick:
             kwargs["sizes"] = module.SIZES_10M
         result[name] = module.run(**kwargs)
+    result["load_average"] = {"before": load_before, "after": _load_average()}
     return result
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average (runnable processes, all users), None where unknown."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def render_all(result: dict[str, Any]) -> str:
     parts = [render(result["core"])]
+    load = result.get("load_average")
+    if load is not None:
+        parts[0] += (f"\n  machine load (1-minute average, all users) before / after the run: "
+                     f"{load['before']} / {load['after']}")
     for name, (module_name, _, _) in _PARTS.items():
         if name not in result:
             continue
