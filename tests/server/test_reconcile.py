@@ -328,3 +328,21 @@ def test_serve_has_reconcile_every() -> None:
     add_arguments(parser)
     assert parser.parse_args(["--reconcile-every", "5"]).reconcile_every == "5"
     assert float(parser.parse_args([]).reconcile_every) > 0
+
+
+def test_unavailable_on_a_later_attempt_never_reuses_a_reversed_reference(
+    device: sv.Device, server: sv.ShareServer, card_id: str, pin: sv.Pin
+) -> None:
+    """Found by the invariant test: reversed, then the retry's acquirer is unavailable;
+    the next retry must move on to a third reference, never charge the first again."""
+    acquirer = UnknownStatus(faults=["timeout", "unavailable"])
+    server.acquirer = acquirer
+    with pytest.raises(sv.PaymentInDoubt):
+        pay(device, card_id, pin)
+    assert server.reconcile().reversed == 1
+    with pytest.raises(sv.AcquirerUnavailable):
+        pay(device, card_id, pin)
+    assert server.payment_state(card_id, "order-1") == "failed"
+    assert pay(device, card_id, pin).approved
+    assert all(b.charges == 1 for b in acquirer.statement())
+    assert sum(b.net for b in acquirer.statement()) == 12000

@@ -587,3 +587,20 @@ def test_concurrent_restarts_one_winner(store: SqlStore) -> None:
     for t in threads:
         t.join()
     assert wins.count(True) == 1
+
+
+def test_abandoned_later_attempt_stays_failed(store: SqlStore) -> None:
+    """An acquirer-unavailable answer on attempt 1 must not restart the key at attempt
+    0, whose reference may have been charged and reversed."""
+    key = _pending(store)
+    store.mark_in_doubt(key, "w1", NOW)
+    store.claim_unsettled(key, "rec", NOW + 30, NOW)
+    store.settle_payment(key, "rec", "reversed", None, NOW, [])
+    assert store.restart_payment(LedgerStart(key, b"p" * 32, "w2", NOW + 60, "sv-1", b"i", 1),
+                                 0, NOW)
+    assert not store.abandon_payment(key, "w1")  # not the owner
+    assert store.abandon_payment(key, "w2")
+    entry = store.ledger_entry(key)
+    assert (entry.state, entry.attempt) == ("failed", 1)
+    assert store.restart_payment(LedgerStart(key, b"p" * 32, "w3", NOW + 60, "sv-2", b"i", 2),
+                                 1, NOW)

@@ -36,6 +36,7 @@ from . import (
     hostile_server,
     incidents,
     leakage,
+    money,
     protocol,
     server_breach,
     shutdown,
@@ -76,6 +77,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(12, "hostile-server", "Hostile server", hostile_server.run, False),
     Scenario(13, "slow-clients", "Slow clients", slow_clients.run, True),
     Scenario(14, "shutdown", "Shutdown under load", shutdown.run, False),
+    Scenario(16, "money-taken", "Money taken for a failed payment", money.run, False),
 )
 
 

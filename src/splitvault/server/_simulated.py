@@ -5,10 +5,13 @@ by reference as a real gateway does, and injects faults, scripted or seeded-rand
 every kind that makes a payment's outcome hard to know:
 
 - ``authorize``: ``unavailable`` (refused *before* charging: ``AcquirerUnavailable``),
-  ``timeout`` (charged, then ``TimeoutError``), ``lost`` (charged, then the reply is
-  lost: ``ConnectionResetError``), ``malformed`` (charged, then an answer that is not
+  ``dropped`` (the request is lost before charging, and nobody says so:
+  ``ConnectionError``; the books never see it), ``timeout`` (charged, then
+  ``TimeoutError``), ``lost`` (charged, then the reply is lost:
+  ``ConnectionResetError``), ``malformed`` (charged, then an answer that is not
   an approval code), ``slow`` (answers normally, late);
-- ``status``: ``error`` (raises, nothing said), ``slow``;
+- ``status``: ``error`` (raises, nothing said), ``unknown`` (the books cannot say
+  yet), ``slow``;
 - ``reverse``: ``error`` (raises before reversing), ``lost`` (reverses, then raises),
   ``slow``.
 
@@ -37,8 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["AUTHORIZE_FAULTS", "REVERSE_FAULTS", "STATUS_FAULTS", "AcquirerCall", "Booking",
            "SimulatedAcquirer"]
 
-AUTHORIZE_FAULTS = ("unavailable", "timeout", "lost", "malformed", "slow")
-STATUS_FAULTS = ("error", "slow")
+AUTHORIZE_FAULTS = ("unavailable", "dropped", "timeout", "lost", "malformed", "slow")
+STATUS_FAULTS = ("error", "unknown", "slow")
 REVERSE_FAULTS = ("error", "lost", "slow")
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
@@ -126,6 +129,8 @@ class SimulatedAcquirer:
         try:
             if fault == "unavailable":
                 raise AcquirerUnavailable()
+            if fault == "dropped":
+                raise ConnectionError("connection dropped")
             if card.is_expired(self._today or date.today()):
                 self._decline(reference, amount, currency, "card expired")
             if amount > self.limit:
@@ -158,6 +163,8 @@ class SimulatedAcquirer:
         fault = self._fault("status")
         if fault == "error":
             raise ConnectionError("status inquiry failed")
+        if fault == "unknown":
+            return AcquirerStatus.unknown()
         with self._lock:
             booking = self._books.get(reference)
         if booking is None:

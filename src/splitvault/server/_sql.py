@@ -530,9 +530,18 @@ class SqlStore:
         return self._db.write(go)
 
     def abandon_payment(self, key: bytes, owner: str) -> bool:
-        return bool(self._db.write(lambda tx: tx.run(
-            "DELETE FROM authorizations WHERE key_digest = ? AND owner = ? "
-            "AND state = 'pending'", key, owner)))
+        def go(tx: Tx) -> bool:
+            # A first attempt is forgotten, so the retry is a new payment. A later one
+            # becomes 'failed' instead: deleting it would restart the key at attempt 0,
+            # whose reference may have been charged and reversed (the invariant test
+            # found that: the same reference charged twice).
+            return bool(tx.run("DELETE FROM authorizations WHERE key_digest = ? "
+                               "AND owner = ? AND state = 'pending' AND attempt = 0",
+                               key, owner)
+                        or tx.run("UPDATE authorizations SET state = 'failed', owner = '', "
+                                  "lease_until = 0 WHERE key_digest = ? AND owner = ? "
+                                  "AND state = 'pending' AND attempt > 0", key, owner))
+        return self._db.write(go)
 
     def mark_in_doubt(self, key: bytes, owner: str | None, now: float) -> bool:
         if owner is None:  # a retry finding an expired lease
