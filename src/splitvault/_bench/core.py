@@ -790,7 +790,8 @@ def render(result: dict[str, Any]) -> str:
         f"floor performs the operations of one authorization: "
         f"{matches[result['counts']['floor_matches']]}"
         + ("" if per_auth is None else f" ({sum(per_auth.values())} library calls and SQL "
-                                       f"statements, {per_auth.get('SQL COMMIT', 0)} COMMITs)"),
+                                       f"statements, {per_auth.get('SQL BEGIN IMMEDIATE', 0)} "
+                                       "durable commits)"),
     ]
     return "\n".join(lines)
 
