@@ -31,6 +31,7 @@ from ._errors import (
 )
 from ._pin import Pin
 from ._profiles import KdfProfile, PinPolicy, ServerProfile
+from ._version import __version__ as __version__
 from .device import Device
 from .device._async import AsyncDevice
 from .server import (
@@ -41,8 +42,6 @@ from .server import (
     ShareServer,
     SimulatedAcquirer,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Acquirer",

@@ -35,7 +35,7 @@ def _version() -> str:
     try:
         return metadata.version("splitvault")
     except metadata.PackageNotFoundError:  # running from a source tree, not installed
-        from . import __version__
+        from ._version import __version__
 
         return __version__
 

@@ -50,8 +50,7 @@ class AsgiBridge(httpx.BaseTransport):
 
 def http_service(server: ShareServer) -> tuple[ShareService, AsgiBridge]:
     """An ``HttpShareService`` reaching ``server`` through its real HTTP app."""
-    from ..device._http import HttpShareService
-    from ..server._http import create_app
+    from ..hazmat import HttpShareService, create_app
 
     bridge = AsgiBridge(create_app(server, limiter=None))
     service = HttpShareService("http://127.0.0.1", transport=bridge, connect_retries=0)

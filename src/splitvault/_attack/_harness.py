@@ -33,7 +33,7 @@ from .._pin import Pin
 from .._profiles import KdfProfile, ServerProfile
 from .._protocol import ShareService
 from ..device import Device
-from ..device._store import DeviceStore
+from ..hazmat import DeviceStore
 from ..server import ShareServer, SimulatedAcquirer
 from ._recorder import Recorder
 
@@ -193,7 +193,7 @@ class Lab:
 
     def _service(self, over_http: bool) -> ShareService:
         if self.url is not None:
-            from ..device._http import HttpShareService
+            from ..hazmat import HttpShareService
 
             return HttpShareService(self.url, pin_sha256=self.pin_sha256)
         if self.server is None:

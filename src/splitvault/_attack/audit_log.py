@@ -22,8 +22,8 @@ import contextlib
 from collections.abc import Iterator
 
 from .. import _errors
+from ..hazmat import ServerInspector
 from ..server import ShareServer, _audit
-from ..server._inspect import ServerInspector
 from ._harness import (
     OTHER_PIN,
     AttackResult,

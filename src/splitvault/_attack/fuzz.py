@@ -226,7 +226,7 @@ def _http_attack(name: str, service: Any, examples: int, *,
 
 
 def _remote_attack(url: str, pin_sha256: str | None, examples: int) -> AttackResult:
-    from ..device._http import HttpShareService
+    from ..hazmat import HttpShareService
 
     service = HttpShareService(url, pin_sha256=pin_sha256)
     try:
@@ -239,7 +239,7 @@ def _reply_attack(examples: int) -> AttackResult:
     from hypothesis import strategies as st
 
     from .._http_api import ROUTES
-    from ..device._http import _reply
+    from ..hazmat import decode_reply
 
     strategy = st.tuples(st.sampled_from(ROUTES), st.integers(100, 599),
                          st.one_of(st.binary(max_size=200),
@@ -248,7 +248,7 @@ def _reply_attack(examples: int) -> AttackResult:
     known = [(authorize, 200, body) for message, body in _known_bodies()
              if message.name == "Authorization"]
     return _fuzz("device's decoder of server replies", strategy,
-                 lambda t: _reply(t[0], t[1], t[2]), (_errors.VaultError,), examples,
+                 lambda t: decode_reply(t[0], t[1], t[2]), (_errors.VaultError,), examples,
                  known=known, show=lambda t: f"{t[0].method} {t[1]} ...{t[2][-100:]!r}")
 
 
@@ -270,7 +270,7 @@ def _parser_attacks(examples: int, root: Path) -> list[AttackResult]:
         Card._from_record(data)
 
     def kek(data: bytes) -> None:
-        from ..server._kek import Kek
+        from ..hazmat import Kek
 
         path = root / "fuzz.kek"
         path.unlink(missing_ok=True)

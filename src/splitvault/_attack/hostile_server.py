@@ -24,7 +24,7 @@ import threading
 from dataclasses import dataclass, field
 
 from .. import _errors
-from ..device._http import HttpShareService
+from ..hazmat import HttpShareService
 from ._harness import AttackResult, Deployment, Lab, Options, guarded
 
 __all__ = ["TrickleServer", "run", "trickle_body", "trickle_headers"]

@@ -66,7 +66,7 @@ class _Capture(logging.Handler):
         self._text = logging.Formatter("%(levelname)s %(name)s %(message)s")
         self._json: logging.Formatter | None = None
         with contextlib.suppress(ImportError):
-            from ..server._access import JsonFormatter
+            from ..hazmat import JsonFormatter
 
             self._json = JsonFormatter()
 

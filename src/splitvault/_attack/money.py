@@ -33,8 +33,8 @@ from .._card import Card
 from .._pin import Pin
 from .._profiles import KdfProfile
 from ..device import Device
+from ..hazmat import SimulatedAcquirer
 from ..server import ShareServer
-from ..server._simulated import SimulatedAcquirer
 from ._harness import PIN, AttackResult, Deployment, Options, guarded
 
 __all__ = ["Schedule", "check_schedule", "run"]

@@ -26,7 +26,7 @@ from .._protocol import pin_input
 from ..crypto import oprf
 from ..crypto.memory import wipe
 from ..crypto.signing import public_key
-from ..device._pinkey import derive_pin_seed
+from ..hazmat import derive_pin_seed
 from ..server import Kek, open_store
 from ._flows import KOREAN_HOLDER, complete_flows
 from ._harness import HOLDER, PAN, PIN, SECOND_PAN, AttackResult, Deployment, Lab, Options, guarded

@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .. import _errors
-from ..device._http import HttpShareService
+from ..hazmat import HttpShareService
 from ..server import Kek
 from ._harness import AttackResult, Deployment, Lab, Options, guarded
 

@@ -89,9 +89,8 @@ from .._card import Card
 from .._pin import Pin
 from .._profiles import KdfProfile
 from ..device import Device, _pinkey
+from ..hazmat import SqliteBackend, SqlStore, Tx
 from ..server import ShareServer
-from ..server._sql import SqlStore, Tx
-from ..server._sqlite import SqliteBackend
 
 __all__ = ["count_operations", "render", "run"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import __version__
 from .._http_api import COMMON_ERRORS, ROUTES, STATUS, Route
+from .._version import __version__
 from .._wire import MESSAGES
 
 __all__ = ["openapi_document"]

@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
 from .._card import Card
-from ..device._device import MAX_PHRASE
+from ..hazmat import MAX_PHRASE
 from ._base import DemoScreen
 from ._widgets import ErrorLine
 

@@ -1,0 +1,86 @@
+"""Hazardous materials: the protocol's internals, for the attack suite, the benchmarks,
+the demo's security lab and tests. Like ``cryptography.hazmat``: an app never needs
+anything here, and misusing it can leak what the public API protects.
+
+Everything is re-exported lazily from the private module that owns it, so importing
+this module loads nothing heavy, and the owners stay free to move code: a name here
+is the stable one. What is here:
+
+- the device's PIN glue (``BlindedPin``, ``derive_pin_seed``) and its stored card
+  (``DeviceStore``, ``DeviceCard``), which an attacker who copies the device's files has;
+- the HTTP client and app (``HttpShareService``, ``create_app``, ``JsonFormatter``);
+- the server's store (``SqlStore``, ``SqliteBackend``, ``Tx``, ``open_store``), its
+  inspector (``ServerInspector``) and its key file (``Kek``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the real names, for type checkers; at run time they load lazily
+    from .device._device import MAX_PHRASE
+    from .device._http import HttpShareService
+    from .device._http import _reply as decode_reply
+    from .device._pinkey import BlindedPin, derive_pin_seed
+    from .device._store import DeviceCard, DeviceStore
+    from .server._access import JsonFormatter
+    from .server._http import create_app
+    from .server._inspect import ServerInspector
+    from .server._kek import Kek
+    from .server._server import open_store
+    from .server._simulated import SimulatedAcquirer
+    from .server._sql import SqlStore, Tx
+    from .server._sqlite import SqliteBackend
+
+__all__ = [
+    "MAX_PHRASE",
+    "BlindedPin",
+    "DeviceCard",
+    "DeviceStore",
+    "HttpShareService",
+    "JsonFormatter",
+    "Kek",
+    "ServerInspector",
+    "SimulatedAcquirer",
+    "SqlStore",
+    "SqliteBackend",
+    "Tx",
+    "create_app",
+    "decode_reply",
+    "derive_pin_seed",
+    "open_store",
+]
+
+_WHERE = {
+    "BlindedPin": ("splitvault.device._pinkey", "BlindedPin"),
+    "derive_pin_seed": ("splitvault.device._pinkey", "derive_pin_seed"),
+    "DeviceStore": ("splitvault.device._store", "DeviceStore"),
+    "DeviceCard": ("splitvault.device._store", "DeviceCard"),
+    "MAX_PHRASE": ("splitvault.device._device", "MAX_PHRASE"),
+    "HttpShareService": ("splitvault.device._http", "HttpShareService"),
+    "decode_reply": ("splitvault.device._http", "_reply"),
+    "create_app": ("splitvault.server._http", "create_app"),
+    "JsonFormatter": ("splitvault.server._access", "JsonFormatter"),
+    "SqlStore": ("splitvault.server._sql", "SqlStore"),
+    "Tx": ("splitvault.server._sql", "Tx"),
+    "SqliteBackend": ("splitvault.server._sqlite", "SqliteBackend"),
+    "open_store": ("splitvault.server._server", "open_store"),
+    "ServerInspector": ("splitvault.server._inspect", "ServerInspector"),
+    "Kek": ("splitvault.server._kek", "Kek"),
+    "SimulatedAcquirer": ("splitvault.server._simulated", "SimulatedAcquirer"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _WHERE[name]
+    except KeyError:
+        raise AttributeError(f"module 'splitvault.hazmat' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
