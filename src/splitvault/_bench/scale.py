@@ -45,7 +45,8 @@ TARGET_P50_RATIO = 1.25
 """p50 at the largest size / p50 at the smallest, for evaluate and for authorize."""
 CARDS = 4
 """Cards enrolled for real in each store and paid with in turn."""
-ROUNDS = 4
+ROUNDS = 8
+"""Slices per size, alternating: fsync time wanders, and both sizes should see it."""
 _PIN = "739184"
 _ROUND_TRIPS = ("evaluate", "authorize")
 _COUNTER = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
@@ -142,7 +143,7 @@ def run(*, quick: bool = False, sizes: tuple[int, ...] | None = None,
         per_round: int | None = None, workdir: Path | None = None) -> dict[str, Any]:
     """Latencies at each size; the ratio of the largest size's p50 to the smallest's."""
     sizes = sizes or (SIZES_QUICK if quick else SIZES)
-    per_round = per_round or (10 if quick else 60)
+    per_round = per_round or (5 if quick else 30)
     root = Path(tempfile.mkdtemp(prefix="splitvault-bench-scale-", dir=workdir))
     try:
         with ExitStack() as stack:
