@@ -81,6 +81,10 @@ def _backends(database: str) -> list[int]:
     return found
 
 
+def _backend_cpu(database: str) -> dict[int, float]:
+    return {pid: cpu_of([pid]) for pid in _backends(database)}
+
+
 def _one(admin: str, workers: int, clients_count: int, duration: float) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="splitvault-bench-pg-"))
     try:
@@ -88,11 +92,13 @@ def _one(admin: str, workers: int, clients_count: int, duration: float) -> dict[
               serve(root, db=url, workers=workers) as server,
               clients(root, server.url, clients_count) as group):
             closed_loop(group, min(0.5, duration))  # warm: pools, caches
-            backends = _backends(name)
-            server_before, db_before = server.cpu_seconds(), cpu_of(backends)
+            server_before, db_before = server.cpu_seconds(), _backend_cpu(name)
             run = closed_loop(group, duration)
             server_cpu = server.cpu_seconds() - server_before
-            db_cpu = cpu_of(backends) - db_before
+            # A backend the pool opened during the run counts from zero: all its CPU
+            # was spent in the window.
+            db_cpu = sum(cpu - db_before.get(pid, 0.0)
+                         for pid, cpu in _backend_cpu(name).items())
     finally:
         shutil.rmtree(root, ignore_errors=True)
     done = len(run.latencies)
