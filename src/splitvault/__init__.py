@@ -34,6 +34,7 @@ from ._profiles import KdfProfile, PinPolicy, ServerProfile
 from ._version import __version__ as __version__
 from .device import Device
 from .device._async import AsyncDevice
+from .device._history import PaymentRecord
 from .server import (
     Acquirer,
     AcquirerStatus,
@@ -66,6 +67,7 @@ __all__ = [
     "KdfProfile",
     "MalformedRequest",
     "PaymentInDoubt",
+    "PaymentRecord",
     "Pin",
     "PinPolicy",
     "RateLimited",

@@ -472,6 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "against a remote server)")
     attack.add_argument("--only", default=None,
                         help="comma-separated scenario numbers or keys, e.g. 1,4,stranger")
+    attack.add_argument("--yes", action="store_true",
+                        help="with --server: run without asking. The suite enrolls test "
+                        "cards there and charges them through the deployment's acquirer, "
+                        "then deletes them; off a terminal it refuses to start without "
+                        "--yes")
     attack.set_defaults(func=_attack)
     return parser
 

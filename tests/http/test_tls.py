@@ -70,10 +70,46 @@ def test_wrong_pin_fails_closed_before_any_request(tls_server: ServerProcess) ->
 
 
 def test_no_pin_means_ca_verification(tls_server: ServerProcess) -> None:
-    """A self-signed certificate fails normal verification: no silent downgrade."""
+    """A self-signed certificate fails normal verification: no silent downgrade. The
+    message says that no pin was given and where to get one."""
     service = HttpShareService(tls_server.url)
     try:
-        with pytest.raises(sv.ServerUnavailable, match="verification"):
+        with pytest.raises(sv.ServerUnavailable, match="verification") as caught:
+            service.info()
+    finally:
+        service.close_transport()
+    message = str(caught.value)
+    assert "self-signed certificate" in message and "no pin was given" in message
+    assert "--pin-sha256" in message and "--dev-tls" in message
+
+
+def test_a_wrong_pin_says_a_pin_was_given_and_where_to_find_the_right_one(
+        tls_server: ServerProcess) -> None:
+    service = HttpShareService(tls_server.url, pin_sha256="00" * 32)
+    try:
+        with pytest.raises(sv.ServerUnavailable) as caught:
+            service.info()
+    finally:
+        service.close_transport()
+    assert "pinned fingerprint" in str(caught.value)
+    assert "--dev-tls" in str(caught.value)
+
+
+def test_plain_http_to_a_tls_port_says_so(tls_server: ServerProcess) -> None:
+    url = tls_server.url.replace("https://", "http://")
+    service = HttpShareService(url)
+    try:
+        with pytest.raises(sv.ServerUnavailable, match="speaks TLS: use https://"):
+            service.info()
+    finally:
+        service.close_transport()
+
+
+def test_https_to_a_plain_port_says_so(own_server: ServerProcess) -> None:
+    own_server.start()
+    service = HttpShareService(own_server.url.replace("http://", "https://"))
+    try:
+        with pytest.raises(sv.ServerUnavailable, match="does not speak TLS"):
             service.info()
     finally:
         service.close_transport()

@@ -158,12 +158,17 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
 
 def test_attack_a_running_deployment(deployment: tuple[str, str]) -> None:
     """--server runs the network-reachable scenarios over pinned HTTPS, with test cards it
-    enrolls itself: every one of them PASSes; the rest are SKIPs, never PASS."""
+    enrolls itself: every one of them PASSes; the rest are SKIPs, never PASS. It said
+    beforehand what it would do there, and deleted every card it enrolled."""
     url, pin = deployment
-    done = _attack("--server", url, "--pin-sha256", pin, "--json")
+    done = _attack("--server", url, "--pin-sha256", pin, "--json", "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "enrolls test cards" in done.stderr and "acquirer" in done.stderr
     body = json.loads(done.stdout)
     assert body["target"] == url
+    cleanup = body["cleanup"]
+    assert cleanup["enrolled"] > 0 and cleanup["deleted"] == cleanup["enrolled"]
+    assert cleanup["left"] == []
     by_scenario: dict[str, set[str]] = {}
     for r in body["results"]:
         by_scenario.setdefault(r["scenario"], set()).add(r["verdict"])
@@ -175,5 +180,14 @@ def test_attack_a_running_deployment(deployment: tuple[str, str]) -> None:
 
 def test_unreachable_deployment_is_an_error_not_a_pass() -> None:
     """Nothing listening: the command says so and exits 2, it does not report PASS."""
-    done = _attack("--server", "http://127.0.0.1:9")
+    done = _attack("--server", "http://127.0.0.1:9", "--yes")
     assert done.returncode == 2 and "error" in done.stderr and "PASS" not in done.stdout
+
+
+def test_a_deployment_is_not_attacked_off_a_terminal_without_yes() -> None:
+    """No TTY to ask at (CI, a pipe): the notice, then a refusal naming --yes, before
+    anything is sent."""
+    done = _attack("--server", "http://127.0.0.1:9")
+    assert done.returncode == 2
+    assert "enrolls test cards" in done.stderr and "pass --yes" in done.stderr
+    assert "cannot connect" not in done.stderr  # refused before the first request

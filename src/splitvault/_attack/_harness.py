@@ -50,6 +50,7 @@ __all__ = [
     "SECOND_HOLDER",
     "SECOND_PAN",
     "AttackResult",
+    "Cleanup",
     "Clock",
     "Deployment",
     "Lab",
@@ -173,8 +174,11 @@ class Lab:
     """A temporary folder, the server under attack and the devices made for attacks."""
 
     def __init__(self, root: Path, *, url: str | None = None, pin_sha256: str | None = None,
-                 server_factory: ServerFactory = default_server) -> None:
+                 server_factory: ServerFactory = default_server,
+                 cleanup: Cleanup | None = None) -> None:
         self.root = root
+        self.cleanup = Cleanup() if cleanup is None else cleanup
+        """Where the test cards this lab enrolled are counted, and whether each is gone."""
         self.url = url
         self.pin_sha256 = pin_sha256
         self.clock = Clock()
@@ -232,6 +236,7 @@ class Lab:
         with Pin.from_digits(pin) as p:
             card_id = victim.device.enroll(card or sample_card(), p)
         victim.cards.append(card_id)
+        self.cleanup.enrolled += 1
         return card_id
 
     def acquirer_calls(self) -> int | None:
@@ -259,8 +264,14 @@ class Lab:
         for victim in self.victims:
             for card_id in victim.cards:
                 # A remote deployment keeps nothing of ours: delete every test card.
-                with contextlib.suppress(Exception):
+                try:
                     victim.device.delete(card_id)
+                except _errors.UnknownCard:
+                    pass  # the attack deleted it already
+                except Exception:  # reported by the runner, with the card id
+                    self.cleanup.left.append(card_id)
+                    continue
+                self.cleanup.deleted += 1
             with contextlib.suppress(Exception):
                 victim.device.close()
         for bridge in self.bridges:
@@ -269,6 +280,17 @@ class Lab:
         if self.server is not None:
             with contextlib.suppress(Exception):
                 self.server.close()
+
+
+@dataclass
+class Cleanup:
+    """The test cards a run enrolled, how many it deleted again, and any it could not
+    (their ids, for an operator to remove): against a deployment, nothing of the
+    suite's should stay behind."""
+
+    enrolled: int = 0
+    deleted: int = 0
+    left: list[str] = field(default_factory=list)
 
 
 class Deployment:
@@ -281,6 +303,8 @@ class Deployment:
         self.pin_sha256 = pin_sha256
         self.server_factory = server_factory
         self.workdir = workdir
+        self.cleanup = Cleanup()
+        """Every lab's test cards, added up over the run."""
 
     @property
     def remote(self) -> bool:
@@ -290,7 +314,7 @@ class Deployment:
     def lab(self) -> Iterator[Lab]:
         root = Path(tempfile.mkdtemp(prefix="splitvault-attack-", dir=self.workdir))
         lab = Lab(root, url=self.url, pin_sha256=self.pin_sha256,
-                  server_factory=self.server_factory)
+                  server_factory=self.server_factory, cleanup=self.cleanup)
         try:
             yield lab
         finally:

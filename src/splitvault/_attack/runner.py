@@ -8,7 +8,8 @@ In-process by default: a fresh share server and devices in a temporary folder, w
 the TEST_ONLY KDF (the attacks target the protocol, not Argon2's cost). With
 ``--server URL`` the network-reachable scenarios (1, 4, 5, 10) run against that
 deployment through the real HTTP client, with test cards the suite enrolls and deletes
-itself; the others need the server's files and are skipped. ``--slow`` also runs
+itself (it says so first, and asks; off a terminal it needs ``--yes``); the others
+need the server's files and are skipped. ``--slow`` also runs
 attacks that must wait out a real timeout (the 60 s challenge expiry).
 
 ``python -m splitvault._attack.runner`` takes the same flags, plus ``--only 1,4``.
@@ -17,6 +18,7 @@ attacks that must wait out a real timeout (the 60 s challenge expiry).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import textwrap
@@ -43,7 +45,7 @@ from . import (
     slow_clients,
     stranger,
 )
-from ._harness import IN_PROCESS_ONLY, AttackResult, Deployment, Options, skipped
+from ._harness import IN_PROCESS_ONLY, AttackResult, Cleanup, Deployment, Options, skipped
 
 __all__ = ["SCENARIOS", "Scenario", "cli", "main", "render_table", "run_suite"]
 
@@ -187,6 +189,8 @@ def main(args: argparse.Namespace) -> int:
     scenarios = select(getattr(args, "only", None))
     deployment = Deployment(url, pin_sha256=getattr(args, "pin_sha256", None))
     if url is not None:
+        if not consent(url, yes=bool(getattr(args, "yes", False))):
+            return 2
         _reachable(url, getattr(args, "pin_sha256", None))
     started = time.monotonic()
     results = run_suite(deployment, options, scenarios)
@@ -196,13 +200,52 @@ def main(args: argparse.Namespace) -> int:
         report: dict[str, Any] = {"target": target, "seconds": round(seconds, 2),
                                   "passed": not failed(results),
                                   "results": [r.as_dict() for r in results]}
+        if url is not None:
+            report["cleanup"] = dataclasses.asdict(deployment.cleanup)
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
         if not (sys.stdout.isatty() and _print_rich(results)):
             print(render_table(results))
         print()
         print(summary(results, target, seconds))
+        if url is not None:
+            print(cleanup_line(deployment.cleanup))
     return 1 if failed(results) else 0
+
+
+NOTICE = """\
+splitvault attack --server {url}:
+  enrolls test cards on this deployment (Visa and Mastercard test numbers, which no
+  issuer honours) and charges them through the deployment's acquirer: with a real
+  gateway these are real authorization requests, 12,000 KRW each, merchant
+  "Gift Shop". Every card it enrolled is deleted when it is done."""
+
+
+def consent(url: str, *, yes: bool) -> bool:
+    """Say what a run against ``url`` does; go on with ``yes``, or if the user agrees
+    at the terminal. Off a terminal without ``yes``: refuse, saying to pass it."""
+    print(NOTICE.format(url=url), file=sys.stderr)
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        print("splitvault attack: not on a terminal: pass --yes to run against a "
+              "deployment", file=sys.stderr)
+        return False
+    try:
+        answer = input("Run the attacks against it? [y/N] ")
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cleanup_line(cleanup: Cleanup) -> str:
+    """What the run left behind on the deployment: nothing, or the cards to delete."""
+    line = (f"cleanup: {cleanup.enrolled} test cards enrolled, "
+            f"{cleanup.deleted} deleted")
+    if cleanup.left:
+        line += (f"; {len(cleanup.left)} could not be deleted (card ids: "
+                 f"{', '.join(cleanup.left)})")
+    return line
 
 
 def _reachable(url: str, pin_sha256: str | None) -> None:
@@ -226,6 +269,9 @@ def cli(argv: Sequence[str] | None = None) -> int:
                         help="also run attacks that wait out real timeouts")
     parser.add_argument("--only", default=None,
                         help="comma-separated scenario numbers or keys")
+    parser.add_argument("--yes", action="store_true",
+                        help="with --server: run without asking (test cards are enrolled "
+                        "and charged there)")
     args = parser.parse_args(argv)
     try:
         return main(args)

@@ -20,6 +20,7 @@ from .._card import Card
 from .._pin import Pin
 from .._profiles import KdfProfile, PinPolicy
 from ._device import Device
+from ._history import PaymentRecord
 
 if TYPE_CHECKING:
     from .._protocol import ShareService
@@ -120,6 +121,14 @@ class AsyncDevice:
     async def cards(self) -> list[CardSummary]:
         """:meth:`Device.cards`: id, brand, last 4 digits and expiry of each card."""
         return await self._run(self._device.cards)
+
+    async def check_server(self) -> None:
+        """:meth:`Device.check_server`: raise what is wrong with the server, if anything."""
+        await self._run(self._device.check_server)
+
+    async def history(self, card_id: str) -> list[PaymentRecord]:
+        """:meth:`Device.history`: this device's record of the card's payments."""
+        return await self._run(self._device.history, card_id)
 
     async def security_phrase(self, card_id: str) -> str | None:
         """:meth:`Device.security_phrase`: the phrase chosen at enrollment."""

@@ -45,6 +45,7 @@ from ..crypto.memory import wipe
 from ..crypto.sealing import seal
 from ..crypto.shares import KEY_LEN, split
 from ..crypto.signing import public_key, sign
+from ._history import PaymentRecord, recorded
 from ._pinkey import BlindedPin, derive_pin_seed
 from ._store import DeviceCard, DeviceStore
 
@@ -156,6 +157,7 @@ class Device:
                 wipe(buf)
         return card_id
 
+    @recorded
     def authorize(self, card_id: str, pin: Pin, *, amount: int, currency: str, merchant: str,
                   idempotency_key: str) -> Authorization:
         """Pay ``amount`` (minor units of ``currency``) to ``merchant`` with this card.
@@ -202,9 +204,22 @@ class Device:
         _check_pin(pin)
         check_new_pin(pin, self.pin_policy)
 
+    def check_server(self) -> None:
+        """Ask the share server for its settings, once, and raise what went wrong:
+        ``ServerUnavailable`` saying why (unreachable, a certificate that fails
+        verification or the pin, ``http://`` to a TLS port). For an app to check at
+        start instead of at the user's first payment. Spends no guess."""
+        self._server.info()
+
     def cards(self) -> list[CardSummary]:
         """The enrolled cards: id, brand, last 4 digits, expiry. Never the PAN."""
         return [CardSummary(*row) for row in self._store.active()]
+
+    def history(self, card_id: str) -> list[PaymentRecord]:
+        """This device's record of the card's payments, oldest first: amount, merchant,
+        time, and the approval code or why it was not paid (see ``PaymentRecord``).
+        Kept on this device only; deleting the card deletes it."""
+        return self._store.payments(self._store.get(card_id).card_id)
 
     def security_phrase(self, card_id: str) -> str | None:
         """The phrase chosen at enrollment, shown on the keypad to prove it is genuine."""

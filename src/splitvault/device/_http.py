@@ -35,6 +35,7 @@ import hmac
 import ipaddress
 import re
 import secrets
+import socket
 import ssl
 import time
 from typing import Any, cast
@@ -93,7 +94,16 @@ into an ambiguous "maybe sent"."""
 _SAFE_TO_RESEND = frozenset({"info"})
 _LOOPBACK_NAMES = frozenset({"localhost"})
 _PIN = re.compile(r"[0-9a-f]{64}")
-_PIN_MISMATCH = "server certificate does not match the pinned fingerprint"
+_PIN_MISMATCH = ("server certificate does not match the pinned fingerprint (pin_sha256 / "
+                 "--pin-sha256): the server presents another certificate; "
+                 "'splitvault serve --dev-tls' prints its fingerprint when it starts")
+_UNVERIFIED = ("server certificate failed verification ({why}) and no pin was given: for a "
+               "self-signed server pass pin_sha256= (CLI: --pin-sha256) with the SHA-256 "
+               "fingerprint that 'splitvault serve --dev-tls' prints when it starts")
+_PLAIN_TO_TLS = ("the server at {url} speaks TLS: use https:// (with pin_sha256= / "
+                 "--pin-sha256 for a self-signed server), not http://")
+_TLS_TO_PLAIN = ("the server at {url} does not speak TLS on this port: it answers plain "
+                 "HTTP (use http:// to a loopback address, or start it with --dev-tls)")
 _ROUTES = {route.method: route for route in ROUTES}
 
 _FIXED: dict[str, type[VaultError]] = {
@@ -275,7 +285,8 @@ class HttpShareService:
                     status, data = self._send(route, body, request_id)
                 except _NotSent:
                     if last:
-                        raise ServerUnavailable("cannot connect to the share server") from None
+                        raise ServerUnavailable(
+                            f"cannot connect to the share server at {self.url}") from None
                 except _MaybeSent:
                     if last or method not in _SAFE_TO_RESEND:
                         raise ServerUnavailable(
@@ -295,12 +306,12 @@ class HttpShareService:
         try:
             response = self._client.send(request, stream=True)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            if any(isinstance(e, ssl.SSLCertVerificationError) for e in _causes(exc)):
-                # Never retried: the same certificate would fail the same way.
-                if any(isinstance(e, _PinMismatch) for e in _causes(exc)):
-                    raise ServerUnavailable(_PIN_MISMATCH) from None
-                raise ServerUnavailable("server certificate failed verification") from None
+            self._explain_tls_failure(exc)  # never retried: it would fail the same way
             raise _NotSent from None
+        except httpx.RemoteProtocolError:
+            if self.url.startswith("http://") and _speaks_tls(self.url):
+                raise ServerUnavailable(_PLAIN_TO_TLS.format(url=self.url)) from None
+            raise _MaybeSent from None
         except httpx.HTTPError:
             raise _MaybeSent from None
         try:
@@ -314,6 +325,39 @@ class HttpShareService:
             raise _MaybeSent from None
         finally:
             response.close()
+
+
+    def _explain_tls_failure(self, exc: BaseException) -> None:
+        """Raise ``ServerUnavailable`` saying what to do if ``exc`` is a TLS failure."""
+        causes = _causes(exc)
+        if any(isinstance(e, _PinMismatch) for e in causes):
+            raise ServerUnavailable(_PIN_MISMATCH) from None
+        failed = [e for e in causes if isinstance(e, ssl.SSLCertVerificationError)]
+        if failed:
+            why = getattr(failed[0], "verify_message", None) or "untrusted certificate"
+            raise ServerUnavailable(_UNVERIFIED.format(why=why)) from None
+        if any(isinstance(e, ssl.SSLError) and e.reason == "WRONG_VERSION_NUMBER"
+               for e in causes):
+            raise ServerUnavailable(_TLS_TO_PLAIN.format(url=self.url)) from None
+
+
+def _speaks_tls(url: str) -> bool:
+    """Whether the server at this ``http://`` URL completes a TLS handshake instead.
+
+    Asked only after a plain request got no HTTP answer (a TLS port drops it), to say
+    so rather than "no answer". Nothing is sent but a ClientHello, and the certificate
+    is not looked at: this only names the mistake, it trusts nothing."""
+    parts = urlsplit(url)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((parts.hostname or "", parts.port or 80),
+                                      timeout=min(remaining() or 2.0, 2.0)) as raw, \
+                context.wrap_socket(raw, server_hostname=parts.hostname):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def _deadline_transport(verify: ssl.SSLContext | bool,

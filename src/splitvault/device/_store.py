@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .._errors import ConfigurationError, UnknownCard
 from .._files import check_sqlite, prepare_sqlite
+from ._history import HISTORY_SCHEMA, PaymentRecord
 
 __all__ = ["DeviceCard", "DeviceStore"]
 
@@ -79,7 +80,7 @@ class DeviceStore:
             for pragma in ("journal_mode = WAL", "synchronous = FULL", "secure_delete = ON",
                            "busy_timeout = 30000"):
                 self._conn.execute(f"PRAGMA {pragma}")
-            self._conn.executescript(_SCHEMA)
+            self._conn.executescript(_SCHEMA + HISTORY_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(f"cannot open device store {path}: {exc}") from None
         try:
@@ -116,6 +117,7 @@ class DeviceStore:
     def remove(self, card_id: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM cards WHERE card_id = ?", (card_id,))
+            conn.execute("DELETE FROM payments WHERE card_id = ?", (card_id,))
         # secure_delete zeroed the row's pages; move them out of the WAL as well.
         with self._lock:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -142,6 +144,26 @@ class DeviceStore:
                 "SELECT card_id, brand, last4, expiry FROM cards WHERE state = 'active' "
                 "ORDER BY created_at, card_id"
             ).fetchall()
+
+    def record_payment(self, record: PaymentRecord) -> None:
+        """Keep this answer; a retry of the same payment replaces the older one."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO payments (card_id, idempotency_key, at, amount, "
+                "currency, merchant, outcome, detail, attempts_left) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.card_id, record.idempotency_key, record.at, record.amount,
+                 record.currency, record.merchant, record.outcome, record.detail,
+                 record.attempts_left))
+
+    def payments(self, card_id: str) -> list[PaymentRecord]:
+        """The card's recorded payments, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT card_id, idempotency_key, at, amount, currency, merchant, outcome, "
+                "detail, attempts_left FROM payments WHERE card_id = ? ORDER BY at, rowid",
+                (card_id,)).fetchall()
+        return [PaymentRecord(*row) for row in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime
 import random
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
 from textual.binding import Binding, BindingType
 
+from .._errors import ServerUnavailable
 from .._profiles import KdfProfile
 from ..keypad import KeypadSafeApp, SecureKeypad
 from ..server import Acquirer
@@ -86,6 +88,12 @@ class DemoApp(KeypadSafeApp[int]):
 def run_demo(data_dir: Path | None = None, server: str | None = None,
              pin_sha256: str | None = None) -> int:
     """Run the demo in this terminal; returns the process exit code."""
-    app = DemoApp(data_dir, server_url=server, pin_sha256=pin_sha256)
+    try:
+        app = DemoApp(data_dir, server_url=server, pin_sha256=pin_sha256)
+    except ServerUnavailable as exc:
+        # Before the screen is taken over: the message stays readable in the terminal.
+        print(f"splitvault demo: cannot use the share server at {server}: {exc}",
+              file=sys.stderr)
+        return 2
     app.run()
     return app.return_code or 0

@@ -96,6 +96,12 @@ class DemoVault:
         if server_url is not None:
             device = Device.open(folder / DEVICE_DB, server=server_url, kdf=kdf,
                                  pin_sha256=pin_sha256)
+            try:
+                # Now, not after the visitor typed a card and a PIN twice.
+                device.check_server()
+            except BaseException:
+                device.close()
+                raise
             return cls(folder, device, None, server_url)
         server = ShareServer.open(folder / SERVER_DB, acquirer=acquirer)
         try:
