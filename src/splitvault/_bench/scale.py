@@ -13,7 +13,7 @@ Then both sizes are timed alternately, in slices, so that a slow spell of the di
 falls on both: the server's side of each round trip (``ShareServer.evaluate`` and
 ``ShareServer.authorize``), fsynced commits included. Target (issue 8): p50 at the
 large size within 1.25x of the small one, for each round trip. 10 million cards are
-behind ``splitvault bench --scale-10m`` (a 3-4 GB file and a few minutes to fill).
+behind ``splitvault bench --scale-10m`` (a 4 GB file; 6-7 minutes to fill on 2 cores).
 """
 
 from __future__ import annotations
