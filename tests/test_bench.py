@@ -26,7 +26,7 @@ OPERATIONS = (
     "XChaCha20-Poly1305 encrypt", "random bytes", "ristretto255 from_hash",
     "ristretto255 is_valid_point", "ristretto255 scalar_invert", "ristretto255 scalar_random",
     "ristretto255 scalar_reduce", "ristretto255 scalarmult", "SQL BEGIN",
-    "SQL BEGIN IMMEDIATE", "SQL COMMIT",
+    "SQL BEGIN IMMEDIATE", "SQL COMMIT", "device SQL INSERT payments",
 )
 
 
@@ -48,6 +48,8 @@ def test_floor_performs_exactly_one_authorizations_operations(tmp_path: Path) ->
     # outcome. A fourth is a protocol change to justify; fewer, a guess or an outcome
     # that is no longer written down before it matters.
     assert real["SQL BEGIN IMMEDIATE"] == 3
+    # And one on the device: its own record of the answer (Device.history).
+    assert real["device SQL BEGIN IMMEDIATE"] == real["device SQL COMMIT"] == 1
     assert real["Argon2id"] == 1
 
 

@@ -43,12 +43,14 @@ server   authorize       read: SELECT challenge; read: SELECT card; X25519 scala
                          ledger; 1 random, XChaCha encrypt (KEK wrap of the result);
                          **commit 3** (the outcome): UPDATE ledger, UPDATE audit head x2,
                          BLAKE2b, INSERT audit
+device   history         its own record of the answer (``Device.history``): INSERT
+                         payments, **committed** (fsynced) on the device store
 =======  ==============  ================================================================
 
 Each read is its own ``BEGIN`` ... ``COMMIT`` (no fsync); each commit is a ``BEGIN
 IMMEDIATE`` ... ``COMMIT`` through the server's own SQLite backend, fsynced. Three
-durable commits per authorization: the evaluation counted; the proof with the pending
-ledger row; the outcome.
+durable commits per authorization on the server: the evaluation counted; the proof with
+the pending ledger row; the outcome; and one on the device, its record of the answer.
 
 Not in the floor, so counted as protocol overhead: the device's read of its own store,
 message encoding, dataclasses, checks, the card record's parsing, the simulated acquirer.
@@ -89,7 +91,7 @@ from .._card import Card
 from .._pin import Pin
 from .._profiles import KdfProfile
 from ..device import Device, _pinkey
-from ..hazmat import SqliteBackend, SqlStore, Tx
+from ..hazmat import DeviceStore, SqliteBackend, SqlStore, Tx
 from ..server import ShareServer
 
 __all__ = ["count_operations", "render", "run"]
@@ -137,22 +139,27 @@ _TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+(\w+)", re.IGNORECASE)
 
 
 class _OpCounter:
-    """Counts library calls (``sys.setprofile``) and SQL statements (trace callback)."""
+    """Counts library calls (``sys.setprofile``) and SQL statements (trace callback):
+    the server's, and the device store's writes (its reads of its own card are
+    protocol overhead, not floor)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, device: sqlite3.Connection) -> None:
         self.counts: collections.Counter[str] = collections.Counter()
         self._conn = conn
+        self._device = device
 
     def __enter__(self) -> _OpCounter:
         if sys.getprofile() is not None:
             raise RuntimeError("cannot count operations while a profiler is active")
         self._conn.set_trace_callback(self._statement)
+        self._device.set_trace_callback(self._device_statement)
         sys.setprofile(self._event)
         return self
 
     def __exit__(self, *exc: object) -> None:
         sys.setprofile(None)
         self._conn.set_trace_callback(None)
+        self._device.set_trace_callback(None)
 
     def _event(self, frame: FrameType, event: str, arg: object) -> None:
         name: str | None = None
@@ -167,13 +174,23 @@ class _OpCounter:
             self.counts[name] += 1
 
     def _statement(self, sql: str) -> None:
-        verb = sql.split(None, 1)[0].upper()
-        if sql.upper().startswith("BEGIN IMMEDIATE"):
-            verb = "BEGIN IMMEDIATE"  # a write transaction: its COMMIT is fsynced
-        table = _TABLE.search(sql)
-        if table is not None and verb not in ("BEGIN", "COMMIT", "ROLLBACK"):
-            verb = f"{verb} {table.group(1)}"
-        self.counts[f"SQL {verb}"] += 1
+        self.counts[f"SQL {_kind(sql)}"] += 1
+
+    def _device_statement(self, sql: str) -> None:
+        kind = _kind(sql)
+        if not kind.startswith("SELECT"):
+            self.counts[f"device SQL {kind}"] += 1
+
+
+def _kind(sql: str) -> str:
+    """A statement by verb and table: ``INSERT audit``, ``BEGIN IMMEDIATE``, ..."""
+    verb = sql.split(None, 1)[0].upper()
+    if sql.upper().startswith("BEGIN IMMEDIATE"):
+        verb = "BEGIN IMMEDIATE"  # a write transaction: its COMMIT is fsynced
+    table = _TABLE.search(sql)
+    if table is not None and verb not in ("BEGIN", "COMMIT", "ROLLBACK"):
+        verb = f"{verb} {table.group(1)}"
+    return verb
 
 
 def count_operations(workdir: Path) -> dict[str, dict[str, int]]:
@@ -184,11 +201,12 @@ def count_operations(workdir: Path) -> dict[str, dict[str, int]]:
         vault.authorize(0, "count-warm")  # first use opens connections and caches
         # Heartbeat and sweep now, so the periodic refresh does not fall inside the count.
         vault.server.refresh()
-        with _OpCounter(_traceable(_backend_of(vault.server))) as real:
+        with _OpCounter(_traceable(_backend_of(vault.server)),
+                        _device_connection(vault.device)) as real:
             vault.authorize(0, "count")
     with _floor(Path(tempfile.mkdtemp(dir=workdir)), 1) as floor:
         floor.authorize(0, "count-warm")
-        with _OpCounter(_traceable(floor.db)) as bare:
+        with _OpCounter(_traceable(floor.db), floor.device_db) as bare:
             floor.authorize(0, "count")
     return {"authorization": dict(sorted(real.counts.items())),
             "floor": dict(sorted(bare.counts.items()))}
@@ -208,6 +226,14 @@ def _traceable(backend: SqliteBackend) -> sqlite3.Connection:
     it. With :func:`_backend_of`, the benchmark's only reach behind the store's API:
     SQLite's statement trace has no public hook on the server."""
     return backend._connection()
+
+
+def _device_connection(device: Device | DeviceStore) -> sqlite3.Connection:
+    """The device store's connection, to trace its statements and for the floor to
+    write its history row raw (same reason: no public hook)."""
+    store = device._store if isinstance(device, Device) else device
+    conn: sqlite3.Connection = store._conn
+    return conn
 
 
 # -- the in-process vault --------------------------------------------------------------
@@ -342,6 +368,7 @@ class _Floor:
     audit_key: bytes
     ledger_key: bytes
     cards: list[_FloorCard]
+    device_db: sqlite3.Connection
     kdf: KdfProfile = KdfProfile.TEST_ONLY
 
     def add_card(self, tx: Tx) -> None:
@@ -373,6 +400,18 @@ class _Floor:
         envelope, signature, message = self.prove(card, blind, evaluated, challenge_id, nonce,
                                                   key)
         self.pay(card, challenge_id, envelope, signature, message, key)
+        self.remember(card, key)
+
+    def remember(self, card: _FloorCard, key: str) -> None:
+        """The device's own record of the answer: one durable commit on its store."""
+        conn = self.device_db
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT OR REPLACE INTO payments (card_id, idempotency_key, at, amount, "
+                     "currency, merchant, outcome, detail, attempts_left) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (card.card_id, key, time.time(), 12000, "KRW", "Gift Shop", "approved",
+                      "ABC234", None))
+        conn.execute("COMMIT")
 
     @staticmethod
     def blind(card: _FloorCard) -> tuple[bytes, bytes, bytes, bytes]:
@@ -522,11 +561,14 @@ def _floor(directory: Path, cards: int) -> Iterator[_Floor]:
     # and transactions (BEGIN IMMEDIATE ... COMMIT, fsynced), without the rules.
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     db = SqliteBackend(directory / "floor.db", create=True)
+    # A device store of the device's own making: its schema and pragmas, written raw.
+    device_store = DeviceStore(directory / "floor-device.db")
     try:
         SqlStore(db).create()
         secret = secrets.token_bytes(32)
         floor = _Floor(db, secrets.token_bytes(32), secret, nb.crypto_scalarmult_base(secret),
-                       secrets.token_bytes(32), secrets.token_bytes(32), [])
+                       secrets.token_bytes(32), secrets.token_bytes(32), [],
+                       _device_connection(device_store))
 
         def enroll(tx: Tx) -> None:
             for _ in range(cards):
@@ -534,7 +576,9 @@ def _floor(directory: Path, cards: int) -> Iterator[_Floor]:
         db.write(enroll)
         yield floor
     finally:
+        device_store.close()
         db.close()
+
 
 
 # -- measuring -------------------------------------------------------------------------
