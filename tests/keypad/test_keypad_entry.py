@@ -10,6 +10,7 @@ from textual.widgets import Button
 
 from splitvault import Pin
 from splitvault.keypad import POSITION_KEYS, SecureKeypad, new_layout
+from splitvault.keypad._keypad import DIGITS_OFF
 
 from .helpers import (
     SEED,
@@ -170,20 +171,42 @@ async def test_cursor_stays_inside_the_grid() -> None:
         assert app.keypad.cursor == 0
 
 
-async def test_confirm_is_disabled_until_length_digits_are_entered() -> None:
-    """OK (button, Ctrl+S or Enter) does nothing before `length` digits are in."""
+async def test_confirm_before_length_digits_says_how_many_are_needed() -> None:
+    """OK (button, Ctrl+S or Enter) submits nothing before `length` digits are in; it
+    says how many more are needed, and looks ready only once they are."""
     app = KeypadHost(length=4)
     async with app.run_test() as pilot:
         keypad = app.keypad
         confirm = app.query_one("#key-confirm", Button)
+        await pilot.press("ctrl+s")
+        assert keypad.status == "Enter 4 digits, then OK"
         await click_digits(pilot, app, "123")
-        assert confirm.disabled
+        assert confirm.has_class("-waiting") and not confirm.has_class("-ready")
         await pilot.click(confirm)
+        assert keypad.status == "1 more digit needed (4 in all)"
         await pilot.press("ctrl+s", "enter")
         assert app.submitted == []
         assert keypad.count == 3
         await click_digits(pilot, app, "4")
-        assert not confirm.disabled
+        assert confirm.has_class("-ready") and keypad.status == ""
+
+
+async def test_too_few_with_a_range_says_at_least() -> None:
+    app = KeypadHost(length=4, max_length=8)
+    async with app.run_test() as pilot:
+        await click_digits(pilot, app, "12")
+        await pilot.press("ctrl+s")
+        assert app.keypad.status == "2 more digits needed (at least 4)"
+
+
+async def test_a_digit_key_says_the_letters_are_the_keys() -> None:
+    """Typed digits stay off, and the status line says why nothing was entered."""
+    app = KeypadHost()
+    async with app.run_test() as pilot:
+        await pilot.press("7")
+        assert app.keypad.count == 0
+        assert app.keypad.status == DIGITS_OFF
+        assert len(DIGITS_OFF) <= 35  # the status line's width
 
 
 async def test_entry_stops_at_max_length() -> None:

@@ -34,11 +34,14 @@ from ._layout import COLUMNS, POSITIONS, Layout, new_layout
 from ._siren import Siren
 from ._styles import KEYPAD_CSS
 
-__all__ = ["INACTIVITY_TIMEOUT", "SecureKeypad"]
+__all__ = ["DIGITS_OFF", "INACTIVITY_TIMEOUT", "SecureKeypad"]
 
 INACTIVITY_TIMEOUT: Final = 60.0
 """Seconds without a key press before a half-entered PIN is wiped: time enough to read a
 card or think, short enough that an abandoned keypad does not keep digits for long."""
+DIGITS_OFF: Final = "Digit keys are off: use the letters"
+"""The status after a digit key, so a user typing the PIN out of habit learns why
+nothing happened (the letters are in each key's bottom border). 35 cells: the line."""
 
 
 class SecureKeypad(Widget, can_focus=True):
@@ -54,9 +57,10 @@ class SecureKeypad(Widget, can_focus=True):
     clears the entry (or, when it is empty, cancels), Delete clears, Ctrl+R reshuffles,
     Ctrl+S confirms wherever the cursor is.
 
-    Typing digits is off unless ``allow_typed_digits=True``; the digit keys then do
-    nothing at all, because a keylogger (or a terminal recording) would capture the PIN
-    itself. Pasting never enters anything, nor does a blank key.
+    Typing digits is off unless ``allow_typed_digits=True``; the digit keys then enter
+    nothing, because a keylogger (or a terminal recording) would capture the PIN
+    itself, and the status line says to use the letters. Pasting never enters anything,
+    nor does a blank key. *OK* before enough digits says how many more are needed.
 
     Nothing shows which key was pressed: keys do not flash, light up under the mouse or
     carry tooltips; no text in the keypad can be selected, copied or cut. The digits are
@@ -154,7 +158,7 @@ class SecureKeypad(Widget, can_focus=True):
         """A secure PIN keypad.
 
         Args:
-            length: Digits needed before *OK* is enabled (4 to 12).
+            length: Digits needed before *OK* confirms (4 to 12).
             max_length: Most digits accepted (``length`` to 12); defaults to ``length``.
             security_phrase: The user's personal phrase, shown on the keypad.
             timeout: Seconds without a key press before a partial entry is wiped.
@@ -308,9 +312,12 @@ class SecureKeypad(Widget, can_focus=True):
         self._press(event.key.role, event.digit)
 
     def action_type_digit(self, digit: int) -> None:
-        """Enter a typed digit if ``allow_typed_digits``; otherwise do nothing at all."""
+        """Enter a typed digit if ``allow_typed_digits``; otherwise enter nothing and
+        say, on the status line, that the letters are the keys to use."""
         if self.allow_typed_digits and 0 <= digit <= 9:
             self._press("position", digit)
+        elif not self.allow_typed_digits:
+            self.status = DIGITS_OFF
 
     def action_press_position(self, position: int) -> None:
         """Press the key at a digit position (0-11), whatever it shows now."""
@@ -364,6 +371,8 @@ class SecureKeypad(Widget, can_focus=True):
         if role == "confirm":
             if entry.ready:
                 self._submit()
+            else:
+                self.status = self._too_few()
             return
         if role == "position":
             if digit is None:
@@ -388,6 +397,15 @@ class SecureKeypad(Widget, can_focus=True):
             self.shuffle()
         self._restart_idle_timer()
 
+    def _too_few(self) -> str:
+        """What OK says before enough digits are in: how many more, never which."""
+        if not self._entry.count:
+            return f"Enter {self.length} digits, then OK"
+        need = self.length - self._entry.count
+        total = (f"{self.length} in all" if self.length == self.max_length
+                 else f"at least {self.length}")
+        return f"{need} more digit{'s' if need != 1 else ''} needed ({total})"
+
     def _submit(self) -> None:
         pin = self._entry.take_pin()  # wipes the entry
         self._show_entry(changed=True)
@@ -407,7 +425,9 @@ class SecureKeypad(Widget, can_focus=True):
             return  # not composed yet, or already gone
         count = self._entry.count
         self._display.count = count
-        self._keys[-1].disabled = not self._entry.ready
+        # Never disabled: pressed too early, OK says how many digits are missing.
+        self._keys[-1].set_class(self._entry.ready, "-ready")
+        self._keys[-1].set_class(not self._entry.ready, "-waiting")
         self._keys[POSITIONS + 1].label = "Clear" if count else "Cancel"
         if count == self.max_length:
             self.cursor = CONFIRM_CELL

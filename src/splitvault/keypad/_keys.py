@@ -55,7 +55,7 @@ class KeypadKey(Button, can_focus=False):
         &.-function {
             color: $text-primary !important;
         }
-        &:disabled {
+        &:disabled, &.-waiting {
             color: $foreground-disabled !important;
             text-style: none !important;
             pointer: default;

@@ -55,7 +55,7 @@ SecureKeypad {
         text-align: center;
         color: $text-warning;
     }
-    KeypadKey#key-confirm:enabled {
+    KeypadKey#key-confirm.-ready:enabled {
         color: $text-success !important;
         background: $success-muted !important;
     }
