@@ -102,6 +102,12 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/delete", "delete", _wire.DELETE, _wire.EMPTY,
           ("unknown_card", "invalid_challenge"),
           "Destroy the server's share and OPRF key of a card"),
+    Route("/v1/reenroll/begin", "reenroll_begin", _wire.REENROLL_BEGIN, _wire.EVALUATE_REPLY,
+          ("unknown_card", "invalid_challenge"),
+          "Start enrolling a card again under a new PIN (device key; works when locked)"),
+    Route("/v1/reenroll/finish", "reenroll_finish", _wire.REENROLL_FINISH, _wire.EMPTY,
+          ("tampered_data", "unknown_card", "invalid_challenge"),
+          "Replace the card's share, OPRF key and verifier; unlock it"),
 )
 
 

@@ -30,6 +30,8 @@ __all__ = [
     "EnrollFinish",
     "EvaluateReply",
     "EvaluateRequest",
+    "ReenrollBegin",
+    "ReenrollFinish",
     "ServerInfo",
     "ShareService",
 ]
@@ -53,6 +55,30 @@ D_CHANGE_PIN_BEGIN = _d("change-pin-begin")
 D_CHANGE_PIN_FINISH = _d("change-pin-finish")
 D_DELETE = b"splitvault/v2/delete"  # v2: as evaluate
 D_CARD_RECORD = _d("card-record")
+D_SEALED_PROOF = b"splitvault/v3/sealed-proof"  # v3: PIN-derived values travel sealed
+D_REENROLL_BEGIN = b"splitvault/v3/reenroll-begin"
+D_REENROLL_FINISH = b"splitvault/v3/reenroll-finish"
+
+SEALED_OVERHEAD = 72
+"""Bytes an envelope adds (ephemeral X25519 key 32, nonce 24, tag 16): see
+:mod:`splitvault.crypto.envelope`."""
+SEALED_KEY_LEN = 32 + SEALED_OVERHEAD
+"""A PIN verifier (an Ed25519 public key) sealed to the server."""
+SEALED_SIG_LEN = 64 + SEALED_OVERHEAD
+"""A PIN-key signature sealed to the server."""
+
+
+def proof_aad(kind: str, card_id: str) -> bytes:
+    """AAD of a sealed PIN verifier or PIN signature.
+
+    Why sealed at all: anything the PIN key produced, seen in the clear, is a test of a
+    PIN guess for whoever also holds one OPRF output (a thief with the device asks the
+    server for one, and the device's files give the rest of the derivation). Sealed to
+    the server, with a fresh ephemeral key each time, the device's own transcripts
+    hold nothing to compare a candidate against: only a proof *sent to the server*,
+    and counted there, tests a PIN. ``kind`` names the field, so one sealed value
+    never opens as another."""
+    return encode(D_SEALED_PROOF, _s(kind), _s(card_id))
 
 
 FRESHNESS_SECONDS = 120.0
@@ -217,6 +243,45 @@ class DeleteRequest:
         return encode(D_DELETE, _s(self.card_id), self.nonce, u64(self.timestamp))
 
 
+@dataclass(frozen=True)
+class ReenrollBegin:
+    """Device -> server: start enrolling a card again under a new PIN (the way back
+    from a lock). Signed by the card's device key over a fresh nonce and time, like
+    :class:`EvaluateRequest`; the reply is an evaluation of the new PIN under a fresh
+    OPRF key and the challenge :class:`ReenrollFinish` signs."""
+
+    card_id: str
+    nonce: bytes
+    timestamp: int
+    blinded: bytes
+    signature: bytes = field(repr=False)
+
+    def signed_bytes(self) -> bytes:
+        return encode(D_REENROLL_BEGIN, _s(self.card_id), self.nonce, u64(self.timestamp),
+                      self.blinded)
+
+
+@dataclass(frozen=True)
+class ReenrollFinish:
+    """Device -> server: the new server share (sealed), the new verifier (sealed),
+    signed by the device key and by the new PIN key (sealed) over the challenge."""
+
+    card_id: str
+    challenge_id: str
+    verifier: bytes
+    envelope: bytes = field(repr=False)
+    device_signature: bytes = field(repr=False)
+    pin_signature: bytes = field(repr=False)
+
+    def signed_bytes(self, nonce: bytes) -> bytes:
+        return encode(D_REENROLL_FINISH, _s(self.card_id), _s(self.challenge_id), nonce,
+                      self.verifier, self.envelope)
+
+    @staticmethod
+    def envelope_aad(card_id: str, challenge_id: str) -> bytes:
+        return encode(D_REENROLL_FINISH, b"envelope", _s(card_id), _s(challenge_id))
+
+
 def pin_input(card_id: str, digits: bytes | bytearray) -> bytearray:
     """The OPRF input for a PIN: bound to the card, so one evaluation serves one card only."""
     return bytearray(encode(D_PIN_INPUT, _s(card_id), digits))
@@ -246,3 +311,7 @@ class ShareService(Protocol):
     def change_pin_finish(self, request: ChangePinFinish) -> None: ...
 
     def delete(self, request: DeleteRequest) -> None: ...
+
+    def reenroll_begin(self, request: ReenrollBegin) -> EvaluateReply: ...
+
+    def reenroll_finish(self, request: ReenrollFinish) -> None: ...

@@ -25,6 +25,8 @@ from typing import Any, Generic, TypeVar
 from ._authorization import Authorization
 from ._errors import MalformedRequest
 from ._protocol import (
+    SEALED_KEY_LEN,
+    SEALED_SIG_LEN,
     AuthorizeRequest,
     ChangePinBegin,
     ChangePinFinish,
@@ -34,6 +36,8 @@ from ._protocol import (
     EnrollFinish,
     EvaluateReply,
     EvaluateRequest,
+    ReenrollBegin,
+    ReenrollFinish,
     ServerInfo,
 )
 
@@ -52,6 +56,8 @@ __all__ = [
     "EVALUATE_REPLY",
     "MAX_BODY",
     "MESSAGES",
+    "REENROLL_BEGIN",
+    "REENROLL_FINISH",
     "SERVER_INFO",
     "Empty",
     "ErrorBody",
@@ -326,6 +332,8 @@ def dumps(message: Message[T], value: T) -> bytes:
 _ID = Text(32, 32, "[0-9a-f]{32}")
 _KEY32 = Bytes(32)
 _SIG = Bytes(64)
+_SEALED_KEY = Bytes(SEALED_KEY_LEN)  # a PIN verifier, sealed to the server
+_SEALED_SIG = Bytes(SEALED_SIG_LEN)  # a PIN-key signature, sealed to the server
 _ENVELOPE = Bytes(1, 4096)  # the server's own bound (_checks._MAX_ENVELOPE)
 _AMOUNT = Int(1, 10**12)  # _payment.MAX_AMOUNT
 _CURRENCY = Text(3, 3, "[A-Z]{3}")
@@ -361,8 +369,8 @@ ENROLL_BEGIN = Message("EnrollBegin", EnrollBegin, {
 ENROLL_BEGIN_REPLY = Message("EnrollBeginReply", EnrollBeginReply, {
     "evaluated": _KEY32, "server_key": _KEY32})
 ENROLL_FINISH = Message("EnrollFinish", EnrollFinish, {
-    "card_id": _ID, "verifier": _KEY32, "envelope": _ENVELOPE, "device_signature": _SIG,
-    "pin_signature": _SIG})
+    "card_id": _ID, "verifier": _SEALED_KEY, "envelope": _ENVELOPE, "device_signature": _SIG,
+    "pin_signature": _SEALED_SIG})
 EVALUATE = Message("EvaluateRequest", EvaluateRequest, {
     "card_id": _ID, "nonce": _NONCE, "timestamp": _MILLIS, "blinded": _KEY32,
     "signature": _SIG})
@@ -372,16 +380,22 @@ EVALUATE_REPLY = Message("EvaluateReply", EvaluateReply, {
 AUTHORIZE = Message("AuthorizeRequest", AuthorizeRequest, {
     "card_id": _ID, "challenge_id": _ID, "amount": _AMOUNT, "currency": _CURRENCY,
     "merchant": _MERCHANT, "idempotency_key": _IDEMPOTENCY_KEY, "envelope": _ENVELOPE,
-    "pin_signature": _SIG})
+    "pin_signature": _SEALED_SIG})
 AUTHORIZATION = Message("Authorization", Authorization, {
     "approved": Bool(), "approval_code": NullableText(64), "decline_reason": NullableText(64),
     "masked_pan": Text(1, 32), "amount": _AMOUNT, "currency": _CURRENCY,
     "merchant": _MERCHANT, "idempotency_key": _IDEMPOTENCY_KEY, "timestamp": Timestamp()})
 CHANGE_PIN_BEGIN = Message("ChangePinBegin", ChangePinBegin, {
-    "card_id": _ID, "challenge_id": _ID, "new_blinded": _KEY32, "pin_signature": _SIG})
+    "card_id": _ID, "challenge_id": _ID, "new_blinded": _KEY32, "pin_signature": _SEALED_SIG})
 CHANGE_PIN_FINISH = Message("ChangePinFinish", ChangePinFinish, {
-    "card_id": _ID, "challenge_id": _ID, "new_verifier": _KEY32, "old_pin_signature": _SIG,
-    "new_pin_signature": _SIG})
+    "card_id": _ID, "challenge_id": _ID, "new_verifier": _SEALED_KEY,
+    "old_pin_signature": _SEALED_SIG, "new_pin_signature": _SEALED_SIG})
+REENROLL_BEGIN = Message("ReenrollBegin", ReenrollBegin, {
+    "card_id": _ID, "nonce": _NONCE, "timestamp": _MILLIS, "blinded": _KEY32,
+    "signature": _SIG})
+REENROLL_FINISH = Message("ReenrollFinish", ReenrollFinish, {
+    "card_id": _ID, "challenge_id": _ID, "verifier": _SEALED_KEY, "envelope": _ENVELOPE,
+    "device_signature": _SIG, "pin_signature": _SEALED_SIG})
 DELETE = Message("DeleteRequest", DeleteRequest, {
     "card_id": _ID, "nonce": _NONCE, "timestamp": _MILLIS, "signature": _SIG})
 SERVER_INFO = Message("ServerInfo", ServerInfo, {
@@ -394,6 +408,6 @@ ERROR = Message("Error", ErrorBody, {
 MESSAGES: tuple[Message[Any], ...] = (
     ENROLL_BEGIN, ENROLL_BEGIN_REPLY, ENROLL_FINISH, EVALUATE,
     EVALUATE_REPLY, AUTHORIZE, AUTHORIZATION, CHANGE_PIN_BEGIN, CHANGE_PIN_FINISH, DELETE,
-    SERVER_INFO, EMPTY, ERROR,
+    REENROLL_BEGIN, REENROLL_FINISH, SERVER_INFO, EMPTY, ERROR,
 )
 """Every message, for the OpenAPI document's ``components.schemas``."""

@@ -102,7 +102,7 @@ def test_wrong_payment_types_are_400(live_server: ServerProcess,
     before = _state(live_server, card_id)
     good = {"card_id": card_id, "challenge_id": "ab" * 16, "amount": 100, "currency": "USD",
             "merchant": "Shop", "idempotency_key": "k", "envelope": b64(b"x" * 80),
-            "pin_signature": b64(bytes(64))}
+            "pin_signature": b64(bytes(136))}
     for change in ({"amount": True}, {"amount": 1.0}, {"amount": "100"}, {"amount": 0},
                    {"amount": 10**13}, {"currency": "usd"}, {"merchant": ""},
                    {"idempotency_key": "has space"}, {"envelope": ""}):
@@ -247,7 +247,7 @@ def test_made_up_challenge_does_not_reveal_the_card(enrolled: tuple[sv.Device, s
         authorize = client.post("/v1/authorize", json={
             "card_id": target, "challenge_id": os.urandom(16).hex(), "amount": 100,
             "currency": "USD", "merchant": "Shop", "idempotency_key": "k",
-            "envelope": b64(b"x" * 80), "pin_signature": b64(bytes(64))})
+            "envelope": b64(b"x" * 80), "pin_signature": b64(bytes(136))})
         bodies.append((evaluate.status_code, evaluate.content, authorize.status_code,
                        authorize.content))
     assert bodies[0] == bodies[1]

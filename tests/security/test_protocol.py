@@ -30,7 +30,8 @@ def held(result: AttackResult) -> None:
 
 
 def test_replayed_authorization_is_refused(lab: Lab) -> None:
-    """A captured authorization sent again is refused: its challenge is single-use."""
+    """A captured authorization sent again charges nothing: its challenge is single-use,
+    and an identical copy of a settled proof gets only the recorded result."""
     held(protocol.replay_authorization(lab))
 
 

@@ -22,6 +22,8 @@ from .._protocol import (
     EnrollFinish,
     EvaluateReply,
     EvaluateRequest,
+    ReenrollBegin,
+    ReenrollFinish,
     ServerInfo,
     ShareService,
 )
@@ -88,3 +90,10 @@ class Recorder:
 
     def delete(self, request: DeleteRequest) -> None:
         self._pass("delete", request)
+
+    def reenroll_begin(self, request: ReenrollBegin) -> EvaluateReply:
+        reply: EvaluateReply = self._pass("reenroll_begin", request)
+        return reply
+
+    def reenroll_finish(self, request: ReenrollFinish) -> None:
+        self._pass("reenroll_finish", request)

@@ -44,6 +44,7 @@ from .._protocol import (
 from ..crypto.envelope import generate_keypair, open_envelope
 from ..crypto.errors import AuthenticationFailed
 from ._harness import (
+    OTHER_PIN,
     AttackResult,
     Deployment,
     Lab,
@@ -116,12 +117,27 @@ def replay_authorization(lab: Lab) -> AttackResult:
         victim, card_id = _fresh(lab)
         first = pay(victim, card_id)
         captured = victim.wire.of(AuthorizeRequest)[-1]
-        ok, got = refused(lambda: victim.wire.inner.authorize(captured),
-                          _errors.InvalidChallenge)
+        with contextlib.suppress(_errors.WrongPin):
+            pay(victim, card_id, OTHER_PIN, key="typo")  # one wrong PIN on the counter
+        # The server may answer an identical copy of a proof it already settled with the
+        # result it recorded (that is how a device rides out a lost reply): the replay
+        # then gets what the sender was owed anyway. Anything else must be refused.
+        try:
+            again = victim.wire.inner.authorize(captured)
+            ok = (again.approval_code, again.amount) == (first.approval_code, first.amount)
+            got = "the recorded result again" if ok else "a different result"
+        except _errors.InvalidChallenge:
+            ok, got = True, "InvalidChallenge"
+        except _errors.VaultError as exc:
+            ok, got = False, f"unexpected {type(exc).__name__}"
         calls = lab.acquirer_calls()
         once = calls in (None, 1)
+        # A replayed good proof settled again would reset the wrong-PIN count: a thief
+        # replaying one after every few guesses would guess for ever.
+        used = guesses_used(lab, victim, card_id)
+        got += f"; wrong PINs still counted: {used}"
         return AttackResult(name, HAD, f"{got}; charged once ({first.approval_code})"
-                            if ok and once else got, ok and once)
+                            if ok and once else got, ok and once and used == 1)
 
     return guarded(name, HAD, attack)
 

@@ -33,6 +33,7 @@ from . import (
     audit_log,
     device_theft,
     double_charge,
+    dropped_packets,
     file_modes,
     fuzz,
     hostile_server,
@@ -79,6 +80,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(12, "hostile-server", "Hostile server", hostile_server.run, False),
     Scenario(13, "slow-clients", "Slow clients", slow_clients.run, True),
     Scenario(14, "shutdown", "Shutdown under load", shutdown.run, False),
+    Scenario(15, "dropped-packets", "Dropped packets", dropped_packets.run, True),
     Scenario(16, "money-taken", "Money taken for a failed payment", money.run, False),
 )
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from functools import partial
 
 from .. import _errors
-from .._protocol import AuthorizeRequest, DeleteRequest, EvaluateRequest
+from .._protocol import SEALED_SIG_LEN, AuthorizeRequest, DeleteRequest, EvaluateRequest
 from ..crypto import oprf
 from ._harness import (
     AttackResult,
@@ -109,7 +109,7 @@ def pay_without_evaluation(lab: Lab) -> AttackResult:
         wire = lab.device("stranger").wire
         request = AuthorizeRequest(card_id, secrets.token_hex(16), 1_000_000, "KRW",
                                    "Attacker Ltd", "steal-1", secrets.token_bytes(200),
-                                   secrets.token_bytes(64))
+                                   secrets.token_bytes(SEALED_SIG_LEN))
         ok, got = refused(lambda: wire.authorize(request), _errors.InvalidChallenge)
         calls = lab.acquirer_calls()
         used = guesses_used(lab, owner, card_id)
@@ -144,7 +144,8 @@ def enumerate_cards(lab: Lab) -> AttackResult:
                 _message(partial(wire.delete, DeleteRequest(card_id, secrets.token_bytes(16),
                                                             stale, bytes(64)))),
                 _message(partial(wire.authorize, AuthorizeRequest(
-                    card_id, made_up, 100, "KRW", "Shop", "probe", bytes(100), bytes(64)))),
+                    card_id, made_up, 100, "KRW", "Shop", "probe", bytes(100),
+                    bytes(SEALED_SIG_LEN)))),
             ]
 
         seen, unseen = probes(real), probes(ghost)

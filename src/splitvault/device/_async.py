@@ -139,6 +139,10 @@ class AsyncDevice:
         guess)."""
         await self._run(self._device.change_pin, card_id, old_pin, new_pin)
 
+    async def reenroll(self, card_id: str, card: Card, new_pin: Pin) -> None:
+        """:meth:`Device.reenroll`: the way back for a locked card."""
+        await self._run(self._device.reenroll, card_id, card, new_pin)
+
     async def delete(self, card_id: str) -> None:
         """:meth:`Device.delete`: destroy both shares; the card is gone for good."""
         await self._run(self._device.delete, card_id)

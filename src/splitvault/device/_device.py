@@ -37,8 +37,11 @@ from .._protocol import (
     EnrollFinish,
     EvaluateReply,
     EvaluateRequest,
+    ReenrollBegin,
+    ReenrollFinish,
     ShareService,
     card_record_aad,
+    proof_aad,
 )
 from ..crypto.envelope import seal_envelope
 from ..crypto.memory import wipe
@@ -53,6 +56,9 @@ __all__ = ["Device"]
 
 #: Longest security phrase: it must fit on the keypad beside the PIN display.
 MAX_PHRASE = 40
+RESENDS = 1
+"""Times a lost authorization reply is answered by sending the same request again:
+once rides out a dropped packet; the server answers each copy alike."""
 
 
 class Device:
@@ -133,10 +139,14 @@ class Device:
             sealed = seal(data_key, record, card_record_aad(card_id))
             envelope = seal_envelope(reply.server_key, server_share,
                                      EnrollFinish.envelope_aad(card_id))
-            finish = EnrollFinish(card_id, public_key(pin_seed), envelope, b"", b"")
+            finish = EnrollFinish(card_id, _sealed(reply.server_key, public_key(pin_seed),
+                                                   "enroll-verifier", card_id),
+                                  envelope, b"", b"")
             signed = finish.signed_bytes()
-            finish = dataclasses.replace(finish, device_signature=sign(sign_seed, signed),
-                                         pin_signature=sign(pin_seed, signed))
+            finish = dataclasses.replace(
+                finish, device_signature=sign(sign_seed, signed),
+                pin_signature=_sealed(reply.server_key, sign(pin_seed, signed), "enroll-pin",
+                                      card_id))
             # Stored as pending first: a crash before the server confirms leaves a row we
             # can discard, never a server-side card whose device share was lost.
             self._store.add_pending(
@@ -169,19 +179,25 @@ class Device:
         payment = validate_payment(amount, currency, merchant, idempotency_key)
         _check_pin(pin)
         card = self._store.get(card_id)
-        try:
-            return self._authorize_once(card, pin, payment)
-        except RateLimited:
-            raise
-        except ServerUnavailable:
-            # The request may or may not have reached the server. Resending it is
-            # impossible (its challenge is single-use) and unnecessary: a whole new
-            # attempt with the same idempotency key gets the recorded result if the
-            # first one was charged, and is charged once if it was not. It costs one
-            # more counted guess, which a right PIN resets.
-            return self._authorize_once(card, pin, payment)
+        # One evaluation per call, never more: the device does not spend a guess on its
+        # own. If the evaluation's reply is lost, ServerUnavailable reaches the caller,
+        # who may ask the user to try again. If the authorization's reply is lost, the
+        # *same* request is sent again: its challenge is consumed by then, and the
+        # server answers an identical, verifying proof with the result it recorded
+        # (or, if the first copy never arrived, settles it now).
+        request = self._authorize_request(card, pin, payment)
+        for attempt in range(RESENDS + 1):
+            try:
+                return self._server.authorize(request)
+            except RateLimited:
+                raise
+            except ServerUnavailable:
+                if attempt == RESENDS:
+                    raise
+        raise ServerUnavailable("no answer from the share server")  # not reached
 
-    def _authorize_once(self, card: DeviceCard, pin: Pin, payment: Payment) -> Authorization:
+    def _authorize_request(self, card: DeviceCard, pin: Pin,
+                           payment: Payment) -> AuthorizeRequest:
         challenge, pin_seed = self._prove_pin(card, pin)
         try:
             request = AuthorizeRequest(
@@ -192,11 +208,11 @@ class Device:
                                                             challenge.challenge_id)),
                 b"",
             )
-            request = dataclasses.replace(
-                request, pin_signature=sign(pin_seed, request.signed_bytes(challenge.nonce)))
+            signature = sign(pin_seed, request.signed_bytes(challenge.nonce))
         finally:
             wipe(pin_seed)
-        return self._server.authorize(request)
+        return dataclasses.replace(request, pin_signature=_sealed(
+            card.server_key, signature, "authorize", card.card_id))
 
     def check_new_pin(self, pin: Pin) -> None:
         """Raise ``InvalidPin`` or ``WeakPin`` unless ``pin`` may be chosen as a new PIN
@@ -239,23 +255,81 @@ class Device:
             with BlindedPin(card.card_id, new_pin) as blinded:
                 begin = ChangePinBegin(card.card_id, challenge.challenge_id, blinded.blinded,
                                        b"")
-                begin = dataclasses.replace(
-                    begin, pin_signature=sign(old_seed, begin.signed_bytes(challenge.nonce)))
+                begin = dataclasses.replace(begin, pin_signature=_sealed(
+                    card.server_key, sign(old_seed, begin.signed_bytes(challenge.nonce)),
+                    "change-pin", card.card_id))
                 reply = self._server.change_pin_begin(begin)
                 new_seed = derive_pin_seed(blinded.finalize(reply.evaluated), salt=card.salt,
                                            device_secret=card.device_secret,
                                            card_id=card.card_id, profile=profile)
-            finish = ChangePinFinish(card.card_id, challenge.challenge_id,
-                                     public_key(new_seed), b"", b"")
+            finish = ChangePinFinish(card.card_id, challenge.challenge_id, _sealed(
+                card.server_key, public_key(new_seed), "change-pin-verifier", card.card_id),
+                b"", b"")
             signed = finish.signed_bytes(challenge.nonce)
-            finish = dataclasses.replace(finish, old_pin_signature=sign(old_seed, signed),
-                                         new_pin_signature=sign(new_seed, signed))
+            finish = dataclasses.replace(
+                finish,
+                old_pin_signature=_sealed(card.server_key, sign(old_seed, signed),
+                                          "change-pin-old", card.card_id),
+                new_pin_signature=_sealed(card.server_key, sign(new_seed, signed),
+                                          "change-pin-new", card.card_id))
         finally:
             for buf in (old_seed, new_seed):
                 wipe(buf)
         # Only the server changes: salt, device secret and KDF cost stay, so a crash
         # anywhere leaves either the old PIN or the new one working, never neither.
         self._server.change_pin_finish(finish)
+
+    def reenroll(self, card_id: str, card: Card, new_pin: Pin) -> None:
+        """Enroll ``card`` again under ``new_pin``, keeping its card id: the way back for
+        a locked card (or a forgotten PIN). Needs this device, whose key for the card
+        proves possession, and the card itself: the server's share and OPRF key are
+        replaced, so the old sealed record can never be opened again, and the card is
+        sealed anew from ``card``. The guess count and the lock are cleared.
+
+        A crash at any point is mended by calling it again: the device key does not
+        change, and until this device stores the new share its old one simply fails
+        to open anything."""
+        if not isinstance(card, Card):
+            raise InvalidCard("card must be a splitvault.Card")
+        _check_pin(new_pin)
+        check_new_pin(new_pin, self.pin_policy)
+        old = self._store.get(card_id)
+        device_secret = bytearray(secrets.token_bytes(32))
+        salt = secrets.token_bytes(16)
+        with BlindedPin(card_id, new_pin) as blinded:
+            begin = ReenrollBegin(card_id, secrets.token_bytes(16), self._millis(),
+                                  blinded.blinded, b"")
+            begin = dataclasses.replace(begin,
+                                        signature=_device_sign(old, begin.signed_bytes()))
+            reply = self._server.reenroll_begin(begin)
+            pin_seed = derive_pin_seed(blinded.finalize(reply.evaluated), salt=salt,
+                                       device_secret=bytes(device_secret), card_id=card_id,
+                                       profile=self.kdf)
+        data_key = bytearray(secrets.token_bytes(KEY_LEN))
+        record = card._to_record()
+        device_share, server_share = split(data_key)
+        try:
+            sealed = seal(data_key, record, card_record_aad(card_id))
+            finish = ReenrollFinish(
+                card_id, reply.challenge_id,
+                _sealed(old.server_key, public_key(pin_seed), "reenroll-verifier", card_id),
+                seal_envelope(old.server_key, server_share,
+                              ReenrollFinish.envelope_aad(card_id, reply.challenge_id)),
+                b"", b"")
+            signed = finish.signed_bytes(reply.nonce)
+            finish = dataclasses.replace(
+                finish, device_signature=_device_sign(old, signed),
+                pin_signature=_sealed(old.server_key, sign(pin_seed, signed), "reenroll-pin",
+                                      card_id))
+            self._server.reenroll_finish(finish)
+            self._store.replace(DeviceCard(
+                card_id, card.brand, card.last4, card.expiry, sealed, bytes(device_share),
+                old.sign_seed, bytes(device_secret), salt, self.kdf.value, old.server_key,
+                old.security_phrase))
+        finally:
+            for buf in (data_key, record, device_share, server_share, device_secret,
+                        pin_seed):
+                wipe(buf)
 
     def delete(self, card_id: str) -> None:
         """Destroy both shares: the server's first, then this device's. Gone for good."""
@@ -288,6 +362,13 @@ class Device:
                                        device_secret=card.device_secret, card_id=card.card_id,
                                        profile=KdfProfile.from_parameters(*card.kdf))
         return reply, pin_seed
+
+
+def _sealed(server_key: bytes, value: bytes, kind: str, card_id: str) -> bytes:
+    """A PIN verifier or PIN signature sealed to the server: never sent in the clear,
+    so nothing the device sends or keeps can check a PIN guess offline (see
+    ``_protocol.proof_aad``)."""
+    return seal_envelope(server_key, value, proof_aad(kind, card_id))
 
 
 def _device_sign(card: DeviceCard, message: bytes) -> bytes:

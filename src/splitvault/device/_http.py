@@ -17,11 +17,11 @@ Retries, where the protocol makes them safe and nowhere else:
   second ``evaluate`` would spend a second guess, a second ``enroll_*``, ``delete`` or
   PIN change would fail on state the first one changed. These raise
   ``ServerUnavailable`` instead;
-- ``authorize`` cannot be resent here either: its challenge is single-use and its
-  PIN proof is bound to that challenge. The safe retry is a whole new
-  ``Device.authorize`` (fresh evaluation, proof) with the *same* idempotency
-  key: the server's ledger then answers with the recorded result, never a second
-  charge. That needs the PIN, so it is the caller's (or ``Device``'s) decision.
+- ``authorize`` is not resent here either; ``Device.authorize`` resends the *same*
+  request once: the server answers a re-sent, verifying proof for a challenge it
+  already consumed with the result it recorded, never a second charge and never a
+  second guess. A new evaluation needs the user: ``Device`` never starts one on
+  its own.
 
 Every call, retries and their pauses included, ends within ``timeout`` seconds of wall
 time: a server that trickles its reply is cut off at the deadline (see
@@ -75,6 +75,8 @@ from .._protocol import (
     EnrollFinish,
     EvaluateReply,
     EvaluateRequest,
+    ReenrollBegin,
+    ReenrollFinish,
     ServerInfo,
 )
 from .._wire import ERROR, ErrorBody, dumps, loads
@@ -270,6 +272,12 @@ class HttpShareService:
 
     def delete(self, request: DeleteRequest) -> None:
         self._call("delete", request)
+
+    def reenroll_begin(self, request: ReenrollBegin) -> EvaluateReply:
+        return cast(EvaluateReply, self._call("reenroll_begin", request))
+
+    def reenroll_finish(self, request: ReenrollFinish) -> None:
+        self._call("reenroll_finish", request)
 
     # -- internals -----------------------------------------------------------------------
 

@@ -114,6 +114,19 @@ class DeviceStore:
         with self._write() as conn:
             conn.execute("UPDATE cards SET state = 'active' WHERE card_id = ?", (card_id,))
 
+    def replace(self, card: DeviceCard) -> None:
+        """Store a re-enrolled card over the old one (same id, same device key)."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE cards SET brand = ?, last4 = ?, expiry = ?, sealed_record = ?, "
+                "device_share = ?, device_secret = ?, salt = ?, kdf_t = ?, kdf_m = ?, "
+                "kdf_p = ? WHERE card_id = ? AND state = 'active'",
+                (card.brand, card.last4, card.expiry, card.sealed_record, card.device_share,
+                 card.device_secret, card.salt, *card.kdf, card.card_id))
+        # secure_delete zeroed the old share's pages; move them out of the WAL as well.
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def remove(self, card_id: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM cards WHERE card_id = ?", (card_id,))

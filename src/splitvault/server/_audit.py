@@ -31,6 +31,7 @@ EVENTS = frozenset(
     {
         "enrolled", "guess_used", "authorized", "declined", "locked", "deleted",
         "key_rotated", "pin_changed", "wrong_pin", "key_added", "key_retired",
+        "reenrolled", "enrollment_cancelled",
         "reconciled", "reversed",
     }
 )

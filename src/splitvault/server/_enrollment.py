@@ -8,20 +8,30 @@ sealed to the server's X25519 key, and a verifier (an Ed25519 public key).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 from .._errors import InvalidChallenge, MalformedRequest, TamperedData, UnknownCard
 from .._profiles import ServerProfile
-from .._protocol import DeleteRequest, EnrollBegin, EnrollBeginReply, EnrollFinish
+from .._protocol import (
+    SEALED_KEY_LEN,
+    DeleteRequest,
+    EnrollBegin,
+    EnrollBeginReply,
+    EnrollFinish,
+    EvaluateReply,
+    ReenrollBegin,
+    ReenrollFinish,
+)
 from ..crypto import oprf
 from ..crypto.memory import wipe
 from ._checks import check_bytes, check_id
-from ._envelopes import open_to_server
+from ._envelopes import open_proof, open_to_server
 from ._guesses import check_fresh, evaluate_blinded
 from ._keyring import Keyring
 from ._keys import ServerKeys
 from ._signatures import check_device_signature, check_signature
-from ._store import AuditEvent, Store
+from ._store import AuditEvent, ChallengeRecord, Store
 
 __all__ = ["Enrollment"]
 
@@ -54,7 +64,7 @@ class Enrollment:
 
     def finish(self, request: EnrollFinish) -> None:
         card_id = check_id(request.card_id, "card id")
-        verifier = check_bytes(request.verifier, "verifier", 32)
+        check_bytes(request.verifier, "verifier", SEALED_KEY_LEN)
         envelope = check_bytes(request.envelope, "envelope")
         now = self._clock()
         pending = self._store.pending_card(card_id, now)
@@ -62,17 +72,90 @@ class Enrollment:
             raise UnknownCard()
         signed = request.signed_bytes()
         check_signature(pending.device_key, signed, request.device_signature)
-        check_signature(verifier, signed, request.pin_signature)  # the device knows the PIN key
-        share = open_to_server(self._keys, envelope, EnrollFinish.envelope_aad(card_id))
-        try:
-            if len(share) != 32:
-                raise TamperedData()
-            wrapped = self._keyring.wrap("share", card_id, share)
-        finally:
-            wipe(share)
+        verifier = self._opened(request.verifier, "enroll-verifier", card_id, 32)
+        # The device knows the PIN key (and the signature, like the verifier, travels
+        # sealed: in the clear either would test PIN guesses, see _protocol.proof_aad).
+        check_signature(verifier, signed,
+                        self._opened(request.pin_signature, "enroll-pin", card_id, 64))
+        wrapped = self._wrapped_share(envelope, EnrollFinish.envelope_aad(card_id), card_id)
         if not self._store.finish_enrollment(card_id, verifier, wrapped, now,
                                              AuditEvent("enrolled", card_id)):
             raise UnknownCard()  # expired, or finished by a concurrent request
+
+    def reenroll_begin(self, request: ReenrollBegin) -> EvaluateReply:
+        """The way back from a lock: the device key (possession of the device) starts
+        a new enrollment of the same card id under a fresh OPRF key and a new PIN.
+
+        It gives a thief with the device nothing: finishing it replaces the server's
+        share, so the card sealed on the device can never be opened again; only the
+        owner, who has the card itself to seal anew, gets a working card back. A thief
+        could already destroy the card with ``delete``."""
+        card_id = check_id(request.card_id, "card id")
+        blinded = check_bytes(request.blinded, "blinded element", 32)
+        now = self._clock()
+        nonce, nonce_expires = check_fresh(request.nonce, request.timestamp, now)
+        check_device_signature(self._store.card(card_id), request.signed_bytes(),
+                               request.signature)
+        key = oprf.generate_key()
+        challenge_id = secrets.token_hex(16)
+        try:
+            evaluated = evaluate_blinded(key, blinded)
+            wrapped = self._keyring.wrap("oprf-key", challenge_id, key)
+        finally:
+            wipe(key)
+        challenge = ChallengeRecord(challenge_id, card_id, secrets.token_bytes(32), "reenroll",
+                                    now + self._profile.challenge_ttl, wrapped)
+        outcome = self._store.begin_reenrollment(card_id, nonce, nonce_expires, challenge, now)
+        if outcome == "replayed":
+            raise InvalidChallenge("request already used (replayed nonce)")
+        if outcome == "unknown":
+            raise UnknownCard()
+        return EvaluateReply(evaluated, self._profile.guess_limit, challenge_id,
+                             challenge.nonce, challenge.expires_at)
+
+    def reenroll_finish(self, request: ReenrollFinish) -> None:
+        card_id = check_id(request.card_id, "card id")
+        challenge_id = check_id(request.challenge_id, "challenge id")
+        check_bytes(request.verifier, "verifier", SEALED_KEY_LEN)
+        envelope = check_bytes(request.envelope, "envelope")
+        now = self._clock()
+        challenge = self._store.challenge(challenge_id)
+        if (challenge is None or challenge.card_id != card_id or challenge.state != "reenroll"
+                or challenge.expires_at < now or challenge.new_oprf_key is None):
+            raise InvalidChallenge()
+        signed = request.signed_bytes(challenge.nonce)
+        check_device_signature(self._store.card(card_id), signed, request.device_signature)
+        verifier = self._opened(request.verifier, "reenroll-verifier", card_id, 32)
+        check_signature(verifier, signed,
+                        self._opened(request.pin_signature, "reenroll-pin", card_id, 64))
+        wrapped = self._wrapped_share(
+            envelope, ReenrollFinish.envelope_aad(card_id, challenge_id), card_id)
+        key = self._keyring.unwrap("oprf-key", challenge_id, challenge.new_oprf_key)
+        try:
+            oprf_key = self._keyring.wrap("oprf-key", card_id, key)
+        finally:
+            wipe(key)
+        if not self._store.finish_reenrollment(card_id, challenge_id, oprf_key, verifier,
+                                               wrapped, now, AuditEvent("reenrolled", card_id)):
+            raise InvalidChallenge()
+        # The old share's pages: secure_delete zeroed them; scrubbing moves them out of
+        # the WAL.
+        self._store.scrub()
+
+    def _opened(self, sealed: object, kind: str, card_id: str, length: int) -> bytes:
+        value = open_proof(self._keys, sealed, kind, card_id, length)
+        if value is None:
+            raise TamperedData()
+        return value
+
+    def _wrapped_share(self, envelope: bytes, aad: bytes, card_id: str) -> bytes:
+        share = open_to_server(self._keys, envelope, aad)
+        try:
+            if len(share) != 32:
+                raise TamperedData()
+            return self._keyring.wrap("share", card_id, share)
+        finally:
+            wipe(share)
 
     def delete(self, request: DeleteRequest) -> None:
         card_id = check_id(request.card_id, "card id")

@@ -10,6 +10,15 @@ The order of checks is the security argument:
    only after that commit does the evaluation leave: the guess is counted before the
    PIN can be tried.
 4. A proof consumes its challenge whatever its outcome: one evaluation, one proof.
+
+What counts toward the lock is a *wrong proof*, not an evaluation. An evaluation gives
+its requester OPRF(k, guess), but nothing to check it against: the verifier and every
+PIN-key signature travel sealed to the server (``_protocol.proof_aad``), so the
+device's files and transcripts hold nothing a candidate PIN key could be compared
+with. The only PIN test is a proof sent here, and each wrong one is counted. An
+evaluation whose proof never arrives (a dropped packet) therefore tests nothing and
+cannot lock the card; it spends from a separate budget per window (``_store``), which
+bounds the work a device key can ask for.
 """
 
 from __future__ import annotations
@@ -31,7 +40,9 @@ from ..crypto.errors import AuthenticationFailed
 from ..crypto.memory import wipe
 from ..crypto.signing import verify
 from ._checks import check_bytes, check_id
+from ._envelopes import open_proof
 from ._keyring import Keyring
+from ._keys import ServerKeys
 from ._signatures import check_device_signature
 from ._store import CardRecord, ChallengeRecord, LedgerStart, ProofOutcome, Store
 
@@ -63,8 +74,9 @@ class Guesses:
     """Counts guesses and settles proofs. Gets the store, the keyring and a clock."""
 
     def __init__(self, store: Store, keyring: Keyring, profile: ServerProfile,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], keys: ServerKeys) -> None:
         self._store = store
+        self._keys = keys
         self._keyring = keyring
         self._profile = profile
         self._clock = clock
@@ -95,17 +107,19 @@ class Guesses:
             raise CardLocked()
         if spend.outcome == "busy":
             raise InvalidChallenge(
-                "too many PIN checks in progress for this card; try again shortly")
-        return EvaluateReply(evaluated, limit - spend.guesses_used, challenge.challenge_id,
-                             challenge.nonce, challenge.expires_at)
+                "too many unanswered PIN checks for this card; try again in a few minutes")
+        return EvaluateReply(evaluated, max(limit - spend.guesses_used - 1, 0),
+                             challenge.challenge_id, challenge.nonce, challenge.expires_at)
 
-    def proof_card(self, card_id: str, challenge_id: object,
-                   state: str = "evaluated") -> tuple[CardRecord, ChallengeRecord]:
-        """The card and its live challenge in ``state``, or ``InvalidChallenge`` /
-        ``UnknownCard``. Nothing is consumed here; :meth:`settle` does that."""
+    def proof_card(self, card_id: str, challenge_id: object, state: str = "evaluated", *,
+                   resent: bool = False) -> tuple[CardRecord, ChallengeRecord]:
+        """The card and its live challenge in ``state`` (or, with ``resent``, one a
+        proof already consumed), or ``InvalidChallenge`` / ``UnknownCard``. Nothing is
+        consumed here; :meth:`settle` does that."""
         challenge_id = check_id(challenge_id, "challenge id")
         challenge = self._store.challenge(challenge_id)
-        if (challenge is None or challenge.card_id != card_id or challenge.state != state
+        states = (state, "used") if resent else (state,)
+        if (challenge is None or challenge.card_id != card_id or challenge.state not in states
                 or challenge.expires_at < self._clock()):
             raise InvalidChallenge()
         card = self._store.card(card_id)
@@ -113,10 +127,15 @@ class Guesses:
             raise UnknownCard()
         return card, challenge
 
-    @staticmethod
-    def pin_verified(card: CardRecord, message: bytes, signature: object) -> bool:
-        if not isinstance(signature, bytes):
+    def pin_verified(self, card: CardRecord, kind: str, message: bytes,
+                     sealed: object) -> bool:
+        """Whether ``sealed`` opens to the PIN key's signature over ``message``. A seal
+        that does not open is a wrong proof like any other (it is counted)."""
+        if not isinstance(sealed, bytes):
             raise MalformedRequest("malformed signature")
+        signature = open_proof(self._keys, sealed, kind, card.card_id, 64)
+        if signature is None:
+            return False
         try:
             verify(card.verifier, message, signature)
         except AuthenticationFailed:

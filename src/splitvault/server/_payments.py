@@ -29,6 +29,7 @@ from .._errors import (
     AcquirerUnavailable,
     Declined,
     IdempotencyConflict,
+    InvalidChallenge,
     PaymentInDoubt,
     TamperedData,
 )
@@ -79,13 +80,17 @@ class Payments:
         payment = validate_payment(request.amount, request.currency, request.merchant,
                                    request.idempotency_key)
         envelope = check_bytes(request.envelope, "envelope")
-        card, challenge = self._guesses.proof_card(card_id, request.challenge_id)
-        verified = self._guesses.pin_verified(card, request.signed_bytes(challenge.nonce),
+        card, challenge = self._guesses.proof_card(card_id, request.challenge_id,
+                                                   resent=True)
+        verified = self._guesses.pin_verified(card, "authorize",
+                                              request.signed_bytes(challenge.nonce),
                                               request.pin_signature)
         ledger = self._ledger
         key = ledger.key_digest(card_id, payment.idempotency_key)
         params = ledger.params_digest(card_id, payment.amount, payment.currency,
                                       payment.merchant)
+        if challenge.state == "used":
+            return self._resent(key, params, verified)
         entry = self._store.ledger_entry(key) if verified else None
         found: Card | None = None
         tampered = False
@@ -134,8 +139,20 @@ class Payments:
                            self._ledger.reference(card_id, payment.idempotency_key, attempt),
                            intent, attempt)
 
-    def _charge(self, card_id: str, card: Card, payment: Payment,
+    def _resent(self, key: bytes, params: bytes, verified: bool) -> Authorization:
+        """A proof sent again for the challenge it already consumed (the device lost
+        the reply): the recorded result for its key, or ``InvalidChallenge``.
 
+        Nothing is counted, reset or charged: the proof was settled when it first
+        arrived. Only the holder of the PIN key can make a proof that verifies, it is
+        bound to this payment's key and parameters, and the answer is the result its
+        first arrival recorded, which the sender was owed anyway."""
+        entry = self._store.ledger_entry(key) if verified else None
+        if entry is None:
+            raise InvalidChallenge()
+        return self._recorded(key, params, entry)
+
+    def _charge(self, card_id: str, card: Card, payment: Payment,
                 start: LedgerStart) -> Authorization:
         outcome = self._ask_acquirer(card, payment, start)
         approved = outcome.approved

@@ -85,14 +85,18 @@ CREATE TABLE IF NOT EXISTS cards (
     guesses_used {int} NOT NULL DEFAULT 0,
     locked {int} NOT NULL DEFAULT 0,
     created_at {real} NOT NULL,
-    expires_at {real}
+    expires_at {real},
+    unproven {int} NOT NULL DEFAULT 0,
+    unproven_since {real} NOT NULL DEFAULT 0,
+    origin {blob}
 ){strict};
 CREATE INDEX IF NOT EXISTS cards_pending_expiry ON cards (state, expires_at);
 CREATE TABLE IF NOT EXISTS challenges (
     challenge_id TEXT PRIMARY KEY,
     card_id TEXT NOT NULL,
     nonce {blob} NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('issued', 'evaluated', 'pin_change', 'used')),
+    state TEXT NOT NULL CHECK (state IN ('issued', 'evaluated', 'pin_change', 'reenroll',
+                                         'used')),
     expires_at {real} NOT NULL,
     new_oprf_key {blob}
 ){strict};
@@ -139,6 +143,10 @@ def schema(dialect: Dialect) -> list[str]:
 # The ledger is rebuilt rather than altered: SQLite cannot widen a CHECK constraint,
 # and version 2 has more states than 1.
 _V1_TO_V2 = """
+ALTER TABLE cards ADD COLUMN unproven INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE cards ADD COLUMN unproven_since REAL NOT NULL DEFAULT 0;
+ALTER TABLE cards ADD COLUMN origin BLOB;
+DROP TABLE IF EXISTS challenges;
 CREATE TABLE authorizations_v2 (
 {authorizations}
 ){strict};

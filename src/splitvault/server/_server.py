@@ -37,6 +37,8 @@ from .._protocol import (
     EnrollFinish,
     EvaluateReply,
     EvaluateRequest,
+    ReenrollBegin,
+    ReenrollFinish,
     ServerInfo,
 )
 from . import _audit
@@ -111,9 +113,9 @@ class ShareServer:
         self._keys: ServerKeys = load_or_create(store, keyring)
         store.attach_audit(_audit.chain(self._keys.audit))
         self._ledger = Ledger(self._keys.ledger, keyring)
-        self._guesses = Guesses(store, keyring, profile, clock)
+        self._guesses = Guesses(store, keyring, profile, clock, self._keys)
         self._enrollment = Enrollment(store, keyring, self._keys, profile, clock)
-        self._pin_change = PinChange(store, keyring, self._guesses, profile, clock)
+        self._pin_change = PinChange(store, keyring, self._guesses, profile, clock, self._keys)
         self._payments = Payments(store, keyring, self._keys, self._ledger, self._guesses,
                                   self._authorize, profile, clock, self.worker_id)
         self._reconciler = Reconciler(store, self._ledger, lambda: self.acquirer, clock,
@@ -204,6 +206,14 @@ class ShareServer:
     def delete(self, request: DeleteRequest) -> None:
         self._maybe_refresh()
         self._enrollment.delete(request)
+
+    def reenroll_begin(self, request: ReenrollBegin) -> EvaluateReply:
+        self._maybe_refresh()
+        return self._enrollment.reenroll_begin(request)
+
+    def reenroll_finish(self, request: ReenrollFinish) -> None:
+        self._maybe_refresh()
+        self._enrollment.reenroll_finish(request)
 
     # -- operations ----------------------------------------------------------------------
 

@@ -23,6 +23,8 @@ from .._errors import ConfigurationError
 from ._schema import SCHEMA_VERSION, Dialect, migrations, schema
 from ._store import (
     SETTLED,
+    UNPROVEN_LIMIT,
+    UNPROVEN_WINDOW,
     AuditEvent,
     AuditMac,
     AuditRow,
@@ -395,38 +397,47 @@ class SqlStore:
                                None if row[4] is None else bytes(row[4]))
 
     def spend_guess(self, card_id: str, nonce: bytes, nonce_expires: float,
-                    challenge: ChallengeRecord, limit: int, now: float) -> Spend:
+                    challenge: ChallengeRecord, limit: int, now: float, *,
+                    unproven_limit: int = UNPROVEN_LIMIT,
+                    unproven_window: float = UNPROVEN_WINDOW) -> Spend:
         def go(tx: Tx) -> Spend:
             if not tx.all("INSERT INTO nonces (nonce, expires_at) VALUES (?, ?) "
                           "ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
                           nonce, nonce_expires):
                 return Spend("replayed")
-            # The guess is counted by the database, never read-modify-written here.
-            row = tx.one("UPDATE cards SET guesses_used = guesses_used + 1 WHERE card_id = ? "
-                         "AND state = 'active' AND locked = 0 AND guesses_used < ? "
-                         "RETURNING guesses_used", card_id, limit)
+            # An evaluation alone tests no PIN (every value the PIN key makes travels
+            # sealed to the server), so it does not count toward the lock: only a wrong
+            # proof does (settle_proof). It spends from its own budget, renewed per
+            # window, which bounds the work a device key can ask for. One conditional
+            # UPDATE decides, so the budget holds on any number of workers.
+            start = now - unproven_window
+            row = tx.one("UPDATE cards SET "
+                         "unproven = CASE WHEN unproven_since < ? THEN 1 ELSE unproven + 1 END, "
+                         "unproven_since = CASE WHEN unproven_since < ? THEN ? "
+                         "ELSE unproven_since END "
+                         "WHERE card_id = ? AND state = 'active' AND locked = 0 "
+                         "AND guesses_used < ? AND (unproven_since < ? OR unproven < ?) "
+                         "RETURNING guesses_used, unproven",
+                         start, start, now, card_id, limit, start, unproven_limit)
             if row is not None:
                 used = int(row[0])
                 tx.run("INSERT INTO challenges (challenge_id, card_id, nonce, state, "
                        "expires_at) VALUES (?, ?, ?, 'evaluated', ?)",
                        challenge.challenge_id, card_id, challenge.nonce, challenge.expires_at)
                 self._append(tx, AuditEvent("guess_used", card_id,
-                                            {"guesses_used": used, "limit": limit}), now)
+                                            {"guesses_used": used, "limit": limit,
+                                             "unproven": int(row[1])}), now)
                 return Spend("spent", used)
-            state = tx.one("SELECT locked FROM cards WHERE card_id = ? AND state = 'active'",
-                           card_id)
+            state = tx.one("SELECT locked, guesses_used FROM cards WHERE card_id = ? "
+                           "AND state = 'active'", card_id)
             if state is None:
                 return Spend("unknown")
-            if state[0]:
+            if state[0] or int(state[1]) >= limit:
+                self._lock(tx, card_id, now)
                 return Spend("locked")
-            # Every guess is spent. If some still wait for their proof (a device paying
-            # several times at once), they may yet succeed and reset the count: refuse
-            # this one without locking. Otherwise they failed or were abandoned: lock.
-            if tx.one("SELECT 1 FROM challenges WHERE card_id = ? AND state = 'evaluated' "
-                      "AND expires_at >= ? LIMIT 1", card_id, now) is not None:
-                return Spend("busy")
-            self._lock(tx, card_id, now)
-            return Spend("locked")
+            # The unproven budget is spent: refuse, never lock (a right PIN would still
+            # unlock this card once the window renews).
+            return Spend("busy", int(state[1]))
         return self._db.write(go)
 
     def _lock(self, tx: Tx, card_id: str, now: float) -> None:
@@ -456,14 +467,21 @@ class SqlStore:
             if card[1]:
                 return ProofOutcome("locked")
             if not verified:
-                left = limit - int(card[0])
+                # A wrong proof is the one PIN test there is: counted by one conditional
+                # UPDATE, so racing proofs never count past the limit.
+                counted = tx.one("UPDATE cards SET guesses_used = guesses_used + 1 "
+                                 "WHERE card_id = ? AND state = 'active' AND locked = 0 "
+                                 "AND guesses_used < ? RETURNING guesses_used", card_id, limit)
+                left = 0 if counted is None else limit - int(counted[0])
                 if left <= 0:
                     self._lock(tx, card_id, now)
                     return ProofOutcome("locked")
                 self._append(tx, AuditEvent("wrong_pin", card_id, {"attempts_left": left}),
                              now)
                 return ProofOutcome("wrong", attempts_left=left)
-            tx.run("UPDATE cards SET guesses_used = 0 WHERE card_id = ?", card_id)
+            if not tx.run("UPDATE cards SET guesses_used = 0, unproven = 0 WHERE card_id = ? "
+                          "AND state = 'active' AND locked = 0", card_id):
+                return ProofOutcome("locked")  # a racing wrong proof locked it first
             if ledger is None:
                 return ProofOutcome("ok")
             if tx.all("INSERT INTO authorizations (key_digest, params_digest, state, "
@@ -501,6 +519,43 @@ class SqlStore:
             tx.run("DELETE FROM cards WHERE card_id = ?", card_id)
             tx.run("DELETE FROM challenges WHERE card_id = ?", card_id)
             self._append(tx, AuditEvent("deleted", card_id), now)
+            return True
+        return self._db.write(go)
+
+    def begin_reenrollment(self, card_id: str, nonce: bytes, nonce_expires: float,
+                           challenge: ChallengeRecord, now: float
+                           ) -> Literal["ok", "replayed", "unknown"]:
+        def go(tx: Tx) -> Literal["ok", "replayed", "unknown"]:
+            if not tx.all("INSERT INTO nonces (nonce, expires_at) VALUES (?, ?) "
+                          "ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
+                          nonce, nonce_expires):
+                return "replayed"
+            if tx.one("SELECT 1 FROM cards WHERE card_id = ? AND state = 'active'",
+                      card_id) is None:
+                return "unknown"
+            tx.run("INSERT INTO challenges (challenge_id, card_id, nonce, state, expires_at, "
+                   "new_oprf_key) VALUES (?, ?, ?, 'reenroll', ?, ?)", challenge.challenge_id,
+                   card_id, challenge.nonce, challenge.expires_at, challenge.new_oprf_key)
+            return "ok"
+        return self._db.write(go)
+
+    def finish_reenrollment(self, card_id: str, challenge_id: str, oprf_key: bytes,
+                            verifier: bytes, share: bytes, now: float,
+                            event: AuditEvent) -> bool:
+        def go(tx: Tx) -> bool:
+            if not tx.run("UPDATE challenges SET state = 'used', new_oprf_key = NULL "
+                          "WHERE challenge_id = ? AND card_id = ? AND state = 'reenroll' "
+                          "AND expires_at >= ?", challenge_id, card_id, now):
+                return False
+            if not tx.run("UPDATE cards SET oprf_key = ?, verifier = ?, share = ?, "
+                          "guesses_used = 0, unproven = 0, locked = 0 "
+                          "WHERE card_id = ? AND state = 'active'", oprf_key, verifier, share,
+                          card_id):
+                return False
+            # Proofs in flight were made under the old OPRF key: none may settle now.
+            tx.run("DELETE FROM challenges WHERE card_id = ? AND challenge_id <> ?", card_id,
+                   challenge_id)
+            self._append(tx, event, now)
             return True
         return self._db.write(go)
 

@@ -31,6 +31,8 @@ from typing import Literal, Protocol
 __all__ = [
     "RETRYABLE",
     "SETTLED",
+    "UNPROVEN_LIMIT",
+    "UNPROVEN_WINDOW",
     "AuditEvent",
     "AuditMac",
     "AuditRow",
@@ -47,6 +49,14 @@ __all__ = [
     "WorkerRecord",
     "WrappedRef",
 ]
+
+UNPROVEN_LIMIT = 20
+"""Evaluations a card may have without a proof per :data:`UNPROVEN_WINDOW`. They test
+no PIN (PIN-derived values travel sealed to the server), so this only bounds the work
+a device key can ask for; at the budget an evaluation is refused, the card never
+locked. Four times the guess limit: a flaky network loses that many replies rarely."""
+UNPROVEN_WINDOW = 900.0
+"""Seconds after which the unproven budget starts again (15 minutes)."""
 
 AuditMac = Callable[[bytes, int, float, str, str, str], bytes]
 """``(previous mac, seq, at, event, card id, detail json) -> mac``: the audit chain's
@@ -99,7 +109,7 @@ class ChallengeRecord:
     challenge_id: str
     card_id: str
     nonce: bytes
-    state: Literal["evaluated", "pin_change", "used"]
+    state: Literal["evaluated", "pin_change", "reenroll", "used"]
     expires_at: float
     new_oprf_key: bytes | None = field(default=None, repr=False)
 
@@ -108,8 +118,9 @@ class ChallengeRecord:
 class Spend:
     """What :meth:`Store.spend_guess` decided.
 
-    ``spent``: the guess is counted (``guesses_used`` after it); ``locked``: the card is
-    locked (now or before); ``busy``: every guess is out waiting for its proof;
+    ``spent``: the evaluation is counted against the unproven budget (``guesses_used``:
+    the wrong proofs so far); ``locked``: the card is locked (now or before);
+    ``busy``: the unproven budget of this window is spent (the card is *not* locked);
     ``replayed``: the device nonce was used before; ``unknown``: no such active card.
     """
 
@@ -299,7 +310,26 @@ class Store(Protocol):
     def challenge(self, challenge_id: str) -> ChallengeRecord | None: ...
 
     def spend_guess(self, card_id: str, nonce: bytes, nonce_expires: float,
-                    challenge: ChallengeRecord, limit: int, now: float) -> Spend: ...
+                    challenge: ChallengeRecord, limit: int, now: float, *,
+                    unproven_limit: int = UNPROVEN_LIMIT,
+                    unproven_window: float = UNPROVEN_WINDOW) -> Spend:
+        """Take the nonce, count one unproven evaluation, issue ``challenge``."""
+        ...
+
+    def begin_reenrollment(self, card_id: str, nonce: bytes, nonce_expires: float,
+                           challenge: ChallengeRecord, now: float
+                           ) -> Literal["ok", "replayed", "unknown"]:
+        """Take the nonce and store ``challenge`` (state ``reenroll``, carrying the new
+        OPRF key) for an active card, locked or not."""
+        ...
+
+    def finish_reenrollment(self, card_id: str, challenge_id: str, oprf_key: bytes,
+                            verifier: bytes, share: bytes, now: float,
+                            event: AuditEvent) -> bool:
+        """Consume the ``reenroll`` challenge and replace OPRF key, verifier and share,
+        clearing the counters and the lock, in one transaction; False if the challenge
+        is gone."""
+        ...
 
     def settle_proof(self, card_id: str, challenge_id: str, *, verified: bool, limit: int,
                      now: float, ledger: LedgerStart | None = None,
