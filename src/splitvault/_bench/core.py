@@ -303,7 +303,7 @@ _SELECT_CHALLENGE = ("SELECT card_id, nonce, state, expires_at, new_oprf_key FRO
 _SELECT_LEDGER = ("SELECT key_digest, state, params_digest, result, owner, lease_until, "
                   "reference, attempt FROM authorizations WHERE key_digest = ?")
 # Evaluations without a proof: the budget and window of _store.UNPROVEN_LIMIT/_WINDOW.
-_UNPROVEN_LIMIT, _UNPROVEN_WINDOW = 20, 3600.0
+_UNPROVEN_LIMIT, _UNPROVEN_WINDOW = 20, 900.0
 
 
 def _blake2b(data: bytes, key: bytes) -> bytes:
