@@ -230,6 +230,27 @@ def _reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _risk_check(args: argparse.Namespace) -> int:
+    """Replay the recorded history against a rules file (a dry run: nothing changes)
+    and print what it would have declined."""
+    from .server import RiskRules
+
+    rules = RiskRules.from_toml(args.risk_rules)
+    with _operator_server(args) as server:
+        found = server.risk_dry_run(rules)
+    if args.json:
+        for d in found:
+            print(json.dumps({"card": d.card, "at": d.at.isoformat(), "amount": d.amount,
+                              "currency": d.currency, "reason": d.reason}, sort_keys=True))
+        return 0
+    for d in found:
+        print(f"{d.at.isoformat()}  card {d.card}  {d.amount} {d.currency}  {d.reason}")
+    cards = len({d.card for d in found})
+    print(f"{args.risk_rules} would have declined {len(found)} payment(s) of {cards} "
+          "card(s) in the recorded history")
+    return 0
+
+
 def _load_acquirer(spec: str) -> Any:
     """``module:name``: the object, or what calling it returns (a class or factory)."""
     import importlib
@@ -435,6 +456,21 @@ def build_parser() -> argparse.ArgumentParser:
                      "counted (env SPLITVAULT_ACQUIRER)")
     rec.add_argument("--json", action="store_true", help="print the report as JSON")
     rec.set_defaults(func=_reconcile)
+
+    risk = sub.add_parser("risk", help="fraud rules: check a rules file against the "
+                          "recorded history")
+    risk_sub = risk.add_subparsers(dest="risk_command", required=True, metavar="ACTION")
+    chk = risk_sub.add_parser("check", help="a dry run: which recorded payments the rules "
+                              "would have declined (nothing changes)")
+    chk.add_argument("--db", default=_env("DB"), required=_env("DB") is None,
+                     help="the server database: a SQLite file or a postgresql:// URL "
+                     "(env SPLITVAULT_DB)")
+    _key_options(chk, "its key-encryption key file, to read the rules' history")
+    chk.add_argument("--risk-rules", default=_env("RISK_RULES"),
+                     required=_env("RISK_RULES") is None, metavar="FILE",
+                     help="the rules file to try (TOML; env SPLITVAULT_RISK_RULES)")
+    chk.add_argument("--json", action="store_true", help="one JSON object per decline")
+    chk.set_defaults(func=_risk_check)
 
     bench = sub.add_parser("bench", help="measure throughput and latency against the "
                            "crypto floor")

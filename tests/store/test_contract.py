@@ -19,6 +19,9 @@ from splitvault.server._store import (
     AuditEvent,
     ChallengeRecord,
     LedgerStart,
+    OutboxMessage,
+    RiskCheck,
+    RiskVerdict,
 )
 
 from .conftest import AUDIT_KEY
@@ -604,3 +607,185 @@ def test_abandoned_later_attempt_stays_failed(store: SqlStore) -> None:
     assert (entry.state, entry.attempt) == ("failed", 1)
     assert store.restart_payment(LedgerStart(key, b"p" * 32, "w3", NOW + 60, "sv-2", b"i", 2),
                                  1, NOW)
+
+
+# -- fraud-rule history and the outbox (issue 11) ----------------------------------------
+
+
+def _counting(limit: int, seen: list[bytes | None] | None = None):
+    """A RiskCheck.decide that counts payments in the history blob (its decimal text)
+    and declines past ``limit``: the store's part only, without the rules' crypto."""
+    def decide(blob: bytes | None) -> RiskVerdict:
+        if seen is not None:
+            seen.append(blob)
+        count = int(blob or b"0")
+        if count >= limit:
+            return RiskVerdict(declined=b"declined-result",
+                               event=AuditEvent("risk_declined", "", {"rule": "risk: test"}))
+        return RiskVerdict(history=str(count + 1).encode())
+    return decide
+
+
+def _proof(store: SqlStore, card_id: str, risk: RiskCheck, key: bytes | None = None):
+    c = _challenge(card_id)
+    _spend(store, card_id, c)
+    return store.settle_proof(card_id, c.challenge_id, verified=True, limit=LIMIT, now=NOW,
+                              ledger=LedgerStart(key or secrets.token_bytes(32), b"p" * 32,
+                                                 "w1", NOW + 30, "r"), risk=risk)
+
+
+def test_risk_check_counts_and_declines_in_the_proof_transaction(store: SqlStore) -> None:
+    """The history row starts empty, is written with each new pending row, and a
+    decline is recorded as the key's result (declined, no lease), audited."""
+    card_id = _card(store)
+    seen: list[bytes | None] = []
+    risk = RiskCheck(b"R" * 32, _counting(2, seen))
+    assert _proof(store, card_id, risk).ledger == "new"
+    assert _proof(store, card_id, risk).ledger == "new"
+    key = secrets.token_bytes(32)
+    out = _proof(store, card_id, risk, key)
+    assert out.outcome == "ok" and out.ledger == "recorded" and out.entry is not None
+    assert out.entry.state == "declined" and out.entry.result == b"declined-result"
+    assert out.entry.owner == "" and out.entry.lease_until == 0
+    assert seen == [None, b"1", b"2"]
+    assert store.risk_histories() == [(b"R" * 32, b"2")]
+    assert [r.event for r in store.audit_rows()].count("risk_declined") == 1
+    assert verify(store.audit_rows(), AUDIT_KEY).entries > 0
+
+
+def test_risk_check_skipped_for_a_recorded_key(store: SqlStore) -> None:
+    """A key already in the ledger (a retry) is not counted again."""
+    card_id = _card(store)
+    seen: list[bytes | None] = []
+    risk = RiskCheck(b"S" * 32, _counting(5, seen))
+    key = secrets.token_bytes(32)
+    assert _proof(store, card_id, risk, key).ledger == "new"
+    assert _proof(store, card_id, risk, key).ledger == "recorded"
+    assert seen == [None]
+
+
+def test_risk_check_rolls_back_with_its_transaction(store: SqlStore) -> None:
+    """A decide that raises changes nothing: the challenge stays, no ledger row."""
+    card_id = _card(store)
+    c = _challenge(card_id)
+    _spend(store, card_id, c)
+
+    def broken(blob: bytes | None) -> RiskVerdict:
+        raise RuntimeError("bug")
+    key = secrets.token_bytes(32)
+    with pytest.raises(RuntimeError):
+        store.settle_proof(card_id, c.challenge_id, verified=True, limit=LIMIT, now=NOW,
+                           ledger=LedgerStart(key, b"p" * 32, "w1", NOW + 30, "r"),
+                           risk=RiskCheck(b"T" * 32, broken))
+    assert store.ledger_entry(key) is None
+    assert store.challenge(c.challenge_id).state == "evaluated"
+
+
+def test_concurrent_risk_checks_count_exactly(store: SqlStore) -> None:
+    """Six payments of one card at once against a limit of 5: exactly 5 new pending
+    rows, one decline, and the history says 5 (no lost update on any backend)."""
+    card_id = _card(store)
+    challenges = [_challenge(card_id) for _ in range(6)]
+    for c in challenges:
+        _spend(store, card_id, c)
+    risk = RiskCheck(b"C" * 32, _counting(5))
+    results: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(len(challenges))
+
+    def go(c: ChallengeRecord) -> None:
+        barrier.wait()
+        out = store.settle_proof(card_id, c.challenge_id, verified=True, limit=LIMIT, now=NOW,
+                                 ledger=LedgerStart(secrets.token_bytes(32), b"p" * 32, "w",
+                                                    NOW + 30, "r"), risk=risk)
+        with lock:
+            results.append(out.ledger)
+    threads = [threading.Thread(target=go, args=(c,)) for c in challenges]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["new"] * 5 + ["recorded"]
+    assert store.risk_histories() == [(b"C" * 32, b"5")]
+
+
+def test_forget_risk(store: SqlStore) -> None:
+    card_id = _card(store)
+    _proof(store, card_id, RiskCheck(b"F" * 32, _counting(5)))
+    assert store.forget_risk(b"F" * 32) and not store.forget_risk(b"F" * 32)
+    assert store.risk_histories() == []
+
+
+def _message(payload: bytes = b"wrapped") -> OutboxMessage:
+    return OutboxMessage(secrets.token_hex(16), "receipt", payload)
+
+
+def test_outbox_written_only_with_the_recorded_outcome(store: SqlStore) -> None:
+    """finish_payment queues its messages in its own transaction: not when the row is
+    not the caller's (nothing recorded, nothing queued)."""
+    key = _pending(store)
+    assert not store.finish_payment(key, "other", "approved", b"res", NOW,
+                                    AuditEvent("authorized", ""), [_message()])
+    assert store.outbox_pending() == 0
+    assert store.finish_payment(key, "w1", "approved", b"res", NOW,
+                                AuditEvent("authorized", ""), [_message()])
+    assert store.outbox_pending() == 1
+
+
+def test_outbox_written_with_a_settled_outcome(store: SqlStore) -> None:
+    key = _pending(store)
+    assert store.mark_in_doubt(key, "w1", NOW)
+    assert store.claim_unsettled(key, "rec", NOW + 30, NOW) is not None
+    assert not store.settle_payment(key, "other", "approved", b"res", NOW, [], [_message()])
+    assert store.outbox_pending() == 0
+    assert store.settle_payment(key, "rec", "approved", b"res", NOW, [], [_message()])
+    assert store.outbox_pending() == 1
+
+
+def test_outbox_claim_deliver_retry(store: SqlStore) -> None:
+    """A claimed message is held until its lease; a retry is due when told; a delivered
+    one is deleted, only by the claim that delivered it."""
+    key = _pending(store)
+    message = _message(b"payload-1")
+    store.finish_payment(key, "w1", "approved", b"res", NOW, AuditEvent("authorized", ""),
+                         [message])
+    claimed = store.claim_outbox(NOW, NOW + 60, 10)
+    assert [(m.message_id, m.payload, m.attempts) for m in claimed] == [
+        (message.message_id, b"payload-1", 1)]
+    assert store.claim_outbox(NOW + 59, NOW + 119, 10) == []  # held by the lease
+    assert store.outbox_retry(message.message_id, 1, NOW + 5)
+    assert store.claim_outbox(NOW + 4, NOW + 64, 10) == []
+    again = store.claim_outbox(NOW + 5, NOW + 65, 10)
+    assert [m.attempts for m in again] == [2]
+    assert not store.outbox_delivered(message.message_id, 1)  # a stale claim
+    assert store.outbox_delivered(message.message_id, 2)
+    assert store.outbox_pending() == 0
+    # A lease that ran out (the deliverer died) is claimed again.
+    key2 = _pending(store)
+    store.finish_payment(key2, "w1", "approved", b"res", NOW, AuditEvent("authorized", ""),
+                         [_message()])
+    assert len(store.claim_outbox(NOW, NOW + 60, 10)) == 1
+    assert [m.attempts for m in store.claim_outbox(NOW + 60, NOW + 120, 10)] == [2]
+
+
+def test_concurrent_outbox_claims_one_winner(store: SqlStore) -> None:
+    """Four deliverers at once: every message is claimed by exactly one of them."""
+    for _ in range(6):
+        key = _pending(store)
+        store.finish_payment(key, "w1", "approved", b"res", NOW, AuditEvent("authorized", ""),
+                             [_message()])
+    claimed: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(4)
+
+    def go() -> None:
+        barrier.wait()
+        got = store.claim_outbox(NOW, NOW + 60, 10)
+        with lock:
+            claimed.extend(m.message_id for m in got)
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(claimed) == 6 and len(set(claimed)) == 6

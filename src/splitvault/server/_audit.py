@@ -32,7 +32,7 @@ EVENTS = frozenset(
         "enrolled", "guess_used", "authorized", "declined", "locked", "deleted",
         "key_rotated", "pin_changed", "wrong_pin", "key_added", "key_retired",
         "reenrolled", "enrollment_cancelled",
-        "reconciled", "reversed",
+        "reconciled", "reversed", "risk_declined",
     }
 )
 _D_AUDIT = b"splitvault/v1/audit"

@@ -44,7 +44,7 @@ from ._envelopes import open_proof
 from ._keyring import Keyring
 from ._keys import ServerKeys
 from ._signatures import check_device_signature
-from ._store import CardRecord, ChallengeRecord, LedgerStart, ProofOutcome, Store
+from ._store import CardRecord, ChallengeRecord, LedgerStart, ProofOutcome, RiskCheck, Store
 
 __all__ = ["Guesses", "check_fresh", "evaluate_blinded"]
 
@@ -144,12 +144,14 @@ class Guesses:
 
     def settle(self, card_id: str, challenge_id: str, verified: bool, *,
                ledger: LedgerStart | None = None,
-               pin_change_key: bytes | None = None) -> ProofOutcome:
+               pin_change_key: bytes | None = None,
+               risk: RiskCheck | None = None) -> ProofOutcome:
         """Consume the challenge and record the proof's outcome (one transaction);
         raise for a wrong PIN, a locked card or a challenge someone else consumed."""
         outcome = self._store.settle_proof(card_id, challenge_id, verified=verified,
                                            limit=self._profile.guess_limit, now=self._clock(),
-                                           ledger=ledger, pin_change_key=pin_change_key)
+                                           ledger=ledger, pin_change_key=pin_change_key,
+                                           risk=risk)
         if outcome.outcome == "gone":
             raise InvalidChallenge()
         if outcome.outcome == "locked":

@@ -12,6 +12,11 @@
    retry is refused as ``PaymentInDoubt``, never charged again; while it is live, a
    retry on any worker waits for it. Only an acquirer that says it did not take the
    payment (``AcquirerUnavailable``) lets the row go, so a retry may call again.
+   Between the two, for a new key, the fraud rules (``_risk_book.py``) run inside the
+   transaction of step 4: one that fires records a ``risk:`` decline instead of the
+   pending row, and the acquirer is never called. The outcome's receipt is queued in
+   the transaction of step 5 (``_outbox.py``) and delivered after it commits, so a
+   failing receipt can never change the payment.
 6. A payment in doubt is settled by reconciliation (``_reconcile.py``); one settled as
    ``reversed`` or ``failed`` took no money, and the next retry charges it once, under
    a new attempt and so a new payment reference (``Store.restart_payment``).
@@ -47,7 +52,9 @@ from ._guesses import Guesses
 from ._keyring import Keyring
 from ._keys import ServerKeys
 from ._ledger import Ledger
-from ._store import RETRYABLE, AuditEvent, LedgerEntry, LedgerStart, Store
+from ._outbox import Outbox
+from ._risk_book import RiskBook
+from ._store import RETRYABLE, AuditEvent, LedgerEntry, LedgerStart, RiskCheck, Store
 
 __all__ = ["Payments"]
 
@@ -63,7 +70,8 @@ class Payments:
     def __init__(self, store: Store, keyring: Keyring, keys: ServerKeys, ledger: Ledger,
                  guesses: Guesses, authorize: Authorize, profile: ServerProfile,
                  clock: Callable[[], float], owner: str,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, *,
+                 risk: RiskBook | None = None, outbox: Outbox | None = None) -> None:
         self._store = store
         self._keyring = keyring
         self._keys = keys
@@ -74,6 +82,8 @@ class Payments:
         self._clock = clock
         self._owner = owner
         self._sleep = sleep
+        self._risk = risk
+        self._outbox = outbox
 
     def authorize(self, request: AuthorizeRequest) -> Authorization:
         card_id = check_id(request.card_id, "card id")
@@ -99,12 +109,13 @@ class Payments:
             # shares recombined.
             found = self._open_card(card_id, card.share, challenge.challenge_id, envelope)
             tampered = found is None
-        start = None
+        start = risk = None
         if found is not None:
             start = self._start(card_id, found, payment, key, params, 0)
+            risk = self._risk_check(card_id, card.device_key, found, payment, key)
         try:
             outcome = self._guesses.settle(card_id, challenge.challenge_id, verified,
-                                           ledger=start)
+                                           ledger=start, risk=risk)
             if tampered:
                 # The challenge stays consumed: the PIN proof was good, the device's
                 # data is not.
@@ -139,6 +150,17 @@ class Payments:
                            self._ledger.reference(card_id, payment.idempotency_key, attempt),
                            intent, attempt)
 
+    def _risk_check(self, card_id: str, device_key: bytes, card: Card, payment: Payment,
+                    key: bytes) -> RiskCheck | None:
+        """The fraud rules' check for a new payment (None if no rule is set). Only what
+        the server may hold enters it: card id, device key, amount, currency, merchant,
+        time; the decline it may record is sealed like any other result."""
+        if self._risk is None:
+            return None
+        fact = self._risk.fact(payment, device_key, self._clock())
+        return self._risk.check(card_id, fact, lambda reason: self._ledger.seal_result(
+            key, self._result(card, payment, None, reason)))
+
     def _resent(self, key: bytes, params: bytes, verified: bool) -> Authorization:
         """A proof sent again for the challenge it already consumed (the device lost
         the reply): the recorded result for its key, or ``InvalidChallenge``.
@@ -161,7 +183,9 @@ class Payments:
             recorded = self._store.finish_payment(
                 start.key, self._owner, "approved" if approved else "declined",
                 self._ledger.seal_result(start.key, outcome), self._clock(),
-                AuditEvent("authorized" if approved else "declined", card_id))
+                AuditEvent("authorized" if approved else "declined", card_id),
+                () if self._outbox is None else self._outbox.receipts(outcome,
+                                                                      start.reference))
         except Exception:
             recorded = False  # handled below, outside the except block
         if not recorded:

@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING
 
 from .._errors import ConfigurationError, TamperedData
 from ._acquirer import AcquirerStatus, Settler, settler
-from ._store import AuditEvent, LedgerEntry, LedgerState, Store
+from ._store import AuditEvent, LedgerEntry, LedgerState, OutboxMessage, Store
 
 if TYPE_CHECKING:
     from ._ledger import Ledger
+    from ._outbox import Outbox
 
 __all__ = ["BATCH", "RECONCILE_EVERY", "ReconcileReport", "Reconciler", "background",
            "reconcile_every"]
@@ -83,13 +84,15 @@ class Reconciler:
     may be swapped); ``owner`` names this reconciler's leases; ``lease`` seconds."""
 
     def __init__(self, store: Store, ledger: Ledger, acquirer: Callable[[], object],
-                 clock: Callable[[], float], owner: str, lease: float) -> None:
+                 clock: Callable[[], float], owner: str, lease: float, *,
+                 outbox: Outbox | None = None) -> None:
         self._store = store
         self._ledger = ledger
         self._acquirer = acquirer
         self._clock = clock
         self._owner = f"reconcile:{owner}"
         self._lease = lease
+        self._outbox = outbox
 
     def run(self, *, limit: int = BATCH, dry_run: bool = False) -> ReconcileReport:
         rows = self._store.unsettled(self._clock(), limit)
@@ -129,6 +132,7 @@ class Reconciler:
         state: LedgerState
         result: bytes | None = None
         events = []
+        receipts: tuple[OutboxMessage, ...] = ()
         if status.state in ("approved", "declined"):
             try:
                 intent = self._ledger.open_result(held)
@@ -146,6 +150,10 @@ class Reconciler:
                 final = replace(intent, decline_reason=_printable(status.decline_reason)
                                 or "declined")
             result = self._ledger.seal_result(held.key, final)
+            if self._outbox is not None:
+                # Queued with the settled outcome, in its transaction: the receipt the
+                # worker that lost track of this payment never wrote.
+                receipts = self._outbox.receipts(final, held.reference)
         elif status.state == "not_found":
             state = "failed"
         else:
@@ -154,7 +162,7 @@ class Reconciler:
         events.append(AuditEvent("reconciled", "", {"reference": held.reference,
                                                     "outcome": state}))
         if not self._store.settle_payment(held.key, self._owner, state, result,
-                                          self._clock(), events):
+                                          self._clock(), events, receipts):
             return "busy"  # our lease ran out and another reconciler took the row
         return state
 

@@ -17,7 +17,8 @@ __all__ = ["SCHEMA_VERSION", "Dialect", "migrations", "schema"]
 
 SCHEMA_VERSION = 2
 """2: keyring, worker heartbeats, device nonces, ledger leases, references and
-attempts, settled ledger states (reversed, failed), the audit chain's head row. 1 was
+attempts, settled ledger states (reversed, failed), the audit chain's head row, the
+fraud rules' per-card history, the outbox. 1 was
 the single-process SQLite schema of 0.1.0."""
 
 
@@ -115,6 +116,25 @@ CREATE TABLE IF NOT EXISTS authorizations (
 ){strict};
 -- What the reconciler looks for: rows in doubt, and pending rows whose lease expired.
 CREATE INDEX IF NOT EXISTS authorizations_unsettled ON authorizations (state, lease_until);
+-- What the fraud rules remember of each card (_risk_history.py), one row per card,
+-- keyed by a MAC of the card id (a breach cannot tie it to the card) and wrapped
+-- whole under the KEK, padded: no times, amounts or merchants in clear, and no row
+-- per payment. Held by the proof's transaction that counts a payment into it.
+CREATE TABLE IF NOT EXISTS card_risk (
+    row_key {blob} PRIMARY KEY,
+    history {blob}
+){strict};
+-- The transactional outbox: receipts and notifications written in the transaction
+-- that records the payment's outcome, delivered after it commits. The payload is
+-- wrapped; due_at is when the next delivery try may run (a lease while one runs).
+CREATE TABLE IF NOT EXISTS outbox (
+    message_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    payload {blob} NOT NULL,
+    due_at {real} NOT NULL,
+    attempts {int} NOT NULL DEFAULT 0
+){strict};
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due_at);
 -- Append-only, MAC-chained audit log (see _audit.py); audit_head is its one-row tip,
 -- updated in every appending transaction, so appends serialize on it on every engine.
 CREATE TABLE IF NOT EXISTS audit (

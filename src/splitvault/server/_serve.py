@@ -59,8 +59,10 @@ from ._http import create_app
 from ._kek import Kek
 from ._limits import DEFAULT as DEFAULT_LIMITS
 from ._limits import ServeLimits, guarded_protocol
+from ._outbox import DELIVER_EVERY, deliver_every, delivering, load_sink
 from ._ratelimit import DEFAULT_BURST, DEFAULT_RATE, RateLimiter
 from ._reconcile import RECONCILE_EVERY, background, reconcile_every
+from ._risk import RiskRules
 from ._server import ShareServer
 from ._workers import MAX_WORKERS, Refresher, supervise
 
@@ -126,6 +128,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--reconcile-every", default=_env("RECONCILE_EVERY", str(RECONCILE_EVERY)),
         help=f"seconds between settling payments in doubt with the acquirer, 0 for never "
              f"(default {RECONCILE_EVERY:g}; env SPLITVAULT_RECONCILE_EVERY)")
+    add("--risk-rules", default=_env("RISK_RULES"), metavar="FILE",
+        help="fraud rules (TOML; README, 'Fraud rules'), or 'default' for "
+             "RiskRules.DEFAULT; none if left out (env SPLITVAULT_RISK_RULES)")
+    add("--receipts", default=_env("RECEIPTS"), metavar="MODULE:NAME",
+        help="the receipt sink (an object with deliver(receipt), or a class or factory "
+             "to call); receipts are queued with each outcome and delivered after it "
+             "(env SPLITVAULT_RECEIPTS)")
+    add("--deliver-every", default=_env("DELIVER_EVERY", str(DELIVER_EVERY)),
+        help=f"seconds between receipt deliveries, 0 for never (default "
+             f"{DELIVER_EVERY:g}; env SPLITVAULT_DELIVER_EVERY)")
     add("--log-level", default=_env("LOG_LEVEL", "info"),
         choices=("debug", "info", "warning", "error"),
         help="JSON logs on stderr at this level (env SPLITVAULT_LOG_LEVEL)")
@@ -153,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         # Open once here, so that a bad database or key is one clear line before any
         # worker starts (and a new database's schema is made once); then fork.
-        ShareServer.open(args.db, kek_file=kek_file, kek=args.kek, announce=False).close()
+        ShareServer.open(args.db, kek_file=kek_file, kek=args.kek, announce=False,
+                         risk=_risk(args)).close()
     except VaultError as exc:
         sock.close()
         print(f"splitvault serve: error: {exc}", file=sys.stderr)
@@ -171,8 +184,10 @@ def _serve_one(args: argparse.Namespace, sock: socket.socket, limits: ServeLimit
     """One worker: a ShareServer and a uvicorn server on the shared listening socket."""
     try:
         every = reconcile_every(args.reconcile_every)
+        deliver = deliver_every(args.deliver_every)
         server = ShareServer.open(args.db, kek_file=kek_file, kek=args.kek,
-                                  profile=_profile(args))
+                                  profile=_profile(args), risk=_risk(args),
+                                  receipts=load_sink(args.receipts) if args.receipts else None)
     except VaultError as exc:
         sock.close()
         print(f"splitvault serve: error: {exc}", file=sys.stderr)
@@ -199,12 +214,15 @@ def _serve_one(args: argparse.Namespace, sock: socket.socket, limits: ServeLimit
     refresher.start()
     # Stopped before the server closes: a run in progress finishes on live keys.
     stop_reconciling = background(server.reconcile, every) if every else lambda: None
+    stop_delivering = (delivering(server.deliver_outbox, deliver)
+                       if deliver and server.receipts is not None else lambda: None)
     try:
         with _quiet_signals():
             _DrainingServer(config, guard).run(sockets=[sock])
     finally:
         sock.close()
         stop_reconciling()
+        stop_delivering()
         refresher.stop()
         closed = _close_when_idle(app.in_flight.wait_idle, server)
     return 0 if closed else 1
@@ -217,6 +235,15 @@ def _announce(sock: socket.socket, ssl_files: tuple[str, str] | None, workers: i
     if workers > 1:
         print(f"splitvault: {workers} worker processes", flush=True)
     print(f"splitvault: listening on {scheme}://{shown}:{bound}", flush=True)
+
+
+def _risk(args: argparse.Namespace) -> RiskRules | None:
+    """The ``--risk-rules`` file; a malformed one is a startup error naming the problem."""
+    if not args.risk_rules:
+        return None
+    if args.risk_rules == "default":
+        return RiskRules.DEFAULT
+    return RiskRules.from_toml(args.risk_rules)
 
 
 def _profile(args: argparse.Namespace) -> ServerProfile:

@@ -51,10 +51,13 @@ from ._kek import Kek
 from ._keyring import REFRESH_SECONDS, Keyring
 from ._keys import ServerKeys, load_or_create
 from ._ledger import Ledger
+from ._outbox import DeliveryReport, Outbox, ReceiptSink
 from ._payments import Payments
 from ._pin_change import PinChange
 from ._postgres import Isolation, PostgresBackend, is_postgres_url
 from ._reconcile import Reconciler, ReconcileReport
+from ._risk import RiskRules
+from ._risk_book import RiskBook, WouldDecline
 from ._schema import SCHEMA_VERSION
 from ._sql import SqlStore
 from ._sqlite import SqliteBackend
@@ -96,7 +99,8 @@ class ShareServer:
     def __init__(self, store: Store, keyring: Keyring, *, acquirer: AnyAcquirer | None = None,
                  profile: ServerProfile = ServerProfile.DEFAULT,
                  clock: Callable[[], float] = time.time, create: bool = True,
-                 announce: bool = True) -> None:
+                 announce: bool = True, risk: RiskRules | None = None,
+                 receipts: ReceiptSink | None = None) -> None:
         self._store = store
         self._announce = announce
         self._keyring = keyring
@@ -104,6 +108,8 @@ class ShareServer:
         self._clock = clock
         self.worker_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.acquirer: AnyAcquirer = acquirer if acquirer is not None else SimulatedAcquirer()
+        self.receipts: ReceiptSink | None = receipts
+        """Where receipts go (see ``_outbox.py``); None: none are queued."""
         _check_schema(store, create)
         self._authorizer: tuple[object, Authorize] | None = None
         self._refresh_lock = threading.Lock()
@@ -116,10 +122,14 @@ class ShareServer:
         self._guesses = Guesses(store, keyring, profile, clock, self._keys)
         self._enrollment = Enrollment(store, keyring, self._keys, profile, clock)
         self._pin_change = PinChange(store, keyring, self._guesses, profile, clock, self._keys)
+        self._risk = RiskBook(risk or RiskRules.NONE, keyring, self._keys.ledger)
+        self._outbox = Outbox(store, keyring, clock, lambda: self.receipts)
         self._payments = Payments(store, keyring, self._keys, self._ledger, self._guesses,
-                                  self._authorize, profile, clock, self.worker_id)
+                                  self._authorize, profile, clock, self.worker_id,
+                                  risk=self._risk, outbox=self._outbox)
         self._reconciler = Reconciler(store, self._ledger, lambda: self.acquirer, clock,
-                                      self.worker_id, profile.lease_seconds)
+                                      self.worker_id, profile.lease_seconds,
+                                      outbox=self._outbox)
         self.refresh()
 
     @classmethod
@@ -127,7 +137,9 @@ class ShareServer:
              kek_file: str | Path | None = None, kek: str | Sequence[str] | None = None,
              profile: ServerProfile = ServerProfile.DEFAULT,
              clock: Callable[[], float] = time.time, create: bool = True,
-             isolation: Isolation = "read committed", announce: bool = True) -> ShareServer:
+             isolation: Isolation = "read committed", announce: bool = True,
+             risk: RiskRules | None = None,
+             receipts: ReceiptSink | None = None) -> ShareServer:
         """Open the server database at ``target``: a SQLite file (created if missing and
         ``create``) or a ``postgresql://user@host/db`` URL (the database must exist; its
         schema is created if it is empty and ``create``).
@@ -139,6 +151,11 @@ class ShareServer:
         out for a SQLite file, the key lives beside it as ``<path>.kek``, created with a
         new database: convenient for the demo and tests; a production server keeps it
         apart.
+
+        ``risk``: fraud rules (:class:`RiskRules`; none by default, as limits are the
+        deployment's business decision; start from ``RiskRules.DEFAULT``).
+        ``receipts``: a :class:`ReceiptSink`; receipts are then queued with each
+        recorded outcome and delivered by :meth:`deliver_outbox`.
         """
         specs = _kek_specs(target, kek_file, kek, create)
         store = open_store(target, create=create, isolation=isolation)
@@ -149,7 +166,7 @@ class ShareServer:
             raise
         try:
             return cls(store, keyring, acquirer=acquirer, profile=profile, clock=clock,
-                       create=create, announce=announce)
+                       create=create, announce=announce, risk=risk, receipts=receipts)
         except BaseException:
             keyring.wipe()
             store.close()
@@ -206,6 +223,8 @@ class ShareServer:
     def delete(self, request: DeleteRequest) -> None:
         self._maybe_refresh()
         self._enrollment.delete(request)
+        # After the card is gone: what the fraud rules remember of it goes too.
+        self._risk.forget(self._store, request.card_id)
 
     def reenroll_begin(self, request: ReenrollBegin) -> EvaluateReply:
         self._maybe_refresh()
@@ -248,6 +267,22 @@ class ShareServer:
         never card data. ``dry_run`` only counts them (as ``manual``). Safe to run on
         any number of workers at once: each row is claimed by one."""
         return self._reconciler.run(dry_run=dry_run)
+
+    def deliver_outbox(self) -> DeliveryReport:
+        """Deliver the receipts due to :attr:`receipts` (``splitvault serve`` runs this
+        every ``--deliver-every`` seconds). A sink that raises only delays its receipt:
+        it is tried again later, and the payment is never read or changed here."""
+        return self._outbox.deliver()
+
+    @property
+    def risk(self) -> RiskRules:
+        """The fraud rules in force."""
+        return self._risk.rules
+
+    def risk_dry_run(self, rules: RiskRules) -> list[WouldDecline]:
+        """What ``rules`` would have declined of the recorded history (every card's
+        payments of the last 7 days or the longest window in force): nothing changes."""
+        return list(RiskBook(rules, self._keyring, self._keys.ledger).dry_run(self._store))
 
     def payment_state(self, card_id: str, idempotency_key: str) -> str | None:
         """The ledger state of one payment (``approved``, ``declined``, ``in_doubt``,

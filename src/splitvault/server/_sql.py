@@ -34,8 +34,10 @@ from ._store import (
     LedgerEntry,
     LedgerStart,
     LedgerState,
+    OutboxMessage,
     PendingCard,
     ProofOutcome,
+    RiskCheck,
     Spend,
     WorkerRecord,
     WrappedRef,
@@ -56,9 +58,13 @@ _WRAPPED: tuple[tuple[str, str, str, str], ...] = (
     ("cards", "card_id", "share", "share"),
     ("challenges", "challenge_id", "new_oprf_key", "oprf-key"),
     ("authorizations", "key_digest", "result", "ledger"),
+    ("card_risk", "row_key", "history", "risk"),
+    ("outbox", "message_id", "payload", "outbox"),
 )
 _KEY_COLUMN = {"server_keys": "name", "cards": "card_id", "challenges": "challenge_id",
-               "authorizations": "key_digest"}
+               "authorizations": "key_digest", "card_risk": "row_key",
+               "outbox": "message_id"}
+_BLOB_KEYS = frozenset({"authorizations", "card_risk"})
 
 
 class Tx(Protocol):
@@ -314,7 +320,7 @@ class SqlStore:
     def replace_wrapped(self, ref: WrappedRef, blob: bytes) -> bool:
         col = next(c for t, _, c, p in _WRAPPED if t == ref.table and p == ref.purpose)
         key_col = _KEY_COLUMN[ref.table]
-        key: object = bytes.fromhex(ref.row) if ref.table == "authorizations" else ref.row
+        key: object = bytes.fromhex(ref.row) if ref.table in _BLOB_KEYS else ref.row
         return bool(self._db.write(lambda tx: tx.run(
             f"UPDATE {ref.table} SET {col} = ? WHERE {key_col} = ? AND {col} = ?",  # noqa: S608 (identifiers from _WRAPPED)  # nosec B608
             blob, key, ref.blob)))
@@ -446,7 +452,8 @@ class SqlStore:
 
     def settle_proof(self, card_id: str, challenge_id: str, *, verified: bool, limit: int,
                      now: float, ledger: LedgerStart | None = None,
-                     pin_change_key: bytes | None = None) -> ProofOutcome:
+                     pin_change_key: bytes | None = None,
+                     risk: RiskCheck | None = None) -> ProofOutcome:
         def go(tx: Tx) -> ProofOutcome:
             # One evaluation, one proof: the challenge is consumed whatever happens next.
             if pin_change_key is not None and verified:
@@ -490,9 +497,38 @@ class SqlStore:
                       "ON CONFLICT (key_digest) DO NOTHING RETURNING key_digest",
                       ledger.key, ledger.params_digest, ledger.intent, now, ledger.owner,
                       ledger.lease_until, ledger.reference, ledger.attempt):
+                if risk is not None and self._risk_declined(tx, ledger.key, risk, now):
+                    return ProofOutcome("ok", ledger="recorded",
+                                        entry=self._entry(tx, ledger.key))
                 return ProofOutcome("ok", ledger="new")
             return ProofOutcome("ok", ledger="recorded", entry=self._entry(tx, ledger.key))
         return self._db.write(go)
+
+    def _risk_declined(self, tx: Tx, key: bytes, risk: RiskCheck, now: float) -> bool:
+        """Run the fraud rules on the card's history, held for this transaction; True
+        if they declined (the new ledger row then records the decline)."""
+        # Holding the row first (a no-op UPDATE takes its lock) serializes the
+        # payments of one card: under READ COMMITTED a racing one waits here and then
+        # reads this one's history; under SERIALIZABLE it fails and is rerun. (The
+        # proof's reset of the card's counters above already locks the card's row;
+        # this hold keeps the count exact without relying on that.)
+        tx.run("INSERT INTO card_risk (row_key, history) VALUES (?, NULL) "
+               "ON CONFLICT (row_key) DO NOTHING", risk.row)
+        held = tx.one("UPDATE card_risk SET history = history WHERE row_key = ? "
+                      "RETURNING history", risk.row)
+        blob = None if held is None or held[0] is None else bytes(held[0])
+        verdict = risk.decide(blob)
+        if verdict.declined is not None:
+            tx.run("UPDATE authorizations SET state = 'declined', result = ?, "
+                   "completed_at = ?, owner = '', lease_until = 0 WHERE key_digest = ?",
+                   verdict.declined, now, key)
+            if verdict.event is not None:
+                self._append(tx, verdict.event, now)
+            return True
+        if verdict.history is not None:
+            tx.run("UPDATE card_risk SET history = ? WHERE row_key = ?", verdict.history,
+                   risk.row)
+        return False
 
     def finish_pin_change(self, card_id: str, challenge_id: str, oprf_key: bytes,
                           verifier: bytes, now: float) -> bool:
@@ -571,7 +607,8 @@ class SqlStore:
         return self._db.read(lambda tx: self._entry(tx, key))
 
     def finish_payment(self, key: bytes, owner: str, state: Literal["approved", "declined"],
-                       result: bytes, now: float, event: AuditEvent) -> bool:
+                       result: bytes, now: float, event: AuditEvent,
+                       outbox: Sequence[OutboxMessage] = ()) -> bool:
         def go(tx: Tx) -> bool:
             # The owner records what the acquirer said even if a retry has meanwhile
             # called its expired lease in doubt: the truth beats "in doubt".
@@ -581,6 +618,7 @@ class SqlStore:
                           owner):
                 return False
             self._append(tx, event, now)
+            self._queue(tx, outbox, now)
             return True
         return self._db.write(go)
 
@@ -641,7 +679,8 @@ class SqlStore:
         return self._db.write(go)
 
     def settle_payment(self, key: bytes, owner: str, state: LedgerState, result: bytes | None,
-                       now: float, events: Sequence[AuditEvent]) -> bool:
+                       now: float, events: Sequence[AuditEvent],
+                       outbox: Sequence[OutboxMessage] = ()) -> bool:
         if state not in SETTLED:
             raise ValueError("a payment is settled as approved, declined, reversed or failed")
 
@@ -653,6 +692,7 @@ class SqlStore:
                 return False
             for event in events:
                 self._append(tx, event, now)
+            self._queue(tx, outbox, now)
             return True
         return self._db.write(go)
 
@@ -660,6 +700,53 @@ class SqlStore:
         return bool(self._db.write(lambda tx: tx.run(
             "UPDATE authorizations SET state = 'in_doubt' WHERE key_digest = ? "
             "AND state = 'settling' AND owner = ?", key, owner)))
+
+
+    # -- fraud-rule history and the outbox -------------------------------------------
+
+    def risk_histories(self) -> list[tuple[bytes, bytes]]:
+        rows = self._db.read(lambda tx: tx.all(
+            "SELECT row_key, history FROM card_risk WHERE history IS NOT NULL "
+            "ORDER BY row_key"))
+        return [(bytes(k), bytes(h)) for k, h in rows]
+
+    def forget_risk(self, row: bytes) -> bool:
+        return bool(self._db.write(lambda tx: tx.run(
+            "DELETE FROM card_risk WHERE row_key = ?", row)))
+
+    @staticmethod
+    def _queue(tx: Tx, outbox: Sequence[OutboxMessage], now: float) -> None:
+        for message in outbox:
+            tx.run("INSERT INTO outbox (message_id, kind, payload, due_at, attempts) "
+                   "VALUES (?, ?, ?, ?, 0)", message.message_id, message.kind,
+                   message.payload, now)
+
+    def claim_outbox(self, now: float, lease_until: float, limit: int) -> list[OutboxMessage]:
+        def go(tx: Tx) -> list[OutboxMessage]:
+            # The due check is repeated on the row itself: under READ COMMITTED a
+            # claimer that waited on another's lock re-checks it on the committed row
+            # and skips what the other took.
+            rows = tx.all(
+                "UPDATE outbox SET due_at = ?, attempts = attempts + 1 WHERE message_id IN "
+                "(SELECT message_id FROM outbox WHERE due_at <= ? ORDER BY due_at LIMIT ?) "
+                "AND due_at <= ? RETURNING message_id, kind, payload, attempts",
+                lease_until, now, limit, now)
+            return [OutboxMessage(m, k, bytes(p), int(a)) for m, k, p, a in rows]
+        return sorted(self._db.write(go), key=lambda m: m.message_id)
+
+    def outbox_delivered(self, message_id: str, attempts: int) -> bool:
+        return bool(self._db.write(lambda tx: tx.run(
+            "DELETE FROM outbox WHERE message_id = ? AND attempts = ?", message_id,
+            attempts)))
+
+    def outbox_retry(self, message_id: str, attempts: int, due: float) -> bool:
+        return bool(self._db.write(lambda tx: tx.run(
+            "UPDATE outbox SET due_at = ? WHERE message_id = ? AND attempts = ?", due,
+            message_id, attempts)))
+
+    def outbox_pending(self) -> int:
+        row = self._db.read(lambda tx: tx.one("SELECT count(*) FROM outbox"))
+        return int(row[0]) if row else 0
 
 
 def _ledger_row(row: Row) -> LedgerEntry:

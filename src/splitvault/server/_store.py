@@ -42,8 +42,11 @@ __all__ = [
     "LedgerEntry",
     "LedgerStart",
     "LedgerState",
+    "OutboxMessage",
     "PendingCard",
     "ProofOutcome",
+    "RiskCheck",
+    "RiskVerdict",
     "Spend",
     "Store",
     "WorkerRecord",
@@ -182,6 +185,42 @@ class ProofOutcome:
     attempts_left: int = 0
     ledger: Literal["new", "recorded", "none"] = "none"
     entry: LedgerEntry | None = None
+
+
+@dataclass(frozen=True)
+class RiskVerdict:
+    """What the fraud rules decided for one payment, inside its proof's transaction.
+    ``history``: the card's new history row (wrapped), None to leave it; ``declined``:
+    the sealed decline to record instead of a pending row (the acquirer is then never
+    called), with its audit ``event``."""
+
+    history: bytes | None = field(default=None, repr=False)
+    declined: bytes | None = field(default=None, repr=False)
+    event: AuditEvent | None = None
+
+
+@dataclass(frozen=True)
+class RiskCheck:
+    """The fraud rules for one payment, given to :meth:`Store.settle_proof`: ``row`` is
+    the card's history row key (a MAC of the card id); ``decide`` maps the stored,
+    wrapped history (None for a card with none yet) to a :class:`RiskVerdict`. It is a
+    pure function: the store runs it with the row held, and again if it reruns the
+    transaction."""
+
+    row: bytes
+    decide: Callable[[bytes | None], RiskVerdict] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One receipt or notification to deliver after the payment's outcome commits
+    (the transactional outbox). ``payload`` is wrapped under the KEK; the row shows
+    when it is due and how often it was tried, nothing of the payment."""
+
+    message_id: str
+    kind: str
+    payload: bytes = field(repr=False)
+    attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -333,7 +372,14 @@ class Store(Protocol):
 
     def settle_proof(self, card_id: str, challenge_id: str, *, verified: bool, limit: int,
                      now: float, ledger: LedgerStart | None = None,
-                     pin_change_key: bytes | None = None) -> ProofOutcome: ...
+                     pin_change_key: bytes | None = None,
+                     risk: RiskCheck | None = None) -> ProofOutcome:
+        """Consume the challenge and record the proof. For a good proof of a new
+        ledger key with ``risk``: the card's history row is held and ``risk.decide``
+        runs in this transaction; a decline is recorded as the key's result
+        (``ledger="recorded"``), else its new history is written with the pending row,
+        so racing payments of one card are counted exactly."""
+        ...
 
     def finish_pin_change(self, card_id: str, challenge_id: str, oprf_key: bytes,
                           verifier: bytes, now: float) -> bool: ...
@@ -348,7 +394,10 @@ class Store(Protocol):
     def ledger_entry(self, key: bytes) -> LedgerEntry | None: ...
 
     def finish_payment(self, key: bytes, owner: str, state: Literal["approved", "declined"],
-                       result: bytes, now: float, event: AuditEvent) -> bool: ...
+                       result: bytes, now: float, event: AuditEvent,
+                       outbox: Sequence[OutboxMessage] = ()) -> bool:
+        """Record the acquirer's answer, and queue ``outbox`` in the same transaction."""
+        ...
 
     def abandon_payment(self, key: bytes, owner: str) -> bool:
         """The acquirer took nothing (``AcquirerUnavailable``): a first attempt's row is
@@ -379,16 +428,44 @@ class Store(Protocol):
         ...
 
     def settle_payment(self, key: bytes, owner: str, state: LedgerState, result: bytes | None,
-                       now: float, events: Sequence[AuditEvent]) -> bool:
+                       now: float, events: Sequence[AuditEvent],
+                       outbox: Sequence[OutboxMessage] = ()) -> bool:
         """Record a reconciler's outcome on a row it holds (compare-and-set on
-        ``settling`` and ``owner``), with its audit events, in one transaction."""
+        ``settling`` and ``owner``), with its audit events and ``outbox``, in one
+        transaction."""
+        ...
+
+    # -- fraud-rule history and the outbox -------------------------------------------
+
+    def risk_histories(self) -> list[tuple[bytes, bytes]]:
+        """Every card's fraud-rule history: (row key, wrapped history)."""
+        ...
+
+    def forget_risk(self, row: bytes) -> bool:
+        """Delete one card's history (its card was deleted)."""
+        ...
+
+    def claim_outbox(self, now: float, lease_until: float, limit: int) -> list[OutboxMessage]:
+        """Take up to ``limit`` messages due by ``now`` for delivery: each becomes due
+        again only at ``lease_until`` and counts one more attempt (one claimer wins)."""
+        ...
+
+    def outbox_delivered(self, message_id: str, attempts: int) -> bool:
+        """Delete a delivered message (if still at ``attempts``: no one re-claimed it)."""
+        ...
+
+    def outbox_retry(self, message_id: str, attempts: int, due: float) -> bool:
+        """A delivery failed: the message is due again at ``due``."""
+        ...
+
+    def outbox_pending(self) -> int:
+        """Messages not yet delivered."""
         ...
 
     def release_claim(self, key: bytes, owner: str) -> bool:
         """Give a held row back (``settling`` -> ``in_doubt``) when the acquirer could
         not be asked; the next reconciliation tries again."""
         ...
-
 
     # -- audit -----------------------------------------------------------------------
 
