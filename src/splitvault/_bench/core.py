@@ -38,9 +38,10 @@ server   authorize       read: SELECT challenge; read: SELECT card; X25519 scala
                          scalarmult, HKDF-SHA512, XChaCha decrypt (envelope); XChaCha
                          decrypt x2 (KEK unwrap of the share, card record); BLAKE2b (the
                          payment's reference); 1 random, XChaCha encrypt (KEK wrap of the
-                         pending row's intent); **commit 2** (the proof and the pending
-                         ledger row): UPDATE challenge, SELECT card, UPDATE card, INSERT
-                         ledger; 1 random, XChaCha encrypt (KEK wrap of the result);
+                         pending row's intent); BLAKE2b x2 (the fraud rules' merchant and
+                         device MACs; no rule is set by default); **commit 2** (the proof
+                         and the pending ledger row): UPDATE challenge, SELECT card, UPDATE
+                         card, INSERT ledger; 1 random, XChaCha encrypt (KEK wrap of the result);
                          **commit 3** (the outcome): UPDATE ledger, UPDATE audit head x2,
                          BLAKE2b, INSERT audit
 device   history         its own record of the answer (``Device.history``): INSERT
@@ -502,6 +503,10 @@ class _Floor:
                                      self.ledger_key)[:16].hex()
         # The pending row's intent: the payment's details, wrapped, for a reconciler.
         intent = _wrap(self.kek, _RESULT, b"ledger" + digest.hex().encode())
+        # The fraud rules' view of the payment (merchant and device as MACs); with no
+        # rule set, as a server has by default, nothing more.
+        _blake2b(b"risk-merchant" + b"gift shop", self.ledger_key)
+        _blake2b(b"risk-device" + row[0], self.ledger_key)
         now = time.time()
 
         def settle(tx: Tx) -> None:
