@@ -158,11 +158,12 @@ class ShareServer:
         recorded outcome and delivered by :meth:`deliver_outbox`.
         """
         specs = _kek_specs(target, kek_file, kek, create)
-        store = open_store(target, create=create, isolation=isolation)
+        # The keys first: a key that fails to load must not leave a new empty database.
+        keyring = Keyring(specs)
         try:
-            keyring = Keyring(specs)
+            store = open_store(target, create=create, isolation=isolation)
         except BaseException:
-            store.close()
+            keyring.wipe()
             raise
         try:
             return cls(store, keyring, acquirer=acquirer, profile=profile, clock=clock,
