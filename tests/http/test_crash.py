@@ -47,8 +47,8 @@ class Load:
                 self.service.evaluate(signed_evaluate(self.victim))
                 self.evaluations += 1
             except (sv.CardLocked, sv.InvalidChallenge):
-                # locked, or all guesses out awaiting proofs that never come: either way
-                # this card grants no more evaluations
+                # locked, or its unproven-evaluation budget spent: either way this card
+                # grants no more evaluations for now
                 locked = True
             except sv.ServerUnavailable:
                 pass
@@ -75,7 +75,11 @@ def test_kill_9_keeps_guesses_and_payments(own_server: ServerProcess, tmp_path: 
             own_server.start()  # same database, same port
 
             with own_server.inspect() as server:
-                assert server.card_state(victim.card_id).guesses_used >= load.evaluations
+                # Every evaluation the client received was counted (against the card's
+                # unproven-evaluation budget) before it left: none forgotten by the kill.
+                counted = server.inspector().query(
+                    "SELECT unproven FROM cards WHERE card_id = ?", victim.card_id)[0][0]
+                assert counted >= load.evaluations
             # Every approval the client saw is still recorded, with the same code; a key
             # whose answer was lost gets one answer, and keeps it.
             i_of = {key: int(key.rsplit("-", 1)[1]) for key in [*load.approved, *load.unknown]}

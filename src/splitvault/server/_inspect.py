@@ -11,11 +11,13 @@ attributes.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._keyring import Keyring
 from ._keys import ServerKeys
+from ._schema import _TABLES as _SCHEMA_TEXT
 from ._sql import Row, SqlStore
 
 __all__ = ["ServerInspector"]
@@ -29,10 +31,15 @@ class ServerInspector:
 
     def rows(self, table: str) -> list[dict[str, Any]]:
         """Every row of ``table`` as stored (column name -> value)."""
-        if table not in _TABLES:
+        if table not in self.tables():
             raise ValueError(f"unknown table {table!r}")
-        return [dict(zip(_TABLES[table], row, strict=True)) for row in self._store.query(
-            f"SELECT {', '.join(_TABLES[table])} FROM {table}")]  # noqa: S608 (fixed names)  # nosec B608
+        names, rows = self._store.query_named(f"SELECT * FROM {table}")  # noqa: S608 (a known table name)  # nosec B608
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    @staticmethod
+    def tables() -> tuple[str, ...]:
+        """Every table the store keeps."""
+        return tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", _SCHEMA_TEXT))
 
     def query(self, sql: str, *params: object) -> list[Row]:
         """A read-only SQL query (``?`` placeholders)."""
@@ -73,17 +80,3 @@ class ServerInspector:
             delattr(self._store, operation)
 
 
-_TABLES = {
-    "meta": ("name", "value"),
-    "server_keys": ("name", "wrapped"),
-    "keyring": ("kid", "state", "added_at"),
-    "workers": ("worker_id", "kids", "seen_at"),
-    "cards": ("card_id", "state", "device_key", "verifier", "oprf_key", "share",
-              "guesses_used", "locked", "created_at", "expires_at"),
-    "challenges": ("challenge_id", "card_id", "nonce", "state", "expires_at", "new_oprf_key"),
-    "nonces": ("nonce", "expires_at"),
-    "authorizations": ("key_digest", "params_digest", "state", "result", "started_at",
-                       "completed_at", "owner", "lease_until", "reference"),
-    "audit": ("seq", "at", "event", "card_id", "detail", "mac"),
-    "audit_head": ("id", "seq", "mac"),
-}

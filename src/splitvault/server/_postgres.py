@@ -74,6 +74,12 @@ class _Tx:
         rows: list[Row] = self.cur.fetchall() if self.cur.description else []
         return rows
 
+    def named(self, sql: str, *params: object) -> tuple[list[str], list[Row]]:
+        """Rows and their column names (for the inspector's ``SELECT *``)."""
+        self.cur.execute(_PLACEHOLDER.sub("%s", sql), params)
+        names = [d.name for d in self.cur.description or ()]
+        return names, self.cur.fetchall() if self.cur.description else []
+
     def run(self, sql: str, *params: object) -> int:
         self.cur.execute(_PLACEHOLDER.sub("%s", sql), params)
         if self.cur.description is not None:

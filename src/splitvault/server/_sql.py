@@ -72,6 +72,8 @@ class Tx(Protocol):
 
     def all(self, sql: str, *params: object) -> list[Row]: ...
 
+    def named(self, sql: str, *params: object) -> tuple[list[str], list[Row]]: ...
+
     def run(self, sql: str, *params: object) -> int: ...
 
 
@@ -159,6 +161,9 @@ class SqlStore:
 
     def query(self, sql: str, *params: object) -> list[Row]:
         return self._db.read(lambda tx: tx.all(sql, *params))
+
+    def query_named(self, sql: str, *params: object) -> tuple[list[str], list[Row]]:
+        return self._db.read(lambda tx: tx.named(sql, *params))
 
     def tamper(self, sql: str, *params: object) -> int:
         return self._db.write(lambda tx: tx.run(sql, *params))

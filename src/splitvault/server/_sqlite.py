@@ -45,6 +45,11 @@ class _Tx:
     def all(self, sql: str, *params: object) -> list[Row]:
         return self.conn.execute(sql, params).fetchall()
 
+    def named(self, sql: str, *params: object) -> tuple[list[str], list[Row]]:
+        """Rows and their column names (for the inspector's ``SELECT *``)."""
+        cur = self.conn.execute(sql, params)
+        return [d[0] for d in cur.description or ()], cur.fetchall()
+
     def run(self, sql: str, *params: object) -> int:
         cur = self.conn.execute(sql, params)
         if cur.description is not None:  # RETURNING: rowcount is only known once read
