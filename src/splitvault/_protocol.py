@@ -16,6 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from nacl.encoding import RawEncoder
+from nacl.hash import blake2b
+
 from ._authorization import Authorization
 from .crypto.encoding import encode, u64
 
@@ -34,6 +37,7 @@ __all__ = [
     "ReenrollFinish",
     "ServerInfo",
     "ShareService",
+    "card_id_for",
 ]
 
 VERSION = b"splitvault/v1/"
@@ -58,6 +62,7 @@ D_CARD_RECORD = _d("card-record")
 D_SEALED_PROOF = b"splitvault/v3/sealed-proof"  # v3: PIN-derived values travel sealed
 D_REENROLL_BEGIN = b"splitvault/v3/reenroll-begin"
 D_REENROLL_FINISH = b"splitvault/v3/reenroll-finish"
+D_CARD_ID = b"splitvault/v3/card-id"
 
 SEALED_OVERHEAD = 72
 """Bytes an envelope adds (ephemeral X25519 key 32, nonce 24, tag 16): see
@@ -285,6 +290,17 @@ class ReenrollFinish:
 def pin_input(card_id: str, digits: bytes | bytearray) -> bytearray:
     """The OPRF input for a PIN: bound to the card, so one evaluation serves one card only."""
     return bytearray(encode(D_PIN_INPUT, _s(card_id), digits))
+
+
+def card_id_for(device_key: bytes) -> str:
+    """The card id a new device key enrolls under: 128 bits of a hash of the key.
+
+    Why not a free choice: a device that picks its card id can pick someone else's,
+    and "already in use" would then confirm that the id exists. Bound to the key, an
+    id can be taken only by the holder of that key (a fresh key names a fresh id), so
+    enrollment says nothing about anyone else's cards (threat model I7)."""
+    return bytes(blake2b(encode(D_CARD_ID, device_key), digest_size=16,
+                         encoder=RawEncoder)).hex()
 
 
 def card_record_aad(card_id: str) -> bytes:

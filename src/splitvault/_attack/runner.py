@@ -31,6 +31,7 @@ from .._errors import ConfigurationError
 from . import (
     at_rest,
     audit_log,
+    card_ids,
     device_theft,
     double_charge,
     dropped_packets,
@@ -82,6 +83,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(14, "shutdown", "Shutdown under load", shutdown.run, False),
     Scenario(15, "dropped-packets", "Dropped packets", dropped_packets.run, True),
     Scenario(16, "money-taken", "Money taken for a failed payment", money.run, False),
+    Scenario(17, "card-ids", "Card ids probed", card_ids.run, True),
 )
 
 

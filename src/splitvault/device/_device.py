@@ -40,6 +40,7 @@ from .._protocol import (
     ReenrollBegin,
     ReenrollFinish,
     ShareService,
+    card_id_for,
     card_record_aad,
     proof_aad,
 )
@@ -121,8 +122,8 @@ class Device:
         _check_pin(pin)
         check_new_pin(pin, self.pin_policy)
         phrase = _check_phrase(security_phrase)
-        card_id = secrets.token_hex(16)
         sign_seed = bytearray(secrets.token_bytes(32))
+        card_id = card_id_for(public_key(sign_seed))  # the server accepts no other
         device_secret = bytearray(secrets.token_bytes(32))
         salt = secrets.token_bytes(16)
         with BlindedPin(card_id, pin) as blinded:

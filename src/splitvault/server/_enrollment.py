@@ -8,6 +8,7 @@ sealed to the server's X25519 key, and a verifier (an Ed25519 public key).
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections.abc import Callable
 
@@ -22,6 +23,7 @@ from .._protocol import (
     EvaluateReply,
     ReenrollBegin,
     ReenrollFinish,
+    card_id_for,
 )
 from ..crypto import oprf
 from ..crypto.memory import wipe
@@ -30,7 +32,7 @@ from ._envelopes import open_proof, open_to_server
 from ._guesses import check_fresh, evaluate_blinded
 from ._keyring import Keyring
 from ._keys import ServerKeys
-from ._signatures import check_device_signature, check_signature
+from ._signatures import check_device_signature, check_pending_signature, check_signature
 from ._store import AuditEvent, ChallengeRecord, Store
 
 __all__ = ["Enrollment"]
@@ -49,6 +51,10 @@ class Enrollment:
         card_id = check_id(request.card_id, "card id")
         device_key = check_bytes(request.device_key, "device key", 32)
         blinded = check_bytes(request.blinded, "blinded element", 32)
+        # The id is a hash of the device key, so "already in use" below can only ever
+        # answer the holder of that key: no one learns whether another card's id exists.
+        if not hmac.compare_digest(card_id, card_id_for(device_key)):
+            raise MalformedRequest("card id is not the one its device key names")
         check_signature(device_key, request.signed_bytes(), request.signature)  # possession
         now = self._clock()
         key = oprf.generate_key()
@@ -68,10 +74,12 @@ class Enrollment:
         envelope = check_bytes(request.envelope, "envelope")
         now = self._clock()
         pending = self._store.pending_card(card_id, now)
-        if pending is None:
-            raise UnknownCard()
         signed = request.signed_bytes()
-        check_signature(pending.device_key, signed, request.device_signature)
+        # An unknown enrollment and a bad signature: one answer, after the same work.
+        check_pending_signature(None if pending is None else pending.device_key, signed,
+                                request.device_signature)
+        if pending is None:
+            raise UnknownCard()  # not reached: the dummy key's seed is never used
         verifier = self._opened(request.verifier, "enroll-verifier", card_id, 32)
         # The device knows the PIN key (and the signature, like the verifier, travels
         # sealed: in the clear either would test PIN guesses, see _protocol.proof_aad).

@@ -14,7 +14,7 @@ from ..crypto.errors import AuthenticationFailed
 from ..crypto.signing import public_key, verify
 from ._store import CardRecord
 
-__all__ = ["check_device_signature", "check_signature"]
+__all__ = ["check_device_signature", "check_pending_signature", "check_signature"]
 
 # A valid public key no device holds the secret of (its seed is public and fixed).
 _DUMMY_KEY = public_key(bytearray(b"splitvault/v1/dummy-device-key!!"))
@@ -43,3 +43,17 @@ def check_device_signature(card: CardRecord | None, message: bytes,
     if card is None:  # a signature by the dummy key: impossible without its seed
         raise UnknownCard()
     return card
+
+
+def check_pending_signature(device_key: bytes | None, message: bytes, signature: object) -> None:
+    """As :func:`check_device_signature`, for a pending enrollment's device key: an
+    unknown enrollment and a bad signature both raise ``UnknownCard``, after the same
+    Ed25519 verification."""
+    if not isinstance(signature, bytes):
+        raise MalformedRequest("malformed signature")
+    try:
+        verify(device_key if device_key is not None else _DUMMY_KEY, message, signature)
+    except AuthenticationFailed:
+        raise UnknownCard() from None
+    if device_key is None:
+        raise UnknownCard()
