@@ -287,6 +287,18 @@ def test_sweep(store: SqlStore) -> None:
     assert store.card(card_id) is not None
 
 
+def test_delete_card_cancels_a_pending_enrollment(store: SqlStore) -> None:
+    """A pending row is deleted like an active card, audited as a cancelled enrollment."""
+    pending = secrets.token_hex(16)
+    assert store.begin_enrollment(pending, b"d" * 32, _blob(), NOW, NOW + 600)
+    active = _card(store)
+    assert store.delete_card(pending, secrets.token_bytes(16), NOW + 120, NOW)
+    assert store.delete_card(active, secrets.token_bytes(16), NOW + 120, NOW)
+    assert store.pending_enrollments() == 0 and store.card_count() == 0
+    events = [(row.event, row.card_id) for row in store.audit_rows()][-2:]
+    assert events == [("enrollment_cancelled", pending), ("deleted", active)]
+
+
 def test_concurrent_guesses_never_exceed_limit(store: SqlStore) -> None:
     """Correct by construction: however many threads race, at most the unproven budget
     of evaluations is granted, and of as many racing wrong proofs at most LIMIT are

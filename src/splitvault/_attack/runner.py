@@ -39,6 +39,7 @@ from . import (
     fuzz,
     hostile_server,
     incidents,
+    interrupted_enrollment,
     leakage,
     money,
     protocol,
@@ -84,6 +85,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(15, "dropped-packets", "Dropped packets", dropped_packets.run, True),
     Scenario(16, "money-taken", "Money taken for a failed payment", money.run, False),
     Scenario(17, "card-ids", "Card ids probed", card_ids.run, True),
+    Scenario(18, "interrupted-enrollment", "Interrupted enrollment",
+             interrupted_enrollment.run, False),
 )
 
 

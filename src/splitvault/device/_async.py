@@ -143,6 +143,10 @@ class AsyncDevice:
         """:meth:`Device.reenroll`: the way back for a locked card."""
         await self._run(self._device.reenroll, card_id, card, new_pin)
 
+    async def cancel_interrupted(self) -> int:
+        """:meth:`Device.cancel_interrupted`: cancel every half-done enrollment."""
+        return await self._run(self._device.cancel_interrupted)
+
     async def delete(self, card_id: str) -> None:
         """:meth:`Device.delete`: destroy both shares; the card is gone for good."""
         await self._run(self._device.delete, card_id)

@@ -94,7 +94,12 @@ class Device:
                                                      timeout=timeout)
         else:
             service = server
-        return cls(DeviceStore(path), service, kdf=kdf, pin_policy=pin_policy)
+        device = cls(DeviceStore(path), service, kdf=kdf, pin_policy=pin_policy)
+        # Half-done enrollments first: the server may hold a share of each that only
+        # this device can delete.
+        with contextlib.suppress(ServerUnavailable, RateLimited):
+            device.cancel_interrupted()
+        return device
 
     def close(self) -> None:
         self._store.close()
@@ -159,7 +164,11 @@ class Device:
             try:
                 self._server.enroll_finish(finish)
             except BaseException:
-                self._store.remove(card_id)
+                # The server may have committed and only the reply was lost: forget
+                # the card here only once the server has deleted its half too (else
+                # the pending row stays, and the next open cancels it).
+                with contextlib.suppress(Exception):
+                    self._cancel(card_id, bytes(sign_seed))
                 raise
             self._store.activate(card_id)
         finally:
@@ -343,7 +352,31 @@ class Device:
             self._server.delete(request)
         self._store.remove(card.card_id)
 
+    def cancel_interrupted(self) -> int:
+        """Cancel every enrollment this device began and never saw the server finish
+        (a lost ``enroll_finish`` reply, a crash): the server deletes its half, pending
+        or already active, with the card's device key, and then this device forgets
+        its row. :meth:`open` runs it; returns how many were cancelled. Raises
+        ``ServerUnavailable`` if the server cannot be reached (the rows stay)."""
+        done = 0
+        for card in self._store.pending():
+            self._cancel(card.card_id, card.sign_seed)
+            done += 1
+        return done
+
     # -- internals -----------------------------------------------------------------------
+
+    def _cancel(self, card_id: str, sign_seed: bytes) -> None:
+        """Delete a half-done enrollment on the server, then here."""
+        request = DeleteRequest(card_id, secrets.token_bytes(16), self._millis(), b"")
+        seed = bytearray(sign_seed)
+        try:
+            request = dataclasses.replace(request, signature=sign(seed, request.signed_bytes()))
+        finally:
+            wipe(seed)
+        with contextlib.suppress(UnknownCard):  # never reached the server, or expired there
+            self._server.delete(request)
+        self._store.remove(card_id)
 
     def _millis(self) -> int:
         return int(self._clock() * 1000)

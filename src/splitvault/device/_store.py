@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .._errors import ConfigurationError, UnknownCard
 from .._files import check_sqlite, prepare_sqlite
@@ -145,11 +146,16 @@ class DeviceStore:
             ).fetchone()
         if row is None:
             raise UnknownCard()
-        return DeviceCard(
-            card_id=row[0], brand=row[1], last4=row[2], expiry=row[3], sealed_record=row[4],
-            device_share=row[5], sign_seed=row[6], device_secret=row[7], salt=row[8],
-            kdf=(row[9], row[10], row[11]), server_key=row[12], security_phrase=row[13],
-        )
+        return _card(row)
+
+    def pending(self) -> list[DeviceCard]:
+        """Enrollments begun and never seen finished by the server (a lost reply or a
+        crash): each must be cancelled with the server before it is forgotten here."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM cards WHERE state = 'pending' "  # noqa: S608 (fixed column list)  # nosec B608
+                "ORDER BY created_at, card_id").fetchall()
+        return [_card(row) for row in rows]
 
     def active(self) -> list[tuple[str, str, str, str]]:
         with self._lock:
@@ -181,3 +187,12 @@ class DeviceStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _card(row: Any) -> DeviceCard:
+    # The columns of _COLUMNS, in that order.
+    return DeviceCard(
+        card_id=row[0], brand=row[1], last4=row[2], expiry=row[3], sealed_record=row[4],
+        device_share=row[5], sign_seed=row[6], device_secret=row[7], salt=row[8],
+        kdf=(row[9], row[10], row[11]), server_key=row[12], security_phrase=row[13],
+    )

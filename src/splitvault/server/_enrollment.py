@@ -169,8 +169,15 @@ class Enrollment:
         card_id = check_id(request.card_id, "card id")
         now = self._clock()
         nonce, nonce_expires = check_fresh(request.nonce, request.timestamp, now)
-        check_device_signature(self._store.card(card_id), request.signed_bytes(),
-                               request.signature)
+        card = self._store.card(card_id)
+        if card is not None:
+            check_device_signature(card, request.signed_bytes(), request.signature)
+        else:
+            # A half-done enrollment is deleted the same way (the device cancels what it
+            # never saw finished); an unknown id costs the same one verification.
+            pending = self._store.pending_card(card_id, now)
+            check_pending_signature(None if pending is None else pending.device_key,
+                                    request.signed_bytes(), request.signature)
         if not self._store.delete_card(card_id, nonce, nonce_expires, now):
             raise InvalidChallenge("request already used (replayed nonce)")
         # secure_delete zeroed the freed pages; scrubbing moves them out of the WAL.

@@ -557,9 +557,12 @@ class SqlStore:
                           "ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
                           nonce, nonce_expires):
                 return False
-            tx.run("DELETE FROM cards WHERE card_id = ?", card_id)
+            gone = tx.one("DELETE FROM cards WHERE card_id = ? RETURNING state", card_id)
             tx.run("DELETE FROM challenges WHERE card_id = ?", card_id)
-            self._append(tx, AuditEvent("deleted", card_id), now)
+            # A pending row is an enrollment the device gave up on (it never saw the
+            # server finish it): audited as such, not as a card's deletion.
+            event = "enrollment_cancelled" if gone and gone[0] == "pending" else "deleted"
+            self._append(tx, AuditEvent(event, card_id), now)
             return True
         return self._db.write(go)
 

@@ -386,7 +386,8 @@ class Store(Protocol):
 
     def delete_card(self, card_id: str, nonce: bytes, nonce_expires: float,
                     now: float) -> bool:
-        """Delete every row of the card; False if the nonce was used before."""
+        """Delete every row of the card, active or pending (audited as
+        ``enrollment_cancelled``); False if the nonce was used before."""
         ...
 
     # -- the exactly-once ledger ------------------------------------------------------
