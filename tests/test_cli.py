@@ -69,7 +69,7 @@ def test_audit_json(tmp_path: Path, card: sv.Card, pin: sv.Pin) -> None:
     assert [e["event"] for e in entries] == ["enrolled", "guess_used", "authorized"]
     assert [e["seq"] for e in entries] == [1, 2, 3]
     assert all(e["card_id"] == card_id and e["at"].endswith("+00:00") for e in entries)
-    assert entries[1]["detail"] == {"guesses_used": 1, "limit": 5}
+    assert entries[1]["detail"]["limit"] == 5 and entries[1]["detail"]["unproven"] == 1
     server.inspector().tamper("UPDATE audit SET detail = '{}' WHERE seq = 2")
     server.close()
     broken = _run("audit", "--db", db, "--kek-file", kek, "--json")
@@ -91,25 +91,22 @@ def test_no_command_creates_a_database_on_a_typo(tmp_path: Path) -> None:
         assert not typo.exists() and kek.read_bytes() == before
 
 
+V1 = Path(__file__).parent / "vectors" / "schema_v1"
+V1_CARD = "4d0cc0ceb06969d08aa3c68d840c6a2f"
+
+
 def test_db_upgrade_migrates_version_1(tmp_path: Path) -> None:
-    """A 0.1.0 database is refused with the command to run; db upgrade migrates it and
-    its cards keep paying."""
-    import sqlite3
+    """A database made by 0.1.0 is refused with the command to run; db upgrade migrates
+    it, and its audit chain, keys, card and recorded payment all still open."""
+    import shutil
 
     from splitvault.server._schema import SCHEMA_VERSION
 
-    db = tmp_path / "old.db"
-    server = sv.ShareServer.open(db)
-    server.close()
-    conn = sqlite3.connect(db)  # make it look like 0.1.0: no v2 tables or columns
-    conn.executescript("""
-        DROP TABLE keyring; DROP TABLE workers; DROP TABLE nonces; DROP TABLE audit_head;
-        DROP INDEX authorizations_unsettled; ALTER TABLE authorizations DROP COLUMN attempt;
-        ALTER TABLE authorizations DROP COLUMN owner;
-        ALTER TABLE authorizations DROP COLUMN lease_until;
-        ALTER TABLE authorizations DROP COLUMN reference;
-        UPDATE meta SET value = '1' WHERE name = 'schema_version';""")
-    conn.close()
+    db, kek = tmp_path / "server.db", tmp_path / "server.db.kek"
+    shutil.copy(V1 / "server.db", db)
+    shutil.copy(V1 / "server.db.kek", kek)
+    db.chmod(0o600)
+    kek.chmod(0o600)
     try:
         sv.ShareServer.open(db)
     except sv.ConfigurationError as exc:
@@ -120,8 +117,18 @@ def test_db_upgrade_migrates_version_1(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert f"from schema version 1 to {SCHEMA_VERSION}" in done.stdout
     assert "already current" in _run("db", "upgrade", "--db", db).stdout
-    with sv.ShareServer.open(db) as reopened:
-        assert reopened.verify_audit().entries == 0
+    with sv.ShareServer.open(db) as server:
+        assert server.verify_audit().entries == 3  # enrolled, guess_used, authorized
+        state = server.card_state(V1_CARD)
+        assert (state.guesses_used, state.locked) == (0, False)
+        assert server.keyring.primary.kid == Kek.load(kek).kid
+        insp = server.inspector()
+        (share,) = insp.query("SELECT share FROM cards WHERE card_id = ?", V1_CARD)[0]
+        insp.unwrap("share", V1_CARD, share)  # still opens under the migrated keyring
+        ledger = insp.rows("authorizations")
+        assert [row["state"] for row in ledger] == ["approved"]
+    listing = _run("keys", "list", "--db", db, "--kek-file", kek)
+    assert "primary" in listing.stdout and "in key file" in listing.stdout
 
 
 def test_missing_key_file_is_a_clear_error(tmp_path: Path) -> None:
