@@ -76,7 +76,7 @@ async def shoot(folder: Path) -> None:
         app.save_screenshot("result.svg", str(OUT))
         await press(app, "Done")
         await settle(pilot)
-        await press(app, "Security lab")
+        await press(app, "Lab")
         await settle(pilot)
         app.save_screenshot("lab.svg", str(OUT))
         app.exit()

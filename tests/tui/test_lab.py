@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable, Input
 
 from splitvault import Card, CardSummary, Pin
@@ -67,7 +68,7 @@ async def test_lab_shows_both_sides_and_the_scan(demo: Demo) -> None:
     app = demo()
     enroll_directly(app)
     async with app.run_test(size=SIZE) as pilot:
-        await click_button(pilot, "Security lab")
+        await click_button(pilot, "Lab")
         assert isinstance(app.screen, LabScreen)
         text = screen_text(app)
         for name in ("device_key", "verifier", "oprf_key", "share", "guesses_used",
@@ -86,7 +87,7 @@ async def test_typed_number_is_searched_then_dropped(demo: Demo) -> None:
     app = demo()
     enroll_directly(app)
     async with app.run_test(size=SIZE) as pilot:
-        await click_button(pilot, "Security lab")
+        await click_button(pilot, "Lab")
         await type_into(pilot, "#pan", PAN)
         await click_button(pilot, "Search")
         assert app.screen.query_one("#pan", Input).value == ""
@@ -98,14 +99,17 @@ async def test_typed_number_must_be_a_whole_card_number(demo: Demo) -> None:
     app = demo()
     enroll_directly(app)
     async with app.run_test(size=SIZE) as pilot:
-        await click_button(pilot, "Security lab")
+        await click_button(pilot, "Lab")
         await type_into(pilot, "#pan", "1111")
         await click_button(pilot, "Search")
         assert "✗ card number must be" in screen_text(app)
 
 
-async def test_remote_server_shows_the_device_side_only(tmp_path: Path, demo: Demo) -> None:
-    """With --server the lab says the server's row lives on the other machine."""
+async def test_remote_server_shows_the_device_side_only(tmp_path: Path, demo: Demo,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --server the lab says the server's row lives on the other machine. (Nothing
+    listens there: the start-up check is skipped.)"""
+    monkeypatch.setattr("splitvault.device.Device.check_server", lambda self: None)
     app = demo(server_url="https://127.0.0.1:9")
     async with app.run_test(size=SIZE) as pilot:
         assert "server https://127.0.0.1:9" in screen_text(app)
@@ -125,7 +129,7 @@ async def test_mouse_picks_which_card_the_lab_shows(demo: Demo) -> None:
     async with app.run_test(size=SIZE) as pilot:
         # Inside the table's border: the header is row 1, the cards rows 2 and 3.
         assert await pilot.click(DataTable, offset=(6, 3))
-        await click_button(pilot, "Security lab")
+        await click_button(pilot, "Lab")
         text = screen_text(app)
         assert "What each side stores for Mastercard •••• 0004" in text
         assert "mastercard 0004 08/29" in text and "(none)" in text  # no phrase chosen

@@ -30,6 +30,13 @@ SnapCompare = Callable[..., bool]
 Demo = Callable[..., DemoApp]
 
 
+@pytest.fixture(autouse=True)
+def fixed_data_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wallet names its data folder: a temporary one differs on every run."""
+    monkeypatch.setattr("splitvault.tui._wallet.data_line", lambda vault: (
+        "Data: ~/.local/share/splitvault/demo (device.db, server.db); w wipes it"))
+
+
 async def _steady(pilot: Pilot[Any]) -> None:
     """No blinking cursor caught half-way."""
     for field in pilot.app.screen.query(Input):
@@ -83,6 +90,7 @@ SERVER_ROW = [
     Field("card_id", "5f3a9c0e…c2d1"),
     Field("device_key", "8a1f03c2b4…a9f0", "32 B", secret=True),
     Field("verifier", "37c729e6f8…8dc9", "32 B", secret=True),
+    Field("wrapped by", "key 51331912323b96f0"),
     Field("oprf_key", "6339b34d65…fec9", "80 B", secret=True),
     Field("share", "fab0e1a43c…a9f7", "80 B", secret=True),
     Field("guesses_used", "0"),
@@ -111,7 +119,7 @@ def test_security_lab(snap_compare: SnapCompare, demo: Demo,
     enroll_directly(app)
 
     async def run_before(pilot: Pilot[Any]) -> None:
-        await click_button(pilot, "Security lab")
+        await click_button(pilot, "Lab")
         await _steady(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -18,6 +18,10 @@ __all__ = ["Field", "FileInfo", "files_of", "preview", "read_device_row", "read_
 _HEAD = 5
 """Bytes shown from the start of a value: enough to see it is random, too few to use."""
 _TAIL = 2
+KEY_ID_LEN = 8
+"""A value wrapped under the key-encryption key starts with that key's 8-byte id
+(``server/_kek.py``: kid || nonce || ciphertext || tag), so every wrapped value of one
+server begins alike. Shown apart, or it would look like a reused nonce."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,20 @@ def _blob(name: str, data: object) -> Field:
     return Field(name, preview(data), f"{len(data)} B", secret=True)
 
 
+def _wrapped(name: str, data: object) -> Field:
+    """A wrapped value without its key id (shown once, as ``wrapped by``): the preview
+    starts at the nonce; the size is the whole stored value."""
+    if not isinstance(data, bytes) or len(data) <= KEY_ID_LEN:
+        return _blob(name, data)
+    return Field(name, preview(data[KEY_ID_LEN:]), f"{len(data)} B", secret=True)
+
+
+def _key_id(*values: object) -> Field:
+    ids = {v[:KEY_ID_LEN] for v in values if isinstance(v, bytes) and len(v) > KEY_ID_LEN}
+    shown = "(none)" if not ids else " ".join(sorted(kid.hex() for kid in ids))
+    return Field("wrapped by", f"key {shown}")
+
+
 def _text(name: str, value: object) -> Field:
     shown = "(none)" if value is None else str(value)
     if len(shown) > 15:  # a card id: enough to tell two apart
@@ -76,8 +94,9 @@ def read_server_row(path: Path, card_id: str) -> list[Field]:
         _text("card_id", row[0]),
         _blob("device_key", row[1]),
         _blob("verifier", row[2]),
-        _blob("oprf_key", row[3]),
-        _blob("share", row[4]),
+        _key_id(row[3], row[4]),
+        _wrapped("oprf_key", row[3]),
+        _wrapped("share", row[4]),
         _text("guesses_used", row[5]),
         _text("locked", "yes" if row[6] else "no"),
     ]

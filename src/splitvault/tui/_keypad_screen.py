@@ -63,7 +63,8 @@ class KeypadScreen(DemoScreen[ResultT]):
         """The line above the keypad, and a hint (or error) under it."""
         self.query_one("#prompt", Static).update(Content(text))
         self.query_one("#hint", ErrorLine).show(
-            hint or "Click the digits, or press the letter under each key; then OK", kind)
+            hint or "Click the digits or type the letters under them, then OK; digit keys are off",
+            kind)
 
     def begin_work(self, text: str) -> None:
         """Freeze the keypad (not the UI) while a worker runs."""

@@ -34,8 +34,8 @@ from ._work import finished, start
 
 __all__ = ["LabScreen", "fields_table"]
 
-SERVER_LOOT = ("Its share is wrapped under the server's key, and even unwrapped it is "
-               "a one-time pad: with no device share there is no card to find.")
+SERVER_LOOT = ("Each wrapped value starts with that key's 8-byte id (not a reused "
+               "nonce); even unwrapped, the share is a one-time pad.")
 REMOTE_SERVER = ("The server is remote: its row lives on that machine. It holds the card "
                  "id, the device's public key, a verifier, and the OPRF key and share "
                  "wrapped under its key-encryption key. No card data.")
@@ -89,6 +89,11 @@ class LabScreen(DemoScreen[None]):
         #search-label { width: auto; padding-right: 1; }
         #pan { width: 1fr; margin-right: 1; }
         #search-hint { padding: 0 1; }
+        /* Every focus stop shows it: the scroll area by its title line, the compact
+           field and button by their colours (they have no border to light up). */
+        #body:focus #lead { background: $accent 30%; }
+        #pan:focus { background: $accent 30%; }
+        #search-button:focus { text-style: bold reverse; }
     }
     """
 
@@ -110,7 +115,8 @@ class LabScreen(DemoScreen[None]):
                     yield Static(id="device-row")
                     yield Static(id="device-loot", classes="loot")
             with Horizontal(id="search"):
-                yield Static("Search both sides for a card number:", id="search-label")
+                yield Static("Search this device for a card number:" if self.vault.remote
+                             else "Search both sides for a card number:", id="search-label")
                 yield Input(placeholder="masked, never stored", id="pan", password=True,
                             restrict=r"[0-9 ]*", max_length=23, compact=True)
                 yield Button("Search", id="search-button", compact=True)
@@ -128,7 +134,14 @@ class LabScreen(DemoScreen[None]):
     # -- the two sides -------------------------------------------------------------------
 
     def _scan(self) -> ScanReport | None:
-        return self._typed or self.vault.scan_report(self._card.card_id)
+        """The scan made at enrollment, with a typed search's lines in place of the
+        ones it searched again (so the holder-name line stays)."""
+        first = self.vault.scan_report(self._card.card_id)
+        if self._typed is None or first is None:
+            return self._typed or first
+        return ScanReport(_merged(first.device, self._typed.device),
+                          None if first.server is None or self._typed.server is None
+                          else _merged(first.server, self._typed.server))
 
     def _show_server(self) -> None:
         pane = self.query_one("#server-side")
@@ -161,13 +174,14 @@ class LabScreen(DemoScreen[None]):
 
     def _guess_line(self) -> str:
         state = self.vault.card_state(self._card.card_id)
-        if state is None:
-            return ("A thief must ask the server for every PIN guess; it counts them "
-                    "and locks the card.")
-        if state.locked:
+        if state is not None and state.locked:
             return "The card is locked: the server answers no more guesses, ever."
+        used = 0 if state is None else state.guesses_used
+        if self.vault.remote:  # the server's count as this device last heard it
+            return (f"Every PIN guess needs the server: {used} of {self.vault.guess_limit} "
+                    "used, as last heard.")
         return ("A thief must ask the server for every PIN guess: "
-                f"{state.guesses_used} of {state.guess_limit} used.")
+                f"{used} of {self.vault.guess_limit} used.")
 
     def _describe_scan(self) -> None:
         scan = self._scan()
@@ -218,6 +232,10 @@ class LabScreen(DemoScreen[None]):
                   "✓ that number is in neither side's files, in any encoding we know",
                   "error" if found else "ok")
         self.action_reload()
+
+
+def _merged(first: SideScan, again: SideScan) -> SideScan:
+    return SideScan(again.files, again.encodings, {**first.found, **again.found})
 
 
 def _text(lines: list[tuple[str, str]]) -> Text:

@@ -25,6 +25,7 @@ from .._payment import format_amount, validate_payment
 from .._pin import Pin
 from ..keypad import SecureKeypad
 from ..server import SimulatedAcquirer
+from ._amount import check_amount
 from ._base import DemoScreen
 from ._keypad_screen import KeypadScreen
 from ._result import ResultScreen, result_view
@@ -88,9 +89,10 @@ class PayScreen(DemoScreen[None]):
             yield Label("Merchant")
             yield Input(DEFAULT_MERCHANT, id="merchant", classes="field", max_length=64)
             yield ErrorLine(id="merchant-hint")
-            yield Label(f"Amount ({CURRENCY})")
-            yield Input(DEFAULT_AMOUNT, id="amount", classes="field", restrict=r"[0-9,]*",
-                        max_length=17)
+            yield Label(f"Amount in won ({CURRENCY})")
+            # No restrict and no max_length: both would drop what was typed without a
+            # word; check_amount says what is wrong instead.
+            yield Input(DEFAULT_AMOUNT, id="amount", classes="field")
             yield ErrorLine(id="amount-shown")
             yield Static(self._note(), id="note", markup=False)
             with Horizontal(id="buttons"):
@@ -113,14 +115,11 @@ class PayScreen(DemoScreen[None]):
         self._show_amount(event.value)
 
     def _show_amount(self, text: str) -> None:
-        line = self.query_one("#amount-shown", ErrorLine)
-        digits = text.replace(",", "")
-        if not digits:
-            line.show("whole won, no decimals")
-        elif 0 < int(digits) <= 10**12:
-            line.show(format_amount(int(digits), CURRENCY))
-        else:
-            line.show("✗ enter 1 to 1,000,000,000,000", "error")
+        check = check_amount(text, CURRENCY)
+        error = check.message.startswith("✗")
+        self.query_one("#amount-shown", ErrorLine).show(check.message,
+                                                         "error" if error else "hint")
+        self.query_one("#amount", Input).set_class(error, "-invalid")
 
     @on(Input.Changed, "#merchant")
     def _merchant_changed(self) -> None:
@@ -152,11 +151,18 @@ class PayScreen(DemoScreen[None]):
         self._ask_pin(purchase)
 
     def _purchase(self) -> Purchase | None:
-        digits = self.query_one("#amount", Input).value.replace(",", "")
+        check = check_amount(self.query_one("#amount", Input).value, CURRENCY)
+        if check.amount is None:
+            message = check.message if check.message.startswith("✗") else \
+                "✗ type the amount in won: 12000 or 12,000"
+            self.query_one("#amount-shown", ErrorLine).show(message, "error")
+            self.query_one("#amount", Input).add_class("-invalid")
+            self.query_one("#amount", Input).focus()
+            return None
         merchant = self.query_one("#merchant", Input).value
         try:
             # The idempotency key is chosen later, per attempt; a placeholder passes here.
-            payment = validate_payment(int(digits or "0"), CURRENCY, merchant, "check")
+            payment = validate_payment(check.amount, CURRENCY, merchant, "check")
         except InvalidPayment as exc:
             field = "amount-shown" if "amount" in str(exc) else "merchant-hint"
             self.query_one(f"#{field}", ErrorLine).show(f"✗ {exc}", "error")

@@ -25,6 +25,9 @@ __all__ = ["PhraseScreen"]
 EXPLAIN = ("Pick a few words of your own. The keypad shows them every time it asks for "
            "your PIN: if a keypad ever appears without them, it is not ours. Do not "
            "use your PIN or anything secret.")
+KEPT = ("This device's phrase, shown on the keypad for every card. Keep it, or change "
+        "it for this card.")
+SKIP_WARNING = "✗ it tells our keypad from a fake: Continue again to skip"
 
 
 class PhraseScreen(DemoScreen[str | None]):
@@ -50,15 +53,17 @@ class PhraseScreen(DemoScreen[str | None]):
     def __init__(self, card: Card) -> None:
         super().__init__()
         self._card = card
+        self._warned = False
 
     def compose(self) -> ComposeResult:
         yield from self.frame()
         with Vertical(id="form"):
-            yield Static(EXPLAIN, id="explain", markup=False)
+            kept = self.vault.device_phrase()
+            yield Static(EXPLAIN if kept is None else KEPT, id="explain", markup=False)
             yield Label("Security phrase")
-            yield Input(placeholder="blue otter by the lake", id="phrase", classes="field",
-                        max_length=MAX_PHRASE)
-            yield ErrorLine(f"up to {MAX_PHRASE} characters; leave empty to skip",
+            yield Input(kept or "", placeholder="blue otter by the lake", id="phrase",
+                        classes="field", max_length=MAX_PHRASE)
+            yield ErrorLine(f"up to {MAX_PHRASE} characters; strongly recommended",
                             id="phrase-hint")
             with Horizontal(id="buttons"):
                 yield Button("Back", id="back")
@@ -74,6 +79,11 @@ class PhraseScreen(DemoScreen[str | None]):
         if text and not text.isprintable():
             self.query_one(ErrorLine).show("✗ only printable characters, please", "error")
             self.query_one(Input).add_class("-invalid")
+            return
+        if not text and not self._warned:
+            # Asked once more: the phrase is what tells the real keypad from a fake.
+            self._warned = True
+            self.query_one(ErrorLine).show(SKIP_WARNING, "error")
             return
         self.app.push_screen(SetPinScreen(self._card, text or None), self._enrolled)
 

@@ -35,7 +35,8 @@ __all__ = ["ResultScreen", "ResultView", "result_view"]
 
 LOCKED_TEXT = ("Five wrong PINs: the server has locked this card. It stays locked, "
                "across restarts of the app and of the server: the count is kept there, "
-               "where a thief with this device cannot reset it.")
+               "where a thief with this device cannot reset it. To use it again, "
+               "re-enroll it on this device with the card itself and a new PIN.")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ holder's name are never kept).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,11 @@ import platformdirs
 from .._attack.scan import encodings, scan_files, sqlite_files
 from .._authorization import Authorization, CardSummary
 from .._card import Card
+from .._errors import UnknownCard
 from .._pin import Pin
-from .._profiles import KdfProfile
+from .._profiles import KdfProfile, ServerProfile
 from ..device import Device
+from ..device._history import PaymentRecord, last_known_state
 from ..server import Acquirer, CardState, ShareServer
 
 __all__ = ["DemoVault", "ScanReport", "SideScan", "default_data_dir", "scan_sides"]
@@ -82,6 +85,7 @@ class DemoVault:
         self.server = server
         self.server_url = server_url
         self._scans: dict[str, ScanReport] = {}
+        self._closed = False
         self._lock = threading.Lock()
 
     @classmethod
@@ -112,6 +116,9 @@ class DemoVault:
         return cls(folder, device, server, None)
 
     def close(self) -> None:
+        if self._closed:
+            return  # wipe() closed it; the app closes it again when it quits
+        self._closed = True
         self.device.close()
         if self.server is not None:
             self.server.close()
@@ -136,11 +143,48 @@ class DemoVault:
         return self.device.cards()
 
     def card_state(self, card_id: str) -> CardState | None:
-        """The guess counter, or ``None`` when the server is remote (it keeps it)."""
-        return None if self.server is None else self.server.card_state(card_id)
+        """The guess counter: read from the server's file when it is embedded; when it
+        is remote, as this device last heard it (``last_seen``), or ``None`` when this
+        device has heard nothing that changed it since the card was enrolled."""
+        if self.server is not None:
+            return self.server.card_state(card_id)
+        return self.last_seen(card_id)
+
+    def last_seen(self, card_id: str) -> CardState | None:
+        """The card's state at this device's latest answer from the server (its
+        payment history): a wrong PIN's guesses left, or the lock. A right PIN reset
+        the count. Not the server's own count, which a copy of this device can spend
+        without this one knowing; no device API asks the server for it yet."""
+        try:
+            left, locked = last_known_state(self.device.history(card_id))
+        except UnknownCard:  # deleted meanwhile
+            return None
+        if locked:
+            return CardState(self.guess_limit, self.guess_limit, True)
+        if left is None:
+            return None
+        return CardState(self.guess_limit - left, self.guess_limit, False)
+
+    @property
+    def guess_limit(self) -> int:
+        return ServerProfile.DEFAULT.guess_limit if self.server is None else \
+            self.server.profile.guess_limit
+
+    def history(self, card_id: str) -> list[PaymentRecord]:
+        return self.device.history(card_id)
 
     def security_phrase(self, card_id: str) -> str | None:
-        return self.device.security_phrase(card_id)
+        """The card's phrase, or this device's (the latest one chosen) for a card
+        enrolled without one: the keypad shows the same words for every card."""
+        return self.device.security_phrase(card_id) or self.device_phrase()
+
+    def device_phrase(self) -> str | None:
+        """The phrase of the newest card that has one: the device's phrase."""
+        for card in reversed(self.device.cards()):
+            phrase = self.device.security_phrase(card.card_id)
+            if phrase:
+                return phrase
+        return None
 
     def check_new_pin(self, pin: Pin) -> None:
         """``WeakPin``/``InvalidPin`` now, before the user types the PIN a second time."""
@@ -171,10 +215,34 @@ class DemoVault:
         return self.device.authorize(card_id, pin, amount=amount, currency=CURRENCY,
                                      merchant=merchant, idempotency_key=idempotency_key)
 
+    def change_pin(self, card_id: str, old_pin: Pin, new_pin: Pin) -> None:
+        self.device.change_pin(card_id, old_pin, new_pin)
+
     def delete(self, card_id: str) -> None:
         self.device.delete(card_id)
         with self._lock:
             self._scans.pop(card_id, None)
+
+    def data_files(self) -> list[Path]:
+        """The demo's files in its folder: the two databases (with their WAL, shared
+        memory and journal) and, embedded, the server's key file."""
+        names = [DEVICE_DB] if self.server is None else [DEVICE_DB, SERVER_DB]
+        return sorted(path for name in names for path in self.data_dir.glob(f"{name}*")
+                      if path.is_file())
+
+    def wipe(self) -> int:
+        """Delete every card (both shares, the server's first), close, then remove the
+        demo's files, and its folder if nothing else is in it. Returns the number of
+        cards deleted. The vault is closed afterwards: the app quits."""
+        cards = self.device.cards()
+        for card in cards:
+            self.delete(card.card_id)
+        self.close()
+        for path in self.data_files():
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.data_dir.rmdir()  # only if empty: a folder the user named may hold more
+        return len(cards)
 
     def scan_for_pan(self, digits: str) -> ScanReport:
         """Search both sides for a card number the visitor typed in the lab."""

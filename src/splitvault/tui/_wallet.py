@@ -17,12 +17,15 @@ from textual.worker import Worker
 from .._authorization import CardSummary
 from .._card import BRAND_NAMES
 from ._base import DemoScreen
+from ._wipe import ConfirmWipe, data_line
 from ._work import finished, start
 
 __all__ = ["ConfirmDelete", "WalletScreen", "card_label"]
 
 INTRO = ("Each card is split in two: one share on this device, one on the server.\n"
          "Neither half is the card: the security lab shows you both.")
+REMOTE_GUESSES = ("* the remote server counts PIN guesses; shown as this device last "
+                  "heard them")
 
 
 def card_label(card: CardSummary) -> str:
@@ -36,21 +39,33 @@ class WalletScreen(DemoScreen[None]):
     SCREEN_TITLE = "Wallet"
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("a", "add_card", "Add card"),
+        Binding("a", "add_card", "Add"),
         Binding("p", "pay", "Pay"),
-        Binding("l", "lab", "Security lab"),
+        Binding("h", "history", "History"),
+        Binding("c", "change_pin", "PIN"),
+        Binding("l", "lab", "Lab"),
         Binding("d", "delete", "Delete"),
+        Binding("w", "wipe", "Wipe"),
         Binding("escape", "back", "Back", show=False),
     ]
+
+    can_reenroll: ClassVar[bool] = False
+    """Whether :meth:`reenroll` leads somewhere: the hook for the re-enroll path (the
+    card itself and a new PIN, ``Device.reenroll``). While False the locked-card
+    message only says what to do."""
 
     DEFAULT_CSS = """
     WalletScreen {
         #intro { padding: 1 2 0 2; color: $foreground-muted; height: auto; }
-        #cards { height: 1fr; margin: 1 2; border: round $primary; }
+        #data { padding: 0 2; color: $foreground-muted; height: 1; text-wrap: nowrap;
+                text-overflow: ellipsis; }
+        #cards { height: 1fr; margin: 1 2 0 2; border: round $primary; }
+        #cards:focus { border: round $accent; }
+        #note { padding: 0 2; height: 1; color: $foreground-muted; }
         #empty { height: 1fr; margin: 1 2; border: round $primary; content-align: center middle;
                  text-align: center; color: $text-secondary; }
         #actions { height: 3; padding: 0 2; }
-        #actions Button { margin-right: 1; min-width: 12; }
+        #actions Button { margin-right: 1; min-width: 9; }
     }
     """
 
@@ -59,17 +74,23 @@ class WalletScreen(DemoScreen[None]):
     def compose(self) -> ComposeResult:
         yield from self.frame()
         yield Static(INTRO, id="intro", markup=False)
+        yield Static(data_line(self.vault), id="data", markup=False)
         with Vertical(id="body"):
             table: DataTable[str | Text] = DataTable(id="cards", cursor_type="row",
                                                      zebra_stripes=True)
             table.border_title = "Your cards"
             yield table
-            yield Static(Content.from_markup("No cards yet: press [b]a[/b] to add one"),
-                         id="empty")
+            yield Static(Content.from_markup(
+                "No cards yet: press [b]a[/b] to add one\n\n"
+                "[dim]You will choose a security phrase: the keypad shows it every time[/]"),
+                id="empty")
+        yield Static(REMOTE_GUESSES if self.vault.remote else "", id="note", markup=False)
         with Horizontal(id="actions"):
             yield Button("Add card", id="add", variant="primary")
             yield Button("Pay", id="pay", variant="success")
-            yield Button("Security lab", id="lab")
+            yield Button("History", id="history")
+            yield Button("Change PIN", id="change-pin")
+            yield Button("Lab", id="lab")
             yield Button("Delete", id="delete", variant="error")
 
     def on_mount(self) -> None:
@@ -96,7 +117,7 @@ class WalletScreen(DemoScreen[None]):
         self._has_cards = not empty
         table.display = not empty
         self.query_one("#empty").display = empty
-        for button_id in ("#pay", "#lab", "#delete"):
+        for button_id in ("#pay", "#history", "#change-pin", "#lab", "#delete"):
             self.query_one(button_id, Button).disabled = empty
         self.refresh_bindings()
         if previous is not None and previous in table.rows:
@@ -105,9 +126,11 @@ class WalletScreen(DemoScreen[None]):
 
     def _state_cells(self, card_id: str) -> tuple[Text, Text]:
         state = self.vault.card_state(card_id)
-        if state is None:
-            return Text("kept remotely", justify="right", style="dim"), Text("")
-        guesses = Text(f"{state.guesses_used} of {state.guess_limit}", justify="right")
+        limit = self.vault.guess_limit
+        seen = "*" if self.vault.remote else ""
+        if state is None:  # remote, and nothing heard since enrolling or a right PIN
+            return Text(f"0 of {limit}{seen}", justify="right"), Text("active", style="green")
+        guesses = Text(f"{state.guesses_used} of {state.guess_limit}{seen}", justify="right")
         if state.locked:
             return guesses, Text("locked", style="bold red")
         return guesses, Text("active", style="green")
@@ -129,7 +152,7 @@ class WalletScreen(DemoScreen[None]):
         """Nothing to go back to from the wallet."""
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("pay", "lab", "delete") and not self._has_cards:
+        if action in ("pay", "history", "change_pin", "lab", "delete") and not self._has_cards:
             return None  # shown greyed out in the footer: there is no card yet
         return True
 
@@ -151,8 +174,65 @@ class WalletScreen(DemoScreen[None]):
         from ._pay import PayScreen
 
         card = self._selected_card()
+        if card is None:
+            return
+        if self._locked(card):
+            self.show_locked(card)  # no payment form: the server would refuse the PIN
+            return
+        self.app.push_screen(PayScreen(card))
+
+    def action_history(self) -> None:
+        from ._history import HistoryScreen
+
+        card = self._selected_card()
         if card is not None:
-            self.app.push_screen(PayScreen(card))
+            self.app.push_screen(HistoryScreen(card))
+
+    def action_change_pin(self) -> None:
+        from ._change_pin import ChangePinScreen
+
+        card = self._selected_card()
+        if card is None:
+            return
+        if self._locked(card):
+            self.show_locked(card)
+            return
+        self.app.push_screen(ChangePinScreen(card), lambda done: self._pin_changed(card, done))
+
+    def _pin_changed(self, card: CardSummary, done: str | None) -> None:
+        if done == "changed":
+            self.notify(f"{card_label(card)}: new PIN set. The old one no longer works.",
+                        title="PIN changed")
+        elif done == "locked":
+            self.show_locked(card)
+
+    def _locked(self, card: CardSummary) -> bool:
+        state = self.vault.card_state(card.card_id)
+        return state is not None and state.locked
+
+    def show_locked(self, card: CardSummary) -> None:
+        """Why a locked card cannot pay and what to do next (also after a payment or a
+        PIN change ends in the lock)."""
+        from ._locked import LockedScreen
+
+        def chosen(choice: str | None) -> None:
+            if choice == "reenroll":
+                self.reenroll(card)
+
+        self.app.push_screen(LockedScreen(card, can_reenroll=self.can_reenroll), chosen)
+
+    def reenroll(self, card: CardSummary) -> None:
+        """The hook for the re-enroll path: the card itself and a new PIN bring a locked
+        card back (``Device.reenroll``). Set :attr:`can_reenroll` when it is here."""
+
+    def action_wipe(self) -> None:
+        if not self.demo.busy:
+            self.app.push_screen(ConfirmWipe(self.vault, len(self.vault.cards())),
+                                 self._confirmed_wipe)
+
+    def _confirmed_wipe(self, wipe: bool | None) -> None:
+        if wipe:
+            start(self, "wipe", self.vault.wipe)
 
     def action_lab(self) -> None:
         from ._lab import LabScreen
@@ -174,7 +254,14 @@ class WalletScreen(DemoScreen[None]):
         done = finished(event)
         if done is None:
             return
-        _, outcome = done
+        name, outcome = done
+        if name == "wipe":
+            if outcome.error is not None:
+                self.notify(f"Could not wipe everything: {outcome.error}", severity="error")
+                return
+            self.app.exit(message=f"splitvault demo: wiped {self.vault.data_dir} "
+                                  f"({outcome.value} cards deleted on both sides)")
+            return
         if outcome.error is not None:
             self.notify(f"Could not delete the card: {outcome.error}", severity="error")
         else:
@@ -188,6 +275,7 @@ class WalletScreen(DemoScreen[None]):
     @on(Button.Pressed)
     def _button(self, event: Button.Pressed) -> None:
         actions = {"add": self.action_add_card, "pay": self.action_pay,
+                   "history": self.action_history, "change-pin": self.action_change_pin,
                    "lab": self.action_lab, "delete": self.action_delete}
         action = actions.get(event.button.id or "")
         if action is not None:
