@@ -82,6 +82,13 @@ class ServerProfile:
     #: than any sane acquirer timeout, so a live attempt is never taken for a dead one;
     #: a retry waits at most this long before answering ``PaymentInDoubt``.
     lease_seconds: float = 30.0
+    #: Unfinished enrollments one client address may hold at once (counted in the
+    #: store, so across every worker): a stranger needs only a key he just made to
+    #: start one, and each is a row for ``enrollment_ttl``. A phone enrolls one card.
+    pending_per_origin: int = 20
+    #: Unfinished enrollments in all: bounds what strangers from many addresses can
+    #: make the server store (and the sweep's work) whatever the address mix.
+    pending_total: int = 10_000
 
     DEFAULT: ClassVar[ServerProfile]  # set below
     #: Short leases (3 s) so crash tests settle quickly. Only for testing: a real

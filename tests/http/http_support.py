@@ -87,7 +87,7 @@ class ServerProcess:
     def command(self) -> list[str]:
         return [sys.executable, "-m", "splitvault.server._serve", "--db", str(self.db),
                 "--kek-file", str(self.kek), "--port", str(self.port), "--host", "127.0.0.1",
-                *self.args]
+                "--rate-limit", "0", *self.args]  # one test address; tests add their own
 
     def start(self) -> ServerProcess:
         with self.log.open("ab") as log:

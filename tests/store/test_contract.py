@@ -38,7 +38,7 @@ def _blob(kid: bytes = KID_A, body: bytes = b"x" * 24) -> bytes:
 
 def _card(store: SqlStore, card_id: str | None = None) -> str:
     card_id = card_id or secrets.token_hex(16)
-    assert store.begin_enrollment(card_id, b"d" * 32, _blob(), NOW, NOW + 600)
+    assert store.begin_enrollment(card_id, b"d" * 32, _blob(), NOW, NOW + 600) == "ok"
     assert store.finish_enrollment(card_id, b"v" * 32, _blob(), NOW,
                                    AuditEvent("enrolled", card_id))
     return card_id
@@ -100,8 +100,8 @@ def test_heartbeats(store: SqlStore) -> None:
 
 def test_enrollment(store: SqlStore) -> None:
     card_id = secrets.token_hex(16)
-    assert store.begin_enrollment(card_id, b"d" * 32, _blob(), NOW, NOW + 600)
-    assert not store.begin_enrollment(card_id, b"e" * 32, _blob(), NOW, NOW + 600)
+    assert store.begin_enrollment(card_id, b"d" * 32, _blob(), NOW, NOW + 600) == "ok"
+    assert store.begin_enrollment(card_id, b"e" * 32, _blob(), NOW, NOW + 600) == "taken"
     assert store.pending_card(card_id, NOW).device_key == b"d" * 32
     assert store.pending_card(card_id, NOW + 601) is None  # expired
     assert not store.finish_enrollment(card_id, b"v" * 32, _blob(), NOW + 601,
@@ -290,13 +290,47 @@ def test_sweep(store: SqlStore) -> None:
 def test_delete_card_cancels_a_pending_enrollment(store: SqlStore) -> None:
     """A pending row is deleted like an active card, audited as a cancelled enrollment."""
     pending = secrets.token_hex(16)
-    assert store.begin_enrollment(pending, b"d" * 32, _blob(), NOW, NOW + 600)
+    assert store.begin_enrollment(pending, b"d" * 32, _blob(), NOW, NOW + 600) == "ok"
     active = _card(store)
     assert store.delete_card(pending, secrets.token_bytes(16), NOW + 120, NOW)
     assert store.delete_card(active, secrets.token_bytes(16), NOW + 120, NOW)
     assert store.pending_enrollments() == 0 and store.card_count() == 0
     events = [(row.event, row.card_id) for row in store.audit_rows()][-2:]
     assert events == [("enrollment_cancelled", pending), ("deleted", active)]
+
+
+def _begin(store: SqlStore, origin: bytes, now: float = NOW) -> str:
+    return store.begin_enrollment(secrets.token_hex(16), b"d" * 32, _blob(), now, now + 600,
+                                  origin=origin, per_origin=3, total=5)
+
+
+def test_pending_enrollment_caps(store: SqlStore) -> None:
+    """At most per_origin live pending rows per origin and total in all; expired rows
+    and finished enrollments (whose origin is cleared) do not count."""
+    assert [_begin(store, b"a" * 16) for _ in range(4)] == ["ok", "ok", "ok", "full"]
+    assert [_begin(store, b"b" * 16) for _ in range(3)] == ["ok", "ok", "full"]  # total 5
+    assert store.pending_enrollments() == 5
+    assert _begin(store, b"c" * 16, now=NOW + 601) == "ok"  # the others expired
+    row = store.query("SELECT origin FROM cards WHERE state = 'pending' LIMIT 1")[0]
+    assert bytes(row[0]) in (b"a" * 16, b"b" * 16)
+
+
+def test_pending_caps_hold_under_concurrency(store: SqlStore) -> None:
+    """Twelve racing enrollments from one origin: exactly per_origin (3) get a row."""
+    barrier = threading.Barrier(12)
+    outcomes: list[str] = []
+
+    def one() -> None:
+        barrier.wait()
+        outcomes.append(_begin(store, b"z" * 16))
+
+    threads = [threading.Thread(target=one) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Counter(outcomes) == Counter({"ok": 3, "full": 9})
+    assert store.pending_enrollments() == 3
 
 
 def test_concurrent_guesses_never_exceed_limit(store: SqlStore) -> None:

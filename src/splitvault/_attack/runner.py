@@ -35,6 +35,7 @@ from . import (
     device_theft,
     double_charge,
     dropped_packets,
+    enrollment_flood,
     file_modes,
     fuzz,
     hostile_server,
@@ -87,6 +88,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(17, "card-ids", "Card ids probed", card_ids.run, True),
     Scenario(18, "interrupted-enrollment", "Interrupted enrollment",
              interrupted_enrollment.run, False),
+    Scenario(19, "enrollment-flood", "Strangers flood enrollment", enrollment_flood.run,
+             False),
 )
 
 

@@ -70,7 +70,8 @@ def serve(root: Path, *, db: str | None = None, workers: int = 1) -> Iterator[Se
     proc = subprocess.Popen(  # noqa: S603  # nosec B603: our interpreter, fixed arguments
         [sys.executable, "-m", "splitvault.server._serve", "--db",
          db if db is not None else str(root / "server.db"), "--kek-file", str(kek),
-         "--port", "0", "--log-level", "warning", "--workers", str(workers)],
+         "--port", "0", "--log-level", "warning", "--workers", str(workers),
+         "--rate-limit", "0"],  # every client is 127.0.0.1: one bucket would throttle all
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         yield Server(proc, _wait_ready(proc))

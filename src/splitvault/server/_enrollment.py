@@ -12,7 +12,13 @@ import hmac
 import secrets
 from collections.abc import Callable
 
-from .._errors import InvalidChallenge, MalformedRequest, TamperedData, UnknownCard
+from .._errors import (
+    InvalidChallenge,
+    MalformedRequest,
+    RateLimited,
+    TamperedData,
+    UnknownCard,
+)
 from .._profiles import ServerProfile
 from .._protocol import (
     SEALED_KEY_LEN,
@@ -37,6 +43,8 @@ from ._store import AuditEvent, ChallengeRecord, Store
 
 __all__ = ["Enrollment"]
 
+_D_ORIGIN = b"splitvault/v1/enrollment-origin\x00"
+
 
 class Enrollment:
     def __init__(self, store: Store, keyring: Keyring, keys: ServerKeys,
@@ -47,7 +55,15 @@ class Enrollment:
         self._profile = profile
         self._clock = clock
 
-    def begin(self, request: EnrollBegin) -> EnrollBeginReply:
+    def origin(self, address: str) -> bytes:
+        """A keyed MAC of a client address, stored with its pending enrollments for the
+        per-address cap: a dump shows which rows came from one address, not which
+        address (with the KEK an insider could test guessed addresses, hence it is
+        cleared once the enrollment finishes)."""
+        return hmac.new(bytes(self._keys.ledger), _D_ORIGIN + address.encode("utf-8"),
+                        "sha256").digest()[:16]
+
+    def begin(self, request: EnrollBegin, origin: str | None = None) -> EnrollBeginReply:
         card_id = check_id(request.card_id, "card id")
         device_key = check_bytes(request.device_key, "device key", 32)
         blinded = check_bytes(request.blinded, "blinded element", 32)
@@ -63,8 +79,13 @@ class Enrollment:
             wrapped = self._keyring.wrap("oprf-key", card_id, key)
         finally:
             wipe(key)
-        if not self._store.begin_enrollment(card_id, device_key, wrapped, now,
-                                            now + self._profile.enrollment_ttl):
+        slot = self._store.begin_enrollment(
+            card_id, device_key, wrapped, now, now + self._profile.enrollment_ttl,
+            origin=None if origin is None else self.origin(origin),
+            per_origin=self._profile.pending_per_origin, total=self._profile.pending_total)
+        if slot == "full":
+            raise RateLimited("too many unfinished enrollments; retry in a few minutes")
+        if slot == "taken":
             raise MalformedRequest("card id already in use")
         return EnrollBeginReply(evaluated, self._keys.x25519_public)
 

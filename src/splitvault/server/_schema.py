@@ -92,6 +92,8 @@ CREATE TABLE IF NOT EXISTS cards (
     origin {blob}
 ){strict};
 CREATE INDEX IF NOT EXISTS cards_pending_expiry ON cards (state, expires_at);
+-- origin: a keyed MAC of the address that began a pending enrollment (never the
+-- address), for the per-address cap; cleared when the enrollment finishes.
 CREATE TABLE IF NOT EXISTS challenges (
     challenge_id TEXT PRIMARY KEY,
     card_id TEXT NOT NULL,

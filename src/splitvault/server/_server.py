@@ -197,9 +197,12 @@ class ShareServer:
     def info(self) -> ServerInfo:
         return ServerInfo(self.profile.guess_limit, self.profile.challenge_ttl)
 
-    def enroll_begin(self, request: EnrollBegin) -> EnrollBeginReply:
+    def enroll_begin(self, request: EnrollBegin, *, origin: str | None = None
+                     ) -> EnrollBeginReply:
+        """``origin``: the client's address (the HTTP app gives it), for the cap on
+        unfinished enrollments per address (``ServerProfile.pending_per_origin``)."""
         self._maybe_refresh()
-        return self._enrollment.begin(request)
+        return self._enrollment.begin(request, origin)
 
     def enroll_finish(self, request: EnrollFinish) -> None:
         self._maybe_refresh()

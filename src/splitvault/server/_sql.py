@@ -354,11 +354,31 @@ class SqlStore:
     # -- enrollment ------------------------------------------------------------------
 
     def begin_enrollment(self, card_id: str, device_key: bytes, oprf_key: bytes, now: float,
-                         expires_at: float) -> bool:
-        return bool(self._db.write(lambda tx: tx.all(
-            "INSERT INTO cards (card_id, state, device_key, oprf_key, created_at, expires_at) "
-            "VALUES (?, 'pending', ?, ?, ?, ?) ON CONFLICT (card_id) DO NOTHING "
-            "RETURNING card_id", card_id, device_key, oprf_key, now, expires_at)))
+                         expires_at: float, *, origin: bytes | None = None,
+                         per_origin: int | None = None, total: int | None = None
+                         ) -> Literal["ok", "taken", "full"]:
+        def go(tx: Tx) -> Literal["ok", "taken", "full"]:
+            if per_origin is not None or total is not None:
+                # The gate row serializes capped enrollments: under READ COMMITTED a
+                # second one waits here, then counts with the first one's row committed;
+                # under SERIALIZABLE one of them is rerun.
+                tx.run("INSERT INTO meta (name, value) VALUES ('enrollment_gate', '0') "
+                       "ON CONFLICT (name) DO NOTHING")
+                tx.run("UPDATE meta SET value = value WHERE name = 'enrollment_gate'")
+                row = tx.one("SELECT count(*), sum(CASE WHEN origin = ? THEN 1 ELSE 0 END) "
+                             "FROM cards WHERE state = 'pending' AND expires_at >= ?",
+                             origin, now)
+                live, mine = (0, 0) if row is None else (int(row[0]), int(row[1] or 0))
+                if (total is not None and live >= total) or (
+                        per_origin is not None and origin is not None and mine >= per_origin):
+                    return "full"
+            inserted = tx.all(
+                "INSERT INTO cards (card_id, state, device_key, oprf_key, created_at, "
+                "expires_at, origin) VALUES (?, 'pending', ?, ?, ?, ?, ?) "
+                "ON CONFLICT (card_id) DO NOTHING RETURNING card_id",
+                card_id, device_key, oprf_key, now, expires_at, origin)
+            return "ok" if inserted else "taken"
+        return self._db.write(go)
 
     def pending_enrollments(self) -> int:
         row = self._db.read(lambda tx: tx.one(
@@ -375,7 +395,8 @@ class SqlStore:
                           event: AuditEvent) -> bool:
         def go(tx: Tx) -> bool:
             if not tx.run("UPDATE cards SET state = 'active', verifier = ?, share = ?, "
-                          "expires_at = NULL WHERE card_id = ? AND state = 'pending' "
+                          "expires_at = NULL, origin = NULL WHERE card_id = ? "
+                          "AND state = 'pending' "
                           "AND expires_at >= ?", verifier, share, card_id, now):
                 return False
             self._append(tx, event, now)

@@ -331,14 +331,21 @@ class Store(Protocol):
     def pending_enrollments(self) -> int: ...
 
     def begin_enrollment(self, card_id: str, device_key: bytes, oprf_key: bytes, now: float,
-                         expires_at: float) -> bool:
-        """Insert a pending card; False if the id is taken."""
+                         expires_at: float, *, origin: bytes | None = None,
+                         per_origin: int | None = None, total: int | None = None
+                         ) -> Literal["ok", "taken", "full"]:
+        """Insert a pending card (``origin``: a MAC of the client's address); ``taken``
+        if the id is; ``full`` if live pending rows already number ``total``, or
+        ``per_origin`` of this origin. Exact across workers: the check and the insert
+        serialize on one gate row."""
         ...
 
     def pending_card(self, card_id: str, now: float) -> PendingCard | None: ...
 
     def finish_enrollment(self, card_id: str, verifier: bytes, share: bytes, now: float,
-                          event: AuditEvent) -> bool: ...
+                          event: AuditEvent) -> bool:
+        """Activate a pending card (its origin is then forgotten)."""
+        ...
 
     # -- cards, guesses and proofs ----------------------------------------------------
 
