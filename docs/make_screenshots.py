@@ -22,7 +22,7 @@ from textual.widgets import Button
 
 from splitvault import Card, Pin
 from splitvault.keypad import KeypadKey
-from splitvault.tui import DemoApp
+from splitvault.tui import DemoApp, _wallet
 
 OUT = Path(__file__).resolve().parent / "screenshots"
 SIZE = (80, 24)
@@ -60,6 +60,9 @@ async def tap_pin(pilot: Pilot[int], digits: str, *, confirm: bool = True) -> No
 async def shoot(folder: Path) -> None:
     # A seeded layout for repeatable pictures; the real demo uses the system CSPRNG.
     app = DemoApp(folder, rng=random.Random(2024))  # noqa: S311
+    # The wallet names its data folder: show the default one, not this temporary one.
+    _wallet.data_line = lambda vault: (  # type: ignore[attr-defined]
+        "Data: ~/.local/share/splitvault/demo (device.db, server.db); w wipes it")
     for pan, expiry, holder, phrase in CARDS:
         with Pin.from_digits(PIN) as pin:
             app.vault.enroll(Card(pan, expiry, holder), pin, phrase)
