@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import splitvault as sv
+from splitvault.hazmat import DeviceStore
 from support import HOLDER, OTHER_PIN, PAN_DIGITS, pay, snapshot
 
 
@@ -321,7 +322,7 @@ def test_lost_reply_is_retried_without_a_second_charge(tmp_path: Path, server: s
                 raise sv.ServerUnavailable("connection reset after the request was sent")
             return result
 
-    device = sv.Device(sv.device._store.DeviceStore(tmp_path / "lossy.db"), LosesFirstReply(),
+    device = sv.Device(DeviceStore(tmp_path / "lossy.db"), LosesFirstReply(),
                        kdf=sv.KdfProfile.TEST_ONLY)
     card_id = device.enroll(card, pin)
     auth = pay(device, card_id, pin)

@@ -19,8 +19,7 @@ import httpx
 import splitvault as sv
 from splitvault._protocol import EvaluateRequest
 from splitvault.crypto.signing import sign
-from splitvault.device._pinkey import BlindedPin
-from splitvault.device._store import DeviceCard
+from splitvault.hazmat import BlindedPin, DeviceCard
 from splitvault.server import Kek
 
 PIN = "739184"

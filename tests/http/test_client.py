@@ -10,7 +10,7 @@ import pytest
 
 import splitvault as sv
 from splitvault._protocol import EvaluateRequest
-from splitvault.device._http import HttpShareService
+from splitvault.hazmat import HttpShareService
 from splitvault.server._ratelimit import RateLimiter
 
 CARD = "ab" * 16

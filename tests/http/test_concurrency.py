@@ -11,7 +11,7 @@ import pytest
 from http_support import ServerProcess, device_card, enroll, signed_evaluate
 
 import splitvault as sv
-from splitvault.device._http import HttpShareService
+from splitvault.hazmat import HttpShareService
 from splitvault.server._store import UNPROVEN_LIMIT
 
 ATTEMPTS = 50

@@ -11,7 +11,7 @@ import pytest
 from http_support import ServerProcess, device_card, enroll, pay, signed_evaluate
 
 import splitvault as sv
-from splitvault.device._http import HttpShareService
+from splitvault.hazmat import DeviceCard, HttpShareService
 
 ROUNDS = 5
 
@@ -20,7 +20,7 @@ class Load:
     """Payments on one card and wrong-PIN guesses on another, until stopped."""
 
     def __init__(self, device: sv.Device, service: HttpShareService, payer: str,
-                 victim: sv.device._store.DeviceCard, tag: str) -> None:
+                 victim: DeviceCard, tag: str) -> None:
         self.device, self.service, self.payer, self.victim, self.tag = (
             device, service, payer, victim, tag)
         self.approved: dict[str, str] = {}

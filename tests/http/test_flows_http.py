@@ -85,7 +85,7 @@ def test_delete(http_device: sv.Device, live_server: ServerProcess) -> None:
 
 
 def test_info(live_server: ServerProcess) -> None:
-    from splitvault.device._http import HttpShareService
+    from splitvault.hazmat import HttpShareService
 
     service = HttpShareService(live_server.url)
     try:

@@ -16,7 +16,7 @@ from http_support import PAN, PIN, ServerProcess, device_card, enroll, pay
 
 import splitvault as sv
 from splitvault._wire import EVALUATE, dumps
-from splitvault.device._http import HttpShareService
+from splitvault.hazmat import HttpShareService
 
 
 def b64(data: bytes) -> str:

@@ -10,7 +10,7 @@ import trustme
 from http_support import ServerProcess
 
 import splitvault as sv
-from splitvault.device._http import HttpShareService
+from splitvault.hazmat import HttpShareService
 
 
 def _paths(server: ServerProcess) -> list[str]:

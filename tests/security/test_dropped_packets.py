@@ -15,7 +15,7 @@ import pytest
 import splitvault as sv
 from splitvault._attack import dropped_packets
 from splitvault._attack._harness import AttackResult, Deployment, Lab
-from splitvault.device._store import DeviceStore
+from splitvault.hazmat import DeviceStore
 from splitvault.server._store import UNPROVEN_LIMIT
 
 pytestmark = pytest.mark.security
