@@ -34,8 +34,7 @@ from .._protocol import (
 from ..crypto import oprf
 from ..crypto.memory import wipe
 from ..crypto.signing import public_key
-from ..device._pinkey import BlindedPin, derive_pin_seed
-from ..device._store import DeviceCard
+from ..hazmat import BlindedPin, DeviceCard, derive_pin_seed
 from ._harness import (
     CLAIMED_GUESS_LIMIT,
     OTHER_PIN,

@@ -260,7 +260,7 @@ def cleanup_line(cleanup: Cleanup) -> str:
 
 def _reachable(url: str, pin_sha256: str | None) -> None:
     """Fail fast, with the client's own error, if the deployment cannot be reached."""
-    from ..device._http import HttpShareService
+    from ..hazmat import HttpShareService
 
     service = HttpShareService(url, pin_sha256=pin_sha256)
     try:
