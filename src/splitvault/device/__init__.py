@@ -1,5 +1,6 @@
 """The device: ``Device``, its store, and its transports to the share server."""
 
 from ._device import Device
+from ._history import PaymentRecord, last_known_state
 
-__all__ = ["Device"]
+__all__ = ["Device", "PaymentRecord", "last_known_state"]

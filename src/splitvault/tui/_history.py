@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Static
 
 from .._authorization import CardSummary
 from .._payment import format_amount
-from ..device._history import PaymentRecord
+from ..device import PaymentRecord
 from ._base import DemoScreen
 from ._wallet import card_label
 

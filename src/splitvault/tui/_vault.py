@@ -21,8 +21,7 @@ from .._card import Card
 from .._errors import UnknownCard
 from .._pin import Pin
 from .._profiles import KdfProfile, ServerProfile
-from ..device import Device
-from ..device._history import PaymentRecord, last_known_state
+from ..device import Device, PaymentRecord, last_known_state
 from ..server import Acquirer, CardState, ShareServer
 
 __all__ = ["DemoVault", "ScanReport", "SideScan", "default_data_dir", "scan_sides"]
