@@ -9,6 +9,10 @@
 - :func:`one_share_opens_nothing`: the device's sealed record does not open under the
   device share, nor under the server's share; it opens under their XOR (positive
   control). Each share alone is a one-time pad of the key.
+- :func:`export_shows_no_patterns`: a bulk export of the server's ledger and audit log
+  cannot group purchases: two identical payments (same card, amount, merchant) have
+  unrelated parameter digests, every wrapped result has one length whatever the
+  merchant's name, and audit times are whole minutes (no join by microseconds).
 
 In-process only.
 """
@@ -23,11 +27,22 @@ from ..crypto.memory import wipe
 from ..crypto.sealing import open_sealed
 from ..crypto.shares import combine
 from ._flows import KOREAN_HOLDER, complete_flows
-from ._harness import HOLDER, PAN, SECOND_PAN, AttackResult, Deployment, Lab, Options, guarded
+from ._harness import (
+    HOLDER,
+    PAN,
+    SECOND_PAN,
+    AttackResult,
+    Deployment,
+    Lab,
+    Options,
+    guarded,
+    pay,
+)
 from .scan import encodings, scan_files, sqlite_files
 
 __all__ = [
     "device_files_hold_no_card",
+    "export_shows_no_patterns",
     "one_share_opens_nothing",
     "run",
     "scanner_finds_planted_cards",
@@ -129,10 +144,37 @@ def one_share_opens_nothing(lab: Lab) -> AttackResult:
     return guarded(name, had, attack)
 
 
+def export_shows_no_patterns(lab: Lab) -> AttackResult:
+    name = "group purchases in a bulk export of the ledger and audit log"
+    had = "a bulk export of the server's database (no KEK)"
+
+    def attack() -> AttackResult:
+        if lab.server is None:
+            raise RuntimeError("needs the in-process server")
+        victim = lab.device()
+        card_id = lab.enroll(victim)
+        for key, merchant in (("o-1", "Gift Shop"), ("o-2", "Gift Shop"),
+                              ("o-3", "A Much Longer Merchant Name Department Store Seoul")):
+            pay(victim, card_id, key=key, amount=12000, merchant=merchant)
+        query = lab.server.inspector().query
+        digests = [bytes(r[0]) for r in query("SELECT params_digest FROM authorizations")]
+        sizes = {len(bytes(r[0])) for r in query("SELECT result FROM authorizations")}
+        times = [float(r[0]) for r in query("SELECT at FROM audit")]
+        coarse = all(t % 60 == 0 for t in times)
+        held = len(set(digests)) == len(digests) == 3 and len(sizes) == 1 and coarse
+        lab.server.verify_audit()  # the chain still verifies over the stored times
+        return AttackResult(name, had, f"{len(set(digests))} distinct digests of 3 payments "
+                            f"(two identical); result lengths {sorted(sizes)}; audit "
+                            f"times whole minutes: {coarse}", held)
+
+    return guarded(name, had, attack)
+
+
 def run(deployment: Deployment, options: Options) -> list[AttackResult]:
     results = []
     for attack in (scanner_finds_planted_cards, device_files_hold_no_card,
-                   server_files_hold_no_card, one_share_opens_nothing):
+                   server_files_hold_no_card, one_share_opens_nothing,
+                   export_shows_no_patterns):
         with deployment.lab() as lab:
             results.append(attack(lab))
     return results

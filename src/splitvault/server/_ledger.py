@@ -6,12 +6,14 @@ One ledger row per (card, idempotency key), written as ``pending`` with a lease
 ledger MAC key:
 
 - the row key is a MAC of (card id, idempotency key), so a dump shows no order numbers;
-- the parameter digest is a MAC of (card id, amount, currency, merchant), so a retry
-  with other parameters is told apart without storing them;
+- the parameter digest is a MAC of (card id, idempotency key, amount, currency,
+  merchant), so a retry with other parameters is told apart without storing them, and
+  two identical purchases (same card, amount, merchant) still get unrelated digests;
 - the payment reference the acquirer receives is a MAC of (card id, idempotency key,
   attempt): stable across retries of one attempt, so a real gateway can deduplicate,
   and it names neither the card nor the person;
-- the result (amount, merchant, last 4, approval code) is wrapped under the KEK.
+- the result (amount, merchant, last 4, approval code) is wrapped under the KEK, padded
+  to :data:`RESULT_SIZE`, so its length says nothing about the merchant's name.
 """
 
 from __future__ import annotations
@@ -33,8 +35,13 @@ from ._store import LedgerEntry
 __all__ = ["Ledger"]
 
 _D_KEY = b"splitvault/v1/ledger-key"
-_D_PARAMS = b"splitvault/v1/ledger-params"
+_D_PARAMS = b"splitvault/v2/ledger-params"  # v2: the idempotency key is MAC'd too
 _D_REFERENCE = b"splitvault/v1/payment-reference"
+
+RESULT_SIZE = 1024
+"""Bytes of every result before it is wrapped: above the longest one (a merchant of at
+most 256 bytes, 512 if every character needed a JSON escape; an idempotency key of 128;
+codes and reasons of 64; masked PAN 32; field names about 150)."""
 
 
 class Ledger:
@@ -48,10 +55,10 @@ class Ledger:
     def key_digest(self, card_id: str, idempotency_key: str) -> bytes:
         return self._mac(encode(_D_KEY, card_id.encode(), idempotency_key.encode()))
 
-    def params_digest(self, card_id: str, amount: int, currency: str, merchant: str) -> bytes:
-        return self._mac(
-            encode(_D_PARAMS, card_id.encode(), u64(amount), currency.encode(), merchant.encode())
-        )
+    def params_digest(self, card_id: str, idempotency_key: str, amount: int, currency: str,
+                      merchant: str) -> bytes:
+        return self._mac(encode(_D_PARAMS, card_id.encode(), idempotency_key.encode(),
+                                u64(amount), currency.encode(), merchant.encode()))
 
     def reference(self, card_id: str, idempotency_key: str, attempt: int = 0) -> str:
         """``sv-`` and 32 hex digits: the acquirer's name for this payment attempt."""
@@ -77,6 +84,13 @@ class Ledger:
 
 
 def _dump(auth: Authorization) -> bytes:
+    raw = _json(auth)
+    if len(raw) > RESULT_SIZE:  # only a longer field than the wire allows gets here
+        raise TamperedData()
+    return raw + b" " * (RESULT_SIZE - len(raw))  # JSON ignores trailing whitespace
+
+
+def _json(auth: Authorization) -> bytes:
     return json.dumps(
         {
             "approved": auth.approved,
@@ -89,7 +103,7 @@ def _dump(auth: Authorization) -> bytes:
             "idempotency_key": auth.idempotency_key,
             "timestamp": auth.timestamp.timestamp(),
         },
-        sort_keys=True,
+        sort_keys=True, ensure_ascii=False,
     ).encode()
 
 

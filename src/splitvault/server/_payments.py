@@ -97,8 +97,8 @@ class Payments:
                                               request.pin_signature)
         ledger = self._ledger
         key = ledger.key_digest(card_id, payment.idempotency_key)
-        params = ledger.params_digest(card_id, payment.amount, payment.currency,
-                                      payment.merchant)
+        params = ledger.params_digest(card_id, payment.idempotency_key, payment.amount,
+                                      payment.currency, payment.merchant)
         if challenge.state == "used":
             return self._resent(key, params, verified)
         entry = self._store.ledger_entry(key) if verified else None

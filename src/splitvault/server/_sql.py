@@ -210,10 +210,14 @@ class SqlStore:
             raise ConfigurationError("audit log head missing: run splitvault db upgrade")
         seq, prev = int(head[0]), bytes(head[1])
         detail = json.dumps(event.detail, sort_keys=True, separators=(",", ":"))
-        mac = self._mac(prev, seq, now, event.event, event.card_id, detail)
+        # The time is kept to the minute: a ledger row and the audit entry naming its
+        # card, written microseconds apart, cannot be joined by time in a dump. It is
+        # MAC'd as stored, so verification needs nothing but the row; seq keeps order.
+        at = audit_minute(now)
+        mac = self._mac(prev, seq, at, event.event, event.card_id, detail)
         tx.run("UPDATE audit_head SET mac = ? WHERE id = 1", mac)
         tx.run("INSERT INTO audit (seq, at, event, card_id, detail, mac) "
-               "VALUES (?, ?, ?, ?, ?, ?)", seq, now, event.event, event.card_id, detail, mac)
+               "VALUES (?, ?, ?, ?, ?, ?)", seq, at, event.event, event.card_id, detail, mac)
 
     def append_audit(self, event: AuditEvent, now: float) -> None:
         self._db.write(lambda tx: self._append(tx, event, now))
@@ -776,6 +780,15 @@ class SqlStore:
     def outbox_pending(self) -> int:
         row = self._db.read(lambda tx: tx.one("SELECT count(*) FROM outbox"))
         return int(row[0]) if row else 0
+
+
+AUDIT_GRANULARITY = 60.0
+"""Seconds audit times are rounded down to (see ``_append``)."""
+
+
+def audit_minute(now: float) -> float:
+    """``now`` rounded down to :data:`AUDIT_GRANULARITY`, as the audit log stores it."""
+    return float(int(now // AUDIT_GRANULARITY) * AUDIT_GRANULARITY)
 
 
 def _ledger_row(row: Row) -> LedgerEntry:
