@@ -8,6 +8,7 @@ a ``str``. Every ``Pin`` is wiped on every path: mismatch, weak, cancel, done.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from textual.worker import Worker
 
@@ -29,6 +30,11 @@ class SetPinScreen(KeypadScreen[str | None]):
     """Step 3 of adding a card. Dismisses with the new card id."""
 
     SCREEN_TITLE = "Add a card · PIN"
+
+    WORKING: str = ENROLLING
+    """What the screen says while the worker runs."""
+    FAILED: str = "Not enrolled"
+    """The start of the line that shows a vault error."""
 
     def __init__(self, card: Card, phrase: str | None) -> None:
         super().__init__()
@@ -91,6 +97,11 @@ class SetPinScreen(KeypadScreen[str | None]):
         self._enroll(first)
 
     def _enroll(self, pin: Pin) -> None:
+        self.begin_work(self.WORKING)
+        start(self, "enroll", self.job(pin))
+
+    def job(self, pin: Pin) -> Callable[[], str]:
+        """The vault call for the chosen PIN, run in a thread; it wipes ``pin``."""
         card, phrase, vault = self._card, self._phrase, self.vault
 
         def job() -> str:
@@ -99,8 +110,7 @@ class SetPinScreen(KeypadScreen[str | None]):
             finally:
                 pin.wipe()
 
-        self.begin_work(ENROLLING)
-        start(self, "enroll", job)
+        return job
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         done = finished(event)
@@ -111,7 +121,7 @@ class SetPinScreen(KeypadScreen[str | None]):
         if outcome.error is None and isinstance(outcome.value, str):
             self.dismiss(outcome.value)
             return
-        self._ask_first(f"Not enrolled: {outcome.error}", "error")
+        self._ask_first(f"{self.FAILED}: {outcome.error}", "error")
 
     def action_back(self) -> None:
         if self.demo.busy:

@@ -84,6 +84,10 @@ class DemoVault:
         self.server = server
         self.server_url = server_url
         self._scans: dict[str, ScanReport] = {}
+        self._reenrolled: dict[str, int] = {}
+        """Per re-enrolled card, how many history rows came before: the lock they end
+        in is over. Kept in memory only, so a remote demo started again reads the
+        old lock until the next answer (the device keeps no row for a re-enrollment)."""
         self._closed = False
         self._lock = threading.Lock()
 
@@ -155,9 +159,12 @@ class DemoVault:
         the count. Not the server's own count, which a copy of this device can spend
         without this one knowing; no device API asks the server for it yet."""
         try:
-            left, locked = last_known_state(self.device.history(card_id))
+            records = self.device.history(card_id)
         except UnknownCard:  # deleted meanwhile
             return None
+        with self._lock:
+            records = records[self._reenrolled.get(card_id, 0):]
+        left, locked = last_known_state(records)
         if locked:
             return CardState(self.guess_limit, self.guess_limit, True)
         if left is None:
@@ -203,6 +210,19 @@ class DemoVault:
     def enroll(self, card: Card, pin: Pin, phrase: str | None) -> str:
         """Enroll, then scan both sides for the card while it is still in hand."""
         card_id = self.device.enroll(card, pin, security_phrase=phrase)
+        report = scan_sides(self.device_db, self.server_db,
+                            {"card number": card.pan, "holder name": card.holder})
+        with self._lock:
+            self._scans[card_id] = report
+        return card_id
+
+    def reenroll(self, card_id: str, card: Card, new_pin: Pin) -> str:
+        """Bring a locked card back with the card itself and a new PIN (its id, phrase
+        and device key stay), then scan both sides for it as after an enrollment."""
+        before = len(self.device.history(card_id))
+        self.device.reenroll(card_id, card, new_pin)
+        with self._lock:
+            self._reenrolled[card_id] = before
         report = scan_sides(self.device_db, self.server_db,
                             {"card number": card.pan, "holder name": card.holder})
         with self._lock:

@@ -49,10 +49,9 @@ class WalletScreen(DemoScreen[None]):
         Binding("escape", "back", "Back", show=False),
     ]
 
-    can_reenroll: ClassVar[bool] = False
-    """Whether :meth:`reenroll` leads somewhere: the hook for the re-enroll path (the
-    card itself and a new PIN, ``Device.reenroll``). While False the locked-card
-    message only says what to do."""
+    can_reenroll: ClassVar[bool] = True
+    """Whether the locked-card message offers :meth:`reenroll` (the card itself and a
+    new PIN, ``Device.reenroll``). While False it only says what to do."""
 
     DEFAULT_CSS = """
     WalletScreen {
@@ -222,8 +221,20 @@ class WalletScreen(DemoScreen[None]):
         self.app.push_screen(LockedScreen(card, can_reenroll=self.can_reenroll), chosen)
 
     def reenroll(self, card: CardSummary) -> None:
-        """The hook for the re-enroll path: the card itself and a new PIN bring a locked
-        card back (``Device.reenroll``). Set :attr:`can_reenroll` when it is here."""
+        """The way back for a locked card: its details again, then a new PIN twice
+        (``_reenroll.py``)."""
+        from ._reenroll import ReenrollCardScreen
+
+        self.app.push_screen(ReenrollCardScreen(card), self._reenrolled)
+
+    def _reenrolled(self, card_id: str | None) -> None:
+        if card_id is None:
+            return
+        self.refresh_cards(select=card_id)
+        card = self._selected_card()
+        if card is not None:
+            self.notify(f"{card_label(card)} re-enrolled: new PIN set, no guesses used. "
+                        "The old PIN no longer works.", title="Card unlocked")
 
     def action_wipe(self) -> None:
         if not self.demo.busy:
