@@ -4,7 +4,7 @@ The server locked it after five wrong PINs and answers no more guesses, so the d
 does not even open the keypad. The way back is to enroll the card again on this
 device with the card itself and a new PIN (``Device.reenroll``). ``LockedScreen``
 dismisses with ``"reenroll"`` when the owner picks that, and the wallet takes it
-from there (see ``WalletScreen.reenroll``).
+from there (``WalletScreen.reenroll``: the screens in ``_reenroll.py``).
 """
 
 from __future__ import annotations
