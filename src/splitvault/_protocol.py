@@ -25,6 +25,8 @@ from .crypto.encoding import encode, u64
 __all__ = [
     "FRESHNESS_SECONDS",
     "AuthorizeRequest",
+    "CardStatusReply",
+    "CardStatusRequest",
     "ChangePinBegin",
     "ChangePinFinish",
     "DeleteRequest",
@@ -60,6 +62,7 @@ D_CHANGE_PIN_FINISH = _d("change-pin-finish")
 D_DELETE = b"splitvault/v2/delete"  # v2: as evaluate
 D_CARD_RECORD = _d("card-record")
 D_SEALED_PROOF = b"splitvault/v3/sealed-proof"  # v3: PIN-derived values travel sealed
+D_CARD_STATUS = b"splitvault/v3/card-status"
 D_REENROLL_BEGIN = b"splitvault/v3/reenroll-begin"
 D_REENROLL_FINISH = b"splitvault/v3/reenroll-finish"
 D_CARD_ID = b"splitvault/v3/card-id"
@@ -249,6 +252,28 @@ class DeleteRequest:
 
 
 @dataclass(frozen=True)
+class CardStatusRequest:
+    """Device -> server: the card's PIN state (wrong PINs so far, locked). Signed by the
+    device key over a fresh nonce and time, like :class:`DeleteRequest`: only the
+    enrolled device learns it, and a stranger cannot tell a card id from a made-up one."""
+
+    card_id: str
+    nonce: bytes
+    timestamp: int
+    signature: bytes = field(repr=False)
+
+    def signed_bytes(self) -> bytes:
+        return encode(D_CARD_STATUS, _s(self.card_id), self.nonce, u64(self.timestamp))
+
+
+@dataclass(frozen=True)
+class CardStatusReply:
+    guesses_used: int
+    guess_limit: int
+    locked: bool
+
+
+@dataclass(frozen=True)
 class ReenrollBegin:
     """Device -> server: start enrolling a card again under a new PIN (the way back
     from a lock). Signed by the card's device key over a fresh nonce and time, like
@@ -327,6 +352,8 @@ class ShareService(Protocol):
     def change_pin_finish(self, request: ChangePinFinish) -> None: ...
 
     def delete(self, request: DeleteRequest) -> None: ...
+
+    def card_status(self, request: CardStatusRequest) -> CardStatusReply: ...
 
     def reenroll_begin(self, request: ReenrollBegin) -> EvaluateReply: ...
 

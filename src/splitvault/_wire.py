@@ -28,6 +28,8 @@ from ._protocol import (
     SEALED_KEY_LEN,
     SEALED_SIG_LEN,
     AuthorizeRequest,
+    CardStatusReply,
+    CardStatusRequest,
     ChangePinBegin,
     ChangePinFinish,
     DeleteRequest,
@@ -44,6 +46,8 @@ from ._protocol import (
 __all__ = [
     "AUTHORIZATION",
     "AUTHORIZE",
+    "CARD_STATUS",
+    "CARD_STATUS_REPLY",
     "CHANGE_PIN_BEGIN",
     "CHANGE_PIN_FINISH",
     "DELETE",
@@ -398,6 +402,10 @@ REENROLL_FINISH = Message("ReenrollFinish", ReenrollFinish, {
     "device_signature": _SIG, "pin_signature": _SEALED_SIG})
 DELETE = Message("DeleteRequest", DeleteRequest, {
     "card_id": _ID, "nonce": _NONCE, "timestamp": _MILLIS, "signature": _SIG})
+CARD_STATUS = Message("CardStatusRequest", CardStatusRequest, {
+    "card_id": _ID, "nonce": _NONCE, "timestamp": _MILLIS, "signature": _SIG})
+CARD_STATUS_REPLY = Message("CardStatusReply", CardStatusReply, {
+    "guesses_used": _COUNT, "guess_limit": Int(1, 2**31 - 1), "locked": Bool()})
 SERVER_INFO = Message("ServerInfo", ServerInfo, {
     "guess_limit": Int(1, 2**31 - 1), "challenge_ttl": _SECONDS})
 EMPTY = Message("Empty", _empty, {})
@@ -408,6 +416,6 @@ ERROR = Message("Error", ErrorBody, {
 MESSAGES: tuple[Message[Any], ...] = (
     ENROLL_BEGIN, ENROLL_BEGIN_REPLY, ENROLL_FINISH, EVALUATE,
     EVALUATE_REPLY, AUTHORIZE, AUTHORIZATION, CHANGE_PIN_BEGIN, CHANGE_PIN_FINISH, DELETE,
-    REENROLL_BEGIN, REENROLL_FINISH, SERVER_INFO, EMPTY, ERROR,
+    CARD_STATUS, CARD_STATUS_REPLY, REENROLL_BEGIN, REENROLL_FINISH, SERVER_INFO, EMPTY, ERROR,
 )
 """Every message, for the OpenAPI document's ``components.schemas``."""

@@ -118,3 +118,12 @@ def test_graceful_shutdown_exit_code(own_server: ServerProcess) -> None:
     own_server.start()
     assert own_server.stop() == 0
     assert any(line.get("msg") == "Shutting down" for line in own_server.log_lines())
+
+
+def test_card_state_over_http(http_device: sv.Device) -> None:
+    """Device.card_state reaches a remote server: the demo's guess counter in remote mode."""
+    card_id = enroll(http_device)
+    assert http_device.card_state(card_id) == sv.CardState(0, 5, False)
+    with pytest.raises(sv.WrongPin):
+        pay(http_device, card_id, "580247", key="wrong-1")
+    assert http_device.card_state(card_id).guesses_used == 1

@@ -14,6 +14,8 @@ from typing import Any
 from .._authorization import Authorization
 from .._protocol import (
     AuthorizeRequest,
+    CardStatusReply,
+    CardStatusRequest,
     ChangePinBegin,
     ChangePinFinish,
     DeleteRequest,
@@ -90,6 +92,10 @@ class Recorder:
 
     def delete(self, request: DeleteRequest) -> None:
         self._pass("delete", request)
+
+    def card_status(self, request: CardStatusRequest) -> CardStatusReply:
+        status: CardStatusReply = self._pass("card_status", request)
+        return status
 
     def reenroll_begin(self, request: ReenrollBegin) -> EvaluateReply:
         reply: EvaluateReply = self._pass("reenroll_begin", request)

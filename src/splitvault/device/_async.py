@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from .._authorization import Authorization, CardSummary
 from .._card import Card
+from .._card_state import CardState
 from .._pin import Pin
 from .._profiles import KdfProfile, PinPolicy
 from ._device import Device
@@ -129,6 +130,10 @@ class AsyncDevice:
     async def history(self, card_id: str) -> list[PaymentRecord]:
         """:meth:`Device.history`: this device's record of the card's payments."""
         return await self._run(self._device.history, card_id)
+
+    async def card_state(self, card_id: str) -> CardState:
+        """:meth:`Device.card_state`: the card's PIN state as the server holds it."""
+        return await self._run(self._device.card_state, card_id)
 
     async def security_phrase(self, card_id: str) -> str | None:
         """:meth:`Device.security_phrase`: the phrase chosen at enrollment."""

@@ -17,6 +17,7 @@ from types import TracebackType
 
 from .._authorization import Authorization, CardSummary
 from .._card import Card
+from .._card_state import CardState
 from .._errors import (
     InvalidCard,
     InvalidPhrase,
@@ -30,6 +31,7 @@ from .._pin import Pin, check_new_pin
 from .._profiles import KdfProfile, PinPolicy
 from .._protocol import (
     AuthorizeRequest,
+    CardStatusRequest,
     ChangePinBegin,
     ChangePinFinish,
     DeleteRequest,
@@ -340,6 +342,18 @@ class Device:
             for buf in (data_key, record, device_share, server_share, device_secret,
                         pin_seed):
                 wipe(buf)
+
+    def card_state(self, card_id: str) -> CardState:
+        """The card's PIN state as the server holds it (wrong PINs so far, the limit,
+        locked), asked with this device's key for the card; spends no guess. Useful in
+        a UI talking to a remote server, which cannot read the server's database."""
+        card = self._store.get(card_id)
+        request = CardStatusRequest(card.card_id, secrets.token_bytes(16), self._millis(),
+                                    b"")
+        request = dataclasses.replace(request,
+                                      signature=_device_sign(card, request.signed_bytes()))
+        reply = self._server.card_status(request)
+        return CardState(reply.guesses_used, reply.guess_limit, reply.locked)
 
     def delete(self, card_id: str) -> None:
         """Destroy both shares: the server's first, then this device's. Gone for good."""

@@ -67,6 +67,8 @@ from .._errors import (
 from .._http_api import ROUTES, Route
 from .._protocol import (
     AuthorizeRequest,
+    CardStatusReply,
+    CardStatusRequest,
     ChangePinBegin,
     ChangePinFinish,
     DeleteRequest,
@@ -272,6 +274,9 @@ class HttpShareService:
 
     def delete(self, request: DeleteRequest) -> None:
         self._call("delete", request)
+
+    def card_status(self, request: CardStatusRequest) -> CardStatusReply:
+        return cast(CardStatusReply, self._call("card_status", request))
 
     def reenroll_begin(self, request: ReenrollBegin) -> EvaluateReply:
         return cast(EvaluateReply, self._call("reenroll_begin", request))

@@ -19,16 +19,18 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from .._authorization import Authorization
 from .._card import Card
+from .._card_state import CardState
 from .._errors import ConfigurationError, UnknownCard
 from .._profiles import ServerProfile
 from .._protocol import (
     AuthorizeRequest,
+    CardStatusReply,
+    CardStatusRequest,
     ChangePinBegin,
     ChangePinFinish,
     DeleteRequest,
@@ -61,6 +63,7 @@ from ._risk_book import RiskBook, WouldDecline
 from ._schema import SCHEMA_VERSION
 from ._sql import SqlStore
 from ._sqlite import SqliteBackend
+from ._status import CardStatus
 from ._store import AuditEvent, Store
 
 __all__ = ["CardState", "ShareServer", "open_store"]
@@ -68,19 +71,6 @@ __all__ = ["CardState", "ShareServer", "open_store"]
 SWEEP_SECONDS = 30.0
 """How often a server drops expired challenges, nonces and pending enrollments: each
 row is harmless once expired (every read checks expiry), so this only bounds size."""
-
-
-@dataclass(frozen=True)
-class CardState:
-    """What the server knows about a card's PIN state (for operators and the demo)."""
-
-    guesses_used: int
-    guess_limit: int
-    locked: bool
-
-    @property
-    def attempts_left(self) -> int:
-        return 0 if self.locked else max(self.guess_limit - self.guesses_used, 0)
 
 
 def open_store(target: str | Path, *, create: bool = False,
@@ -122,6 +112,7 @@ class ShareServer:
         self._guesses = Guesses(store, keyring, profile, clock, self._keys)
         self._enrollment = Enrollment(store, keyring, self._keys, profile, clock)
         self._pin_change = PinChange(store, keyring, self._guesses, profile, clock, self._keys)
+        self._status = CardStatus(store, profile, clock)
         self._risk = RiskBook(risk or RiskRules.NONE, keyring, self._keys.ledger)
         self._outbox = Outbox(store, keyring, clock, lambda: self.receipts)
         self._payments = Payments(store, keyring, self._keys, self._ledger, self._guesses,
@@ -223,6 +214,11 @@ class ShareServer:
     def change_pin_finish(self, request: ChangePinFinish) -> None:
         self._maybe_refresh()
         self._pin_change.finish(request)
+
+    def card_status(self, request: CardStatusRequest) -> CardStatusReply:
+        """The card's PIN state, for its own device (signed by the device key)."""
+        self._maybe_refresh()
+        return self._status.query(request)
 
     def delete(self, request: DeleteRequest) -> None:
         self._maybe_refresh()

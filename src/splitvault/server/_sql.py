@@ -591,6 +591,13 @@ class SqlStore:
             return True
         return self._db.write(go)
 
+    def use_nonce(self, nonce: bytes, nonce_expires: float) -> bool:
+        """Take a device nonce for a request that changes nothing else (a status
+        query); False if it was used before."""
+        return bool(self._db.write(lambda tx: tx.all(
+            "INSERT INTO nonces (nonce, expires_at) VALUES (?, ?) "
+            "ON CONFLICT (nonce) DO NOTHING RETURNING nonce", nonce, nonce_expires)))
+
     def begin_reenrollment(self, card_id: str, nonce: bytes, nonce_expires: float,
                            challenge: ChallengeRecord, now: float
                            ) -> Literal["ok", "replayed", "unknown"]:

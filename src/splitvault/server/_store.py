@@ -391,6 +391,10 @@ class Store(Protocol):
     def finish_pin_change(self, card_id: str, challenge_id: str, oprf_key: bytes,
                           verifier: bytes, now: float) -> bool: ...
 
+    def use_nonce(self, nonce: bytes, nonce_expires: float) -> bool:
+        """Take a device nonce (single use); False if it was used before."""
+        ...
+
     def delete_card(self, card_id: str, nonce: bytes, nonce_expires: float,
                     now: float) -> bool:
         """Delete every row of the card, active or pending (audited as
