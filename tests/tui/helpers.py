@@ -51,7 +51,9 @@ def make_app(data_dir: Path, **options: Any) -> DemoApp:
 async def settle(pilot: Pilot[Any]) -> None:
     """Let every vault worker finish and its result reach the screens."""
     await pilot.pause()
-    while any(worker.is_running for worker in pilot.app.workers):
+    # Not only running ones: a worker just started may still be pending (on a loaded
+    # machine it is often not yet running when the pause returns).
+    while any(not worker.is_finished for worker in pilot.app.workers):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
 

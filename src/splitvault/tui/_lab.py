@@ -177,9 +177,10 @@ class LabScreen(DemoScreen[None]):
         if state is not None and state.locked:
             return "The card is locked: the server answers no more guesses, ever."
         used = 0 if state is None else state.guesses_used
-        if self.vault.remote:  # the server's count as this device last heard it
+        if self.vault.remote:
+            heard = "" if self.vault.asked(self._card.card_id) else ", as last heard"
             return (f"Every PIN guess needs the server: {used} of {self.vault.guess_limit} "
-                    "used, as last heard.")
+                    f"used{heard}.")
         return ("A thief must ask the server for every PIN guess: "
                 f"{used} of {self.vault.guess_limit} used.")
 

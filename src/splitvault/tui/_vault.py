@@ -18,7 +18,7 @@ import platformdirs
 from .._attack.scan import encodings, scan_files, sqlite_files
 from .._authorization import Authorization, CardSummary
 from .._card import Card
-from .._errors import UnknownCard
+from .._errors import UnknownCard, VaultError
 from .._pin import Pin
 from .._profiles import KdfProfile, ServerProfile
 from ..device import Device, PaymentRecord, last_known_state
@@ -85,6 +85,8 @@ class DemoVault:
         self.server_url = server_url
         self._scans: dict[str, ScanReport] = {}
         self._reenrolled: dict[str, int] = {}
+        self._asked: dict[str, CardState] = {}
+        """Remote mode: each card's state as the server last answered ``fetch_states``."""
         """Per re-enrolled card, how many history rows came before: the lock they end
         in is over. Kept in memory only, so a remote demo started again reads the
         old lock until the next answer (the device keeps no row for a re-enrollment)."""
@@ -151,7 +153,30 @@ class DemoVault:
         device has heard nothing that changed it since the card was enrolled."""
         if self.server is not None:
             return self.server.card_state(card_id)
-        return self.last_seen(card_id)
+        with self._lock:
+            asked = self._asked.get(card_id)
+        return asked if asked is not None else self.last_seen(card_id)
+
+    def asked(self, card_id: str) -> bool:
+        """True if the state shown is the server's own answer (remote mode)."""
+        with self._lock:
+            return card_id in self._asked
+
+    def fetch_states(self) -> int:
+        """Remote mode, in a worker thread: ask the server for every card's state
+        (``Device.card_state``, signed by the card's device key; spends no guess). A
+        card the server cannot answer for keeps what this device last heard. Returns
+        how many answered."""
+        answered = 0
+        for card in self.device.cards():
+            try:
+                state = self.device.card_state(card.card_id)
+            except VaultError:
+                continue
+            with self._lock:
+                self._asked[card.card_id] = state
+            answered += 1
+        return answered
 
     def last_seen(self, card_id: str) -> CardState | None:
         """The card's state at this device's latest answer from the server (its

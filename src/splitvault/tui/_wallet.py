@@ -99,9 +99,17 @@ class WalletScreen(DemoScreen[None]):
         table.add_column(Text("PIN guesses", justify="right"), key="guesses", width=12)
         table.add_column("Status", key="status", width=10)
         self.refresh_cards()
+        self._ask_server()
 
     def on_screen_resume(self) -> None:
         self.refresh_cards()
+        self._ask_server()
+
+    def _ask_server(self) -> None:
+        """Remote mode: the server's own count, fetched off the UI thread; the table is
+        drawn again when it arrives."""
+        if self.vault.remote:
+            start(self, "states", self.vault.fetch_states)
 
     # -- the table -----------------------------------------------------------------------
 
@@ -126,7 +134,8 @@ class WalletScreen(DemoScreen[None]):
     def _state_cells(self, card_id: str) -> tuple[Text, Text]:
         state = self.vault.card_state(card_id)
         limit = self.vault.guess_limit
-        seen = "*" if self.vault.remote else ""
+        # "*": remote, and only as this device last heard it (the server did not answer)
+        seen = "*" if self.vault.remote and not self.vault.asked(card_id) else ""
         if state is None:  # remote, and nothing heard since enrolling or a right PIN
             return Text(f"0 of {limit}{seen}", justify="right"), Text("active", style="green")
         guesses = Text(f"{state.guesses_used} of {state.guess_limit}{seen}", justify="right")
@@ -266,6 +275,10 @@ class WalletScreen(DemoScreen[None]):
         if done is None:
             return
         name, outcome = done
+        if name == "states":
+            if outcome.error is None and outcome.value:
+                self.refresh_cards()
+            return
         if name == "wipe":
             if outcome.error is not None:
                 self.notify(f"Could not wipe everything: {outcome.error}", severity="error")
