@@ -131,7 +131,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     Kek.generate().write(root / "kek.key")
     proc = subprocess.Popen(
         [sys.executable, "-m", "splitvault.server._serve", "--db", str(root / "server.db"),
-         "--kek-file", str(root / "kek.key"), "--port", "0", "--dev-tls"],
+         "--kek-file", str(root / "kek.key"), "--port", "0", "--dev-tls",
+         # The suite runs every attack from one address, faster than any one client
+         # would: a deployment under test lifts the per-address rate limit (README).
+         "--rate-limit", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines: queue.Queue[str] = queue.Queue()

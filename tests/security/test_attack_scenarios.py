@@ -27,12 +27,14 @@ from splitvault._attack import (
 )
 from splitvault._attack._harness import AttackResult, Deployment, Lab, Options
 from splitvault._attack.runner import SCENARIOS, run_suite
+from splitvault._wire import MESSAGES
 
 pytestmark = pytest.mark.security
 Attack = Callable[[Lab], AttackResult]
 
 # Every fuzzed surface must answer with typed errors only; these two get an extra test.
-FUZZ_WIRE = {"HTTP wire decoders (15 messages)", "device's decoder of server replies"}
+FUZZ_WIRE = {f"HTTP wire decoders ({len(MESSAGES)} messages)",
+             "device's decoder of server replies"}
 
 
 

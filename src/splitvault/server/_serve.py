@@ -285,11 +285,12 @@ class _DrainingServer(uvicorn.Server):
             return
         self._drain = True
         self.guard.drain()  # from this instant, new requests get 503
+        # Logged here, at the instant it takes effect, so the log's order is the true
+        # order (on_tick runs up to a tick later, after requests that finish meanwhile).
+        log.info("shutdown: refusing new requests; draining %d in flight", self.guard.active)
 
     async def on_tick(self, counter: int) -> bool:
         if self._drain and not self.should_exit:
-            log.info("shutdown: refusing new requests; draining %d in flight",
-                     self.guard.active)
             drained = await self.guard.drained(GRACEFUL_SECONDS)
             if drained:
                 log.info("shutdown: drained")
