@@ -36,6 +36,7 @@ from .._errors import (
     IdempotencyConflict,
     InvalidChallenge,
     PaymentInDoubt,
+    ServerUnavailable,
     TamperedData,
 )
 from .._payment import Payment, validate_payment
@@ -49,7 +50,7 @@ from ._acquirer import Authorize
 from ._checks import check_bytes, check_id
 from ._envelopes import open_to_server
 from ._guesses import Guesses
-from ._keyring import Keyring
+from ._keyring import REFRESH_SECONDS, Keyring
 from ._keys import ServerKeys
 from ._ledger import Ledger
 from ._outbox import Outbox
@@ -59,6 +60,12 @@ from ._store import RETRYABLE, AuditEvent, LedgerEntry, LedgerStart, RiskCheck, 
 __all__ = ["Payments"]
 
 _POLL = 0.02
+OWNER_LIVE_SECONDS = 3 * REFRESH_SECONDS
+"""A lease owner whose heartbeat is older than this is taken as gone (``serve``
+refreshes every worker's heartbeat every :data:`REFRESH_SECONDS`)."""
+MAX_WAIT_SECONDS = 5.0
+"""How long a retry waits for another worker's live attempt at the same key before
+answering "still being processed": below the device's default 10 s deadline."""
 INTENT_REASON = "outcome unknown"
 """The decline reason a pending row's wrapped intent carries until it is settled."""
 
@@ -264,6 +271,7 @@ class Payments:
         lease on it is live."""
         if not self._ledger.same_params(entry, params):
             raise IdempotencyConflict()
+        waited = 0.0
         while entry.state in ("pending", "in_doubt", "settling"):
             if entry.state != "pending":
                 raise PaymentInDoubt()
@@ -271,7 +279,21 @@ class Payments:
                 # Its worker died or hung past its lease: whatever it did is unknown.
                 self._store.mark_in_doubt(key, None, self._clock())
                 raise PaymentInDoubt()
+            if entry.owner != self._owner and not self._owner_alive(entry.owner):
+                # Its worker is gone (no heartbeat: killed, or closed): nobody will
+                # record what the acquirer did, so it is in doubt now, not at lease end.
+                self._store.mark_in_doubt(key, entry.owner, self._clock())
+                raise PaymentInDoubt()
+            if waited >= MAX_WAIT_SECONDS:
+                # Still being charged, by a live lease: no answer yet. Holding the
+                # request longer would outlast the device's own deadline; it retries
+                # with the same key and gets the outcome, or "in doubt" once the lease
+                # has run out.
+                raise ServerUnavailable(
+                    "this payment is still being processed; retry with the same "
+                    "idempotency key")
             self._sleep(_POLL)
+            waited += _POLL
             found = self._store.ledger_entry(key)
             if found is None:  # the other attempt's acquirer took nothing; not retried here
                 raise AcquirerUnavailable()
@@ -280,6 +302,10 @@ class Payments:
             # Settled as not charged, and not retried here (no card was opened).
             raise AcquirerUnavailable()
         return self._ledger.open_result(entry)
+
+    def _owner_alive(self, owner: str) -> bool:
+        since = self._clock() - OWNER_LIVE_SECONDS
+        return any(w.worker_id == owner for w in self._store.workers(since))
 
     def _open_card(self, card_id: str, wrapped_share: bytes, challenge_id: str,
                    envelope: bytes) -> Card | None:
