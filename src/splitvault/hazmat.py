@@ -8,7 +8,8 @@ is the stable one. What is here:
 
 - the device's PIN glue (``BlindedPin``, ``derive_pin_seed``) and its stored card
   (``DeviceStore``, ``DeviceCard``), which an attacker who copies the device's files has;
-- the HTTP client and app (``HttpShareService``, ``create_app``, ``JsonFormatter``);
+- the HTTP client and app (``HttpShareService``, ``create_app``, ``JsonFormatter``,
+  ``RateLimiter``);
 - the server's store (``SqlStore``, ``SqliteBackend``, ``Tx``, ``open_store``), its
   inspector (``ServerInspector``) and its key file (``Kek``).
 """
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # the real names, for type checkers; at run time they load la
     from .server._http import create_app
     from .server._inspect import ServerInspector
     from .server._kek import Kek
+    from .server._ratelimit import RateLimiter
     from .server._server import open_store
     from .server._simulated import SimulatedAcquirer
     from .server._sql import SqlStore, Tx
@@ -41,6 +43,7 @@ __all__ = [
     "HttpShareService",
     "JsonFormatter",
     "Kek",
+    "RateLimiter",
     "ServerInspector",
     "SimulatedAcquirer",
     "SqlStore",
@@ -62,6 +65,7 @@ _WHERE = {
     "decode_reply": ("splitvault.device._http", "_reply"),
     "create_app": ("splitvault.server._http", "create_app"),
     "JsonFormatter": ("splitvault.server._access", "JsonFormatter"),
+    "RateLimiter": ("splitvault.server._ratelimit", "RateLimiter"),
     "SqlStore": ("splitvault.server._sql", "SqlStore"),
     "Tx": ("splitvault.server._sql", "Tx"),
     "SqliteBackend": ("splitvault.server._sqlite", "SqliteBackend"),

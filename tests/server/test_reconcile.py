@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -297,7 +298,16 @@ def test_cli_reconcile_counts_then_settles_with_the_acquirer(
 
 
 def test_background_reconciliation_runs_and_stops() -> None:
-    from splitvault.server._reconcile import background, reconcile_every
+    import logging
+
+    from splitvault.server._periodic import every, interval
+
+    def background(job: Callable[[], None], seconds: float) -> Callable[[], None]:
+        return every(job, seconds, thread="reconcile", what="reconciliation",
+                     log=logging.getLogger("splitvault.reconcile"))
+
+    def reconcile_every(value: str) -> float:
+        return interval(value, "--reconcile-every")
 
     runs: list[int] = []
     done = threading.Event()

@@ -17,7 +17,7 @@ import dataclasses
 import secrets
 
 from .. import _errors
-from ..server._ratelimit import RateLimiter
+from ..hazmat import RateLimiter
 from ._harness import IN_PROCESS_ONLY, AttackResult, Deployment, Lab, Options, guarded, skipped
 from .card_ids import enroll_begin
 

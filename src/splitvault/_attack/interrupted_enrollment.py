@@ -25,7 +25,7 @@ from typing import Any
 from .. import _errors
 from .._profiles import KdfProfile
 from .._protocol import EnrollFinish
-from ..device._device import Device
+from ..device import Device
 from ._harness import IN_PROCESS_ONLY, AttackResult, Deployment, Lab, Options, guarded, skipped
 
 __all__ = ["crash_after_commit", "crash_before_commit", "lost_finish_reply", "run",

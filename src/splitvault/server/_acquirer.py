@@ -150,3 +150,11 @@ def _takes_reference(method: object) -> bool:
 
 
 from ._simulated import AcquirerCall, SimulatedAcquirer  # noqa: E402 (re-exported; needs AcquirerStatus)
+
+
+def clean_text(text: object) -> str:
+    """Acquirer text as we record and show it: printable, at most 64 characters (an
+    acquirer's codes and reasons could hold anything, the card included)."""
+    if not isinstance(text, str):
+        return ""
+    return "".join(ch for ch in text if ch.isprintable())[:64].strip()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +34,7 @@ from ._keyring import Keyring
 from ._store import OutboxMessage, Store
 
 __all__ = ["BATCH", "DELIVER_EVERY", "LEASE", "DeliveryReport", "Outbox", "Receipt",
-           "ReceiptSink", "deliver_every", "delivering", "load_sink"]
+           "ReceiptSink", "load_sink"]
 
 BATCH = 100
 """Messages one delivery run takes at most; the next run takes the rest."""
@@ -166,40 +165,6 @@ class Outbox:
             raise TamperedData() from None
         finally:
             wipe(raw)
-
-
-def delivering(run: Callable[[], object], every: float) -> Callable[[], None]:
-    """Call ``run`` every ``every`` seconds on a daemon thread until the returned stop
-    function is called (it waits for a run in progress). A failing run is logged by
-    type only and tried again next time."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.wait(every):
-            try:
-                run()
-            except Exception as exc:
-                log.warning("outbox delivery failed: %s", type(exc).__name__)
-
-    thread = threading.Thread(target=loop, name="splitvault-outbox", daemon=True)
-    thread.start()
-
-    def halt() -> None:
-        stop.set()
-        thread.join()
-    return halt
-
-
-def deliver_every(value: str | float) -> float:
-    """The ``--deliver-every`` value: seconds, 0 for never."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if not seconds >= 0 or seconds == float("inf"):
-        raise ConfigurationError(
-            f"--deliver-every must be a number of seconds (0 for never), got {value!r}")
-    return seconds
 
 
 def load_sink(spec: str) -> ReceiptSink:

@@ -46,7 +46,7 @@ from ..crypto.errors import AuthenticationFailed
 from ..crypto.memory import wipe
 from ..crypto.sealing import open_sealed
 from ..crypto.shares import KEY_LEN, combine
-from ._acquirer import Authorize
+from ._acquirer import Authorize, clean_text
 from ._checks import check_bytes, check_id
 from ._envelopes import open_to_server
 from ._guesses import Guesses
@@ -216,12 +216,12 @@ class Payments:
                                    start.reference)
             verdict = "approved"
         except Declined as declined:
-            verdict, reason = "declined", _clean(declined.reason) or "declined"
+            verdict, reason = "declined", clean_text(declined.reason) or "declined"
         except AcquirerUnavailable:
             verdict = "unavailable"
         except Exception as exc:
             # Anything else: see below. Only the type's name is kept, never the text.
-            name = _clean(type(exc).__name__)[:40] or "an exception"
+            name = clean_text(type(exc).__name__)[:40] or "an exception"
             verdict, why = "doubt", f"the acquirer raised {name}"
         if verdict == "unavailable":
             # The acquirer says it never took the payment: nothing was charged, nothing
@@ -232,7 +232,7 @@ class Payments:
                 self._mark_in_doubt(start.key)
                 raise PaymentInDoubt() from None
             raise AcquirerUnavailable()
-        if verdict == "approved" and (not isinstance(code, str) or not _clean(code)):
+        if verdict == "approved" and (not isinstance(code, str) or not clean_text(code)):
             # An approval we cannot record faithfully.
             verdict = "doubt"
             why = f"the acquirer's answer was malformed ({type(code).__name__})"
@@ -242,7 +242,7 @@ class Payments:
             # the user was told had failed; so it stays in doubt until reconciled.
             self._mark_in_doubt(start.key)
             raise PaymentInDoubt(_in_doubt(why))
-        return self._result(card, payment, _clean(code) if code else None, reason)
+        return self._result(card, payment, clean_text(code) if code else None, reason)
 
     def _mark_in_doubt(self, key: bytes) -> None:
         try:
@@ -334,10 +334,3 @@ class Payments:
 def _in_doubt(why: str) -> str:
     return (f"the payment's outcome is unknown: {why}. It is in doubt until reconciled "
             "with the acquirer, and never charged again")
-
-
-def _clean(text: object) -> str:
-    """Acquirer text as we record and show it: printable, at most 64 characters."""
-    if not isinstance(text, str):
-        return ""
-    return "".join(ch for ch in text if ch.isprintable())[:64].strip()

@@ -22,21 +22,19 @@ The report holds counts only: never a card, an amount or a merchant.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
-from .._errors import ConfigurationError, TamperedData
-from ._acquirer import AcquirerStatus, Settler, settler
+from .._errors import TamperedData
+from ._acquirer import AcquirerStatus, Settler, clean_text, settler
 from ._store import AuditEvent, LedgerEntry, LedgerState, OutboxMessage, Store
 
 if TYPE_CHECKING:
     from ._ledger import Ledger
     from ._outbox import Outbox
 
-__all__ = ["BATCH", "RECONCILE_EVERY", "ReconcileReport", "Reconciler", "background",
-           "reconcile_every"]
+__all__ = ["BATCH", "RECONCILE_EVERY", "ReconcileReport", "Reconciler"]
 
 BATCH = 500
 """Rows one run settles at most: bounds a run's duration; the next run takes the rest."""
@@ -118,7 +116,7 @@ class Reconciler:
             self._store.release_claim(held.key, self._owner)
             return "errors"
         if not isinstance(status, AcquirerStatus) or (
-                status.state == "approved" and not _printable(status.approval_code)):
+                status.state == "approved" and not clean_text(status.approval_code)):
             status = AcquirerStatus.unknown()  # malformed: as unknown, so reversed
         if status.state == "unknown":
             try:
@@ -144,10 +142,10 @@ class Reconciler:
             if status.state == "approved":
                 state = "approved"
                 final = replace(intent, approved=True, decline_reason=None,
-                                approval_code=_printable(status.approval_code))
+                                approval_code=clean_text(status.approval_code))
             else:
                 state = "declined"
-                final = replace(intent, decline_reason=_printable(status.decline_reason)
+                final = replace(intent, decline_reason=clean_text(status.decline_reason)
                                 or "declined")
             result = self._ledger.seal_result(held.key, final)
             if self._outbox is not None:
@@ -165,43 +163,3 @@ class Reconciler:
                                           self._clock(), events, receipts):
             return "busy"  # our lease ran out and another reconciler took the row
         return state
-
-
-def background(run: Callable[[], object], every: float) -> Callable[[], None]:
-    """Call ``run`` every ``every`` seconds on a daemon thread until the returned stop
-    function is called (it waits for a run in progress, so the caller may then close
-    the server). A failing run is logged by type and retried next time."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.wait(every):
-            try:
-                run()
-            except Exception as exc:
-                log.warning("reconciliation failed: %s", type(exc).__name__)
-
-    thread = threading.Thread(target=loop, name="splitvault-reconcile", daemon=True)
-    thread.start()
-
-    def halt() -> None:
-        stop.set()
-        thread.join()
-    return halt
-
-
-def reconcile_every(value: str | float) -> float:
-    """The ``--reconcile-every`` value: seconds, 0 for never."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if not seconds >= 0 or seconds == float("inf"):
-        raise ConfigurationError(
-            f"--reconcile-every must be a number of seconds (0 for never), got {value!r}")
-    return seconds
-
-
-def _printable(text: object) -> str:
-    if not isinstance(text, str):
-        return ""
-    return "".join(ch for ch in text if ch.isprintable())[:64].strip()

@@ -59,9 +59,11 @@ from ._http import create_app
 from ._kek import Kek
 from ._limits import DEFAULT as DEFAULT_LIMITS
 from ._limits import ServeLimits, guarded_protocol
-from ._outbox import DELIVER_EVERY, deliver_every, delivering, load_sink
+from ._outbox import DELIVER_EVERY, load_sink
+from ._periodic import every as run_every
+from ._periodic import interval
 from ._ratelimit import DEFAULT_BURST, DEFAULT_RATE, RateLimiter
-from ._reconcile import RECONCILE_EVERY, background, reconcile_every
+from ._reconcile import RECONCILE_EVERY
 from ._risk import RiskRules
 from ._server import ShareServer
 from ._workers import MAX_WORKERS, Refresher, supervise
@@ -75,6 +77,8 @@ STUCK_SECONDS = 60.0
 """How long shutdown waits for ShareServer calls still running after the drain
 before exiting without closing it (never closing it under a running call)."""
 log = logging.getLogger("splitvault.serve")
+reconcile_log = logging.getLogger("splitvault.reconcile")
+outbox_log = logging.getLogger("splitvault.outbox")
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
@@ -183,8 +187,8 @@ def _serve_one(args: argparse.Namespace, sock: socket.socket, limits: ServeLimit
                ssl_files: tuple[str, str] | None, *, announce: bool = True) -> int:
     """One worker: a ShareServer and a uvicorn server on the shared listening socket."""
     try:
-        every = reconcile_every(args.reconcile_every)
-        deliver = deliver_every(args.deliver_every)
+        every = interval(args.reconcile_every, "--reconcile-every")
+        deliver = interval(args.deliver_every, "--deliver-every")
         server = ShareServer.open(args.db, kek_file=kek_file, kek=args.kek,
                                   profile=_profile(args), risk=_risk(args),
                                   receipts=load_sink(args.receipts) if args.receipts else None)
@@ -213,8 +217,11 @@ def _serve_one(args: argparse.Namespace, sock: socket.socket, limits: ServeLimit
         _announce(sock, ssl_files, 1)
     refresher.start()
     # Stopped before the server closes: a run in progress finishes on live keys.
-    stop_reconciling = background(server.reconcile, every) if every else lambda: None
-    stop_delivering = (delivering(server.deliver_outbox, deliver)
+    stop_reconciling = (run_every(server.reconcile, every, thread="reconcile",
+                                  what="reconciliation", log=reconcile_log)
+                        if every else lambda: None)
+    stop_delivering = (run_every(server.deliver_outbox, deliver, thread="outbox",
+                                 what="outbox delivery", log=outbox_log)
                        if deliver and server.receipts is not None else lambda: None)
     try:
         with _quiet_signals():
