@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import splitvault as sv
+from splitvault._attack._harness import AttackResult
 
 PAN = "4111 1111 1111 1111"
 PAN_DIGITS = "4111111111111111"
@@ -34,3 +35,9 @@ def snapshot(*paths: Path) -> dict[str, list[tuple[object, ...]]]:
         finally:
             conn.close()
     return out
+
+
+def held(result: AttackResult) -> None:
+    """Assert that an attack failed: the defense held (and the attack really ran)."""
+    assert result.passed and not result.skipped, (
+        f"{result.name}: the attacker got {result.attacker_got} {result.detail}")

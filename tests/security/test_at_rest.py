@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,6 @@ from splitvault._attack.scan import encodings, scan_files
 
 pytestmark = pytest.mark.security
 
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    with Deployment(workdir=tmp_path).lab() as lab:
-        yield lab
 
 
 def test_no_file_of_either_side_holds_the_card(tmp_path: Path) -> None:

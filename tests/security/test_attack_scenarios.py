@@ -10,7 +10,7 @@ marker cannot outlive the bug.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,7 @@ from splitvault._attack import (
 from splitvault._attack._harness import AttackResult, Deployment, Lab, Options
 from splitvault._attack.runner import SCENARIOS, run_suite
 from splitvault._wire import MESSAGES
+from support import held
 
 pytestmark = pytest.mark.security
 Attack = Callable[[Lab], AttackResult]
@@ -38,15 +39,6 @@ FUZZ_WIRE = {f"HTTP wire decoders ({len(MESSAGES)} messages)",
 
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    with Deployment(workdir=tmp_path).lab() as lab:
-        yield lab
-
-
-def held(result: AttackResult) -> None:
-    assert result.passed and not result.skipped, (
-        f"{result.name}: the attacker got {result.attacker_got} {result.detail}")
 
 
 # -- 1. stolen device ---------------------------------------------------------------------

@@ -4,26 +4,15 @@ audit times are whole minutes (MAC'd as stored, so the chain still verifies)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from splitvault._attack import at_rest
-from splitvault._attack._harness import AttackResult, Deployment, Lab
+from splitvault._attack._harness import Lab
+from support import held
 
 pytestmark = pytest.mark.security
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    with Deployment(workdir=tmp_path).lab() as lab:
-        yield lab
-
-
-def held(result: AttackResult) -> None:
-    assert result.passed and not result.skipped, (
-        f"{result.name}: the attacker got {result.attacker_got} {result.detail}")
 
 
 def test_bulk_export_cannot_group_purchases(lab: Lab) -> None:

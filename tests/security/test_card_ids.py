@@ -8,29 +8,19 @@ alike, after the same Ed25519 verification.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 import splitvault as sv
 from splitvault._attack import card_ids
-from splitvault._attack._harness import AttackResult, Deployment, Lab
+from splitvault._attack._harness import Lab
 from splitvault._protocol import SEALED_KEY_LEN, SEALED_SIG_LEN, EnrollFinish
 from splitvault.server import _signatures
+from support import held
 
 pytestmark = pytest.mark.security
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    with Deployment(workdir=tmp_path).lab() as lab:
-        yield lab
-
-
-def held(result: AttackResult) -> None:
-    assert result.passed and not result.skipped, (
-        f"{result.name}: the attacker got {result.attacker_got} {result.detail}")
 
 
 def _answer(call: object) -> tuple[type[BaseException], str]:

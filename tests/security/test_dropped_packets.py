@@ -7,29 +7,20 @@ locked card comes back for its owner, with the device and the card, under a new 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import splitvault as sv
 from splitvault._attack import dropped_packets
-from splitvault._attack._harness import AttackResult, Deployment, Lab
+from splitvault._attack._harness import Lab
 from splitvault.hazmat import DeviceStore
 from splitvault.server._store import UNPROVEN_LIMIT
+from support import held
 
 pytestmark = pytest.mark.security
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    with Deployment(workdir=tmp_path).lab() as lab:
-        yield lab
-
-
-def held(result: AttackResult) -> None:
-    assert result.passed and not result.skipped, (
-        f"{result.name}: the attacker got {result.attacker_got} {result.detail}")
 
 
 def test_dropped_authorizations_do_not_lock_the_card(lab: Lab) -> None:

@@ -4,26 +4,15 @@ in the store)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from splitvault._attack import enrollment_flood
-from splitvault._attack._harness import AttackResult, Deployment, Lab
+from splitvault._attack._harness import Lab
+from support import held
 
 pytestmark = pytest.mark.security
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    with Deployment(workdir=tmp_path).lab() as lab:
-        yield lab
-
-
-def held(result: AttackResult) -> None:
-    assert result.passed and not result.skipped, (
-        f"{result.name}: the attacker got {result.attacker_got} {result.detail}")
 
 
 def test_one_address_gets_at_most_its_cap_of_pending_enrollments(lab: Lab) -> None:

@@ -13,7 +13,8 @@ import pytest
 
 import splitvault as sv
 from splitvault._attack import file_modes
-from splitvault._attack._harness import AttackResult, Deployment, Lab
+from splitvault._attack._harness import Lab
+from support import held
 
 pytestmark = [pytest.mark.security,
               pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")]
@@ -29,15 +30,6 @@ def umask_022() -> Iterator[None]:
         os.umask(previous)
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    with Deployment(workdir=tmp_path).lab() as lab:
-        yield lab
-
-
-def held(result: AttackResult) -> None:
-    assert result.passed and not result.skipped, (
-        f"{result.name}: the attacker got {result.attacker_got} {result.detail}")
 
 
 def modes(folder: Path) -> dict[str, int]:

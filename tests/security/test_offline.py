@@ -8,21 +8,13 @@ that the harness is wrong.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from splitvault._attack import device_theft, server_breach
-from splitvault._attack._harness import Deployment, Lab
+from splitvault._attack._harness import Lab
 
 pytestmark = pytest.mark.security
 
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    with Deployment(workdir=tmp_path).lab() as lab:
-        yield lab
 
 
 def test_server_breach_cannot_test_pins(lab: Lab) -> None:

@@ -7,26 +7,15 @@ it proves, is in the attack's module.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from splitvault._attack import protocol, stranger
-from splitvault._attack._harness import AttackResult, Deployment, Lab, Options
+from splitvault._attack._harness import Lab, Options
+from support import held
 
 pytestmark = pytest.mark.security
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    with Deployment(workdir=tmp_path).lab() as lab:
-        yield lab
-
-
-def held(result: AttackResult) -> None:
-    assert result.passed and not result.skipped, (
-        f"{result.name}: the attacker got {result.attacker_got} {result.detail}")
 
 
 def test_replayed_authorization_is_refused(lab: Lab) -> None:

@@ -3,21 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from splitvault._attack import shutdown, slow_clients
-from splitvault._attack._harness import Deployment, Lab
+from splitvault._attack._harness import Lab
 
 pytestmark = pytest.mark.security
 
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    with Deployment(workdir=tmp_path).lab() as lab:
-        yield lab
 
 
 def test_attack_slow_clients(lab: Lab) -> None:
