@@ -63,6 +63,9 @@ _POLL = 0.02
 OWNER_LIVE_SECONDS = 3 * REFRESH_SECONDS
 """A lease owner whose heartbeat is older than this is taken as gone (``serve``
 refreshes every worker's heartbeat every :data:`REFRESH_SECONDS`)."""
+OWNER_CHECK_SECONDS = 0.5
+"""How often a waiting retry looks at the owner's heartbeat (a read of the workers
+table): far more often than a heartbeat can age, far less often than every poll."""
 MAX_WAIT_SECONDS = 5.0
 """How long a retry waits for another worker's live attempt at the same key before
 answering "still being processed": below the device's default 10 s deadline."""
@@ -271,7 +274,7 @@ class Payments:
         lease on it is live."""
         if not self._ledger.same_params(entry, params):
             raise IdempotencyConflict()
-        waited = 0.0
+        waited, owner_checked = 0.0, -OWNER_CHECK_SECONDS
         while entry.state in ("pending", "in_doubt", "settling"):
             if entry.state != "pending":
                 raise PaymentInDoubt()
@@ -279,11 +282,14 @@ class Payments:
                 # Its worker died or hung past its lease: whatever it did is unknown.
                 self._store.mark_in_doubt(key, None, self._clock())
                 raise PaymentInDoubt()
-            if entry.owner != self._owner and not self._owner_alive(entry.owner):
+            if (entry.owner != self._owner and waited - owner_checked >= OWNER_CHECK_SECONDS
+                    and not self._owner_alive(entry.owner)):
                 # Its worker is gone (no heartbeat: killed, or closed): nobody will
                 # record what the acquirer did, so it is in doubt now, not at lease end.
                 self._store.mark_in_doubt(key, entry.owner, self._clock())
                 raise PaymentInDoubt()
+            if waited - owner_checked >= OWNER_CHECK_SECONDS:
+                owner_checked = waited
             if waited >= MAX_WAIT_SECONDS:
                 # Still being charged, by a live lease: no answer yet. Holding the
                 # request longer would outlast the device's own deadline; it retries
