@@ -216,15 +216,21 @@ def _reconcile(args: argparse.Namespace) -> int:
     """Settle the payments in doubt with the acquirer the servers use (``--acquirer``);
     without one, only count them: an acquirer made up here (a fresh simulated one)
     has empty books and would call every payment not found."""
+    from .server._simulated import simulated_acquirer
+
+    asked = args.acquirer or args.simulated_books
     with _operator_server(args) as server:
         if args.acquirer:
             server.acquirer = _load_acquirer(args.acquirer)
-        report = server.reconcile(dry_run=not args.acquirer)
+        elif (simulated := simulated_acquirer(args.simulated_books)) is not None:
+            # The books `serve --simulated-books` keeps: the same acquirer, on disk.
+            server.acquirer = simulated
+        report = server.reconcile(dry_run=not asked)
     if args.json:
         print(json.dumps(report.as_dict(), sort_keys=True))
     else:
         print(report)
-        if not args.acquirer and report.examined:
+        if not asked and report.examined:
             print("nothing settled: pass --acquirer MODULE:NAME (the acquirer the servers "
                   "use) to settle them")
     return 0
@@ -454,6 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="MODULE:NAME of the acquirer the servers use (an object, or a "
                      "class or factory to call); without it payments in doubt are only "
                      "counted (env SPLITVAULT_ACQUIRER)")
+    rec.add_argument("--simulated-books", default=_env("SIMULATED_BOOKS"), metavar="FILE",
+                     help="or the simulated acquirer over the books file that 'serve "
+                     "--simulated-books FILE' keeps (env SPLITVAULT_SIMULATED_BOOKS)")
     rec.add_argument("--json", action="store_true", help="print the report as JSON")
     rec.set_defaults(func=_reconcile)
 

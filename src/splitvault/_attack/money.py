@@ -37,7 +37,7 @@ from ..hazmat import SimulatedAcquirer
 from ..server import ShareServer
 from ._harness import PIN, AttackResult, Deployment, Options, guarded
 
-__all__ = ["Schedule", "check_schedule", "run"]
+__all__ = ["Schedule", "check_schedule", "run", "verify"]
 
 HAD = "a flaky acquirer (every fault kind, seeded), retries, concurrent retries"
 _AMOUNTS = (1_000, 12_000, 55_500, 990_000, 1_500_000)  # the last is over the limit
@@ -154,7 +154,7 @@ def _check(seed: int, payments: int, rate: float, threads: int, where: Path) -> 
             states = _states(server, orders)
             result.in_doubt_after = sum(1 for s in states.values()
                                         if s in ("in_doubt", "pending", "settling"))
-            _verify(server, acquirer, orders, states, told, result)
+            verify(server, acquirer, orders, states, told, result)
     finally:
         for dev in devices:
             dev.close()
@@ -178,9 +178,12 @@ def _states(server: ShareServer,
     return {key: server.payment_state(card_id, key) for card_id, key, _, _ in orders}
 
 
-def _verify(server: ShareServer, acquirer: SimulatedAcquirer,
-            orders: list[tuple[str, str, int, bool]], states: dict[str, str | None],
-            told: dict[tuple[str, str], str], result: Schedule) -> None:
+def verify(server: ShareServer, acquirer: SimulatedAcquirer,
+           orders: list[tuple[str, str, int, bool]], states: dict[str, str | None],
+           told: dict[tuple[str, str], str], result: Schedule) -> None:
+    """The invariant, per order ``(card_id, key, amount, twice)``: the acquirer's books
+    against the ledger's ``states`` and what each customer was last ``told``; every
+    broken rule goes to ``result.broken`` (also the kill -9 variant's check)."""
     books = {b.reference: b for b in acquirer.statement()}
     broken = result.broken
     for booking in books.values():

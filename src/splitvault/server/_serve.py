@@ -66,6 +66,7 @@ from ._ratelimit import DEFAULT_BURST, DEFAULT_RATE, RateLimiter
 from ._reconcile import RECONCILE_EVERY
 from ._risk import RiskRules
 from ._server import ShareServer
+from ._simulated import simulated_acquirer
 from ._workers import MAX_WORKERS, Refresher, supervise
 
 __all__ = ["add_arguments", "run"]
@@ -139,6 +140,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the receipt sink (an object with deliver(receipt), or a class or factory "
              "to call); receipts are queued with each outcome and delivered after it "
              "(env SPLITVAULT_RECEIPTS)")
+    add("--simulated-books", default=_env("SIMULATED_BOOKS"), metavar="FILE",
+        help="the simulated acquirer keeps its books in FILE (fsync'd per booking, shared "
+             "with 'splitvault reconcile --simulated-books'), so they survive a restart; "
+             "for demos and crash tests (env SPLITVAULT_SIMULATED_BOOKS)")
+    add("--simulated-faults", default=_env("SIMULATED_FAULTS"), metavar="SEED:RATE",
+        help="the simulated acquirer injects seeded random faults of every kind at RATE "
+             "(0 to 1), e.g. 7:0.2; crash tests only (env SPLITVAULT_SIMULATED_FAULTS)")
     add("--deliver-every", default=_env("DELIVER_EVERY", str(DELIVER_EVERY)),
         help=f"seconds between receipt deliveries, 0 for never (default "
              f"{DELIVER_EVERY:g}; env SPLITVAULT_DELIVER_EVERY)")
@@ -189,8 +197,9 @@ def _serve_one(args: argparse.Namespace, sock: socket.socket, limits: ServeLimit
     try:
         every = interval(args.reconcile_every, "--reconcile-every")
         deliver = interval(args.deliver_every, "--deliver-every")
+        acquirer = simulated_acquirer(args.simulated_books, args.simulated_faults)
         server = ShareServer.open(args.db, kek_file=kek_file, kek=args.kek,
-                                  profile=_profile(args), risk=_risk(args),
+                                  profile=_profile(args), risk=_risk(args), acquirer=acquirer,
                                   receipts=load_sink(args.receipts) if args.receipts else None)
     except VaultError as exc:
         sock.close()

@@ -17,6 +17,12 @@ every kind that makes a payment's outcome hard to know:
 
 The faults are test data, not secrets: a seeded ``random.Random`` makes a failing
 schedule reproducible from its seed. Approval codes still come from ``secrets``.
+
+The books are in memory, or with ``books=path`` in a file (``_books.py``) that every
+booking is ``fsync``'d to before the acquirer answers, shared by every process that
+opens it: then they survive a ``kill -9`` of the server, as a real acquirer's would,
+and ``splitvault serve --simulated-books FILE`` and ``splitvault reconcile
+--simulated-books FILE`` see the same ones (:func:`simulated_acquirer`).
 """
 
 from __future__ import annotations
@@ -26,19 +32,22 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .._errors import AcquirerUnavailable, Declined
+from .._errors import AcquirerUnavailable, ConfigurationError, Declined
 from ._acquirer import AcquirerStatus
+from ._books import BooksFile
 
 if TYPE_CHECKING:
     from .._card import Card
 
 __all__ = ["AUTHORIZE_FAULTS", "REVERSE_FAULTS", "STATUS_FAULTS", "AcquirerCall", "Booking",
-           "SimulatedAcquirer"]
+           "SimulatedAcquirer", "simulated_acquirer"]
 
 AUTHORIZE_FAULTS = ("unavailable", "dropped", "timeout", "lost", "malformed", "slow")
 STATUS_FAULTS = ("error", "unknown", "slow")
@@ -87,7 +96,8 @@ class SimulatedAcquirer:
     only); :meth:`statement` is the books. ``faults``, ``status_faults`` and
     ``reverse_faults`` script the next calls of each method (``None`` for a clean
     call); with ``seed`` and ``fault_rate``, each call past the script draws a fault
-    at that rate from ``fault_kinds`` (all kinds by default).
+    at that rate from ``fault_kinds`` (all kinds by default). ``books``: a file that
+    keeps the books across restarts and processes (see the module's docstring).
     """
 
     #: 1,000,000 minor units: 1,000,000 KRW (about 700 USD), a typical per-payment cap
@@ -101,7 +111,8 @@ class SimulatedAcquirer:
                  faults: Iterable[str | None] = (), status_faults: Iterable[str | None] = (),
                  reverse_faults: Iterable[str | None] = (), seed: int | None = None,
                  fault_rate: float = 0.0, fault_kinds: Sequence[str] | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 books: str | Path | None = None) -> None:
         self.limit = limit
         self._today = today
         self._lock = threading.Lock()
@@ -116,6 +127,7 @@ class SimulatedAcquirer:
                        for m, ks in (("authorize", AUTHORIZE_FAULTS),
                                      ("status", STATUS_FAULTS), ("reverse", REVERSE_FAULTS))}
         self._books: dict[str, Booking] = {}
+        self._file = BooksFile(books) if books is not None else None
         self.calls: list[AcquirerCall] = []
         self.faults_injected: Counter[str] = Counter()
         """Faults injected so far, by ``method:kind``."""
@@ -152,10 +164,10 @@ class SimulatedAcquirer:
         fault = self._fault("reverse")
         if fault == "error":
             raise ConnectionError("reversal not delivered")
-        with self._lock:
+        with self._held():
             booking = self._books.get(reference)
             if booking is not None and booking.charges > booking.reversals:
-                self._books[reference] = replace(booking, reversals=booking.charges)
+                self._book({"op": "reverse", "ref": reference})
         if fault == "lost":
             raise TimeoutError("reversal reply lost")
 
@@ -165,7 +177,7 @@ class SimulatedAcquirer:
             raise ConnectionError("status inquiry failed")
         if fault == "unknown":
             return AcquirerStatus.unknown()
-        with self._lock:
+        with self._held():
             booking = self._books.get(reference)
         if booking is None:
             return AcquirerStatus.not_found()
@@ -179,15 +191,48 @@ class SimulatedAcquirer:
 
     def statement(self) -> list[Booking]:
         """Every reference the acquirer has seen, in the order it first saw them."""
-        with self._lock:
+        with self._held():
             return list(self._books.values())
 
     def booking(self, reference: str) -> Booking | None:
-        with self._lock:
+        with self._held():
             return self._books.get(reference)
 
-    def _charge(self, reference: str | None, amount: int, currency: str) -> str:
+    @contextmanager
+    def _held(self) -> Iterator[None]:
+        """The books, up to date and held: this process's lock and, with a file, its
+        lock too, after reading what other processes booked meanwhile."""
         with self._lock:
+            if self._file is None:
+                yield
+                return
+            with self._file.held() as news:
+                for booking in news:
+                    self._apply(booking)
+                yield
+
+    def _book(self, booking: dict[str, Any]) -> None:
+        """Enter one booking (only while held): on disk first, then in memory."""
+        if self._file is not None:
+            self._file.append(booking)
+        self._apply(booking)
+
+    def _apply(self, b: dict[str, Any]) -> None:
+        ref = b["ref"]
+        booking = self._books.get(ref)
+        if b["op"] == "charge":
+            if booking is None:
+                booking = Booking(ref, b["amount"], b["currency"], b["code"], None, 0, 0)
+            self._books[ref] = replace(booking, approval_code=b["code"],
+                                       charges=booking.charges + 1)
+        elif b["op"] == "decline":
+            self._books.setdefault(ref, Booking(ref, b["amount"], b["currency"], None,
+                                                b["reason"], 0, 0))
+        elif booking is not None:  # reverse
+            self._books[ref] = replace(booking, reversals=booking.charges)
+
+    def _charge(self, reference: str | None, amount: int, currency: str) -> str:
+        with self._held():
             key = reference if reference is not None else f"anonymous-{len(self._books)}"
             booking = self._books.get(key)
             if booking is not None and booking.decline_reason is not None:
@@ -196,18 +241,18 @@ class SimulatedAcquirer:
                 # A retry of a charged reference: the same answer, no second charge.
                 return booking.approval_code or ""
             code = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(6))
-            if booking is None:
-                booking = Booking(key, amount, currency, code, None, 0, 0)
             # A reversed reference charged again is counted: the server must never
             # reuse a reference after a reversal (a test checks charges <= 1).
-            self._books[key] = replace(booking, approval_code=code, charges=booking.charges + 1)
+            self._book({"op": "charge", "ref": key, "amount": amount, "currency": currency,
+                        "code": code})
             return code
 
     def _decline(self, reference: str | None, amount: int, currency: str, reason: str) -> None:
         if reference is not None:
-            with self._lock:
-                self._books.setdefault(reference,
-                                       Booking(reference, amount, currency, None, reason, 0, 0))
+            with self._held():
+                if reference not in self._books:
+                    self._book({"op": "decline", "ref": reference, "amount": amount,
+                                "currency": currency, "reason": reason})
         raise Declined(reason)
 
     def _fault(self, method: str) -> str | None:
@@ -228,3 +273,24 @@ class SimulatedAcquirer:
     def __repr__(self) -> str:
         return (f"<SimulatedAcquirer limit={self.limit} calls={len(self.calls)} "
                 f"references={len(self._books)}>")
+
+
+def simulated_acquirer(books: str | None, faults: str | None = None) -> SimulatedAcquirer | None:
+    """The simulated acquirer of ``--simulated-books FILE`` and ``--simulated-faults
+    SEED:RATE`` (for demos and crash tests), or None when neither is given (the
+    server's default: in-memory books, no faults). ``ConfigurationError`` names a
+    malformed ``faults``."""
+    if not books and not faults:
+        return None
+    seed, rate = None, 0.0
+    if faults:
+        seed_text, sep, rate_text = faults.partition(":")
+        try:
+            seed, rate = int(seed_text), float(rate_text)
+        except ValueError:
+            sep = ""
+        if not sep or not 0.0 <= rate <= 1.0:
+            raise ConfigurationError(
+                f"--simulated-faults must be SEED:RATE with a rate from 0 to 1, e.g. "
+                f"7:0.2, got {faults!r}")
+    return SimulatedAcquirer(books=books or None, seed=seed, fault_rate=rate)
