@@ -148,3 +148,50 @@ def test_outbox_rows_hold_nothing_in_clear(tmp_path: Path, card: sv.Card, pin: s
     payload = rows[0][2]
     assert b"Hanbit" not in payload and b"98765" not in payload
 
+
+
+@pytest.mark.parametrize(("fault", "status", "outcome", "reason"), [
+    ("timeout", "unknown", "reversed", "reversed: the acquirer undid the charge"),
+    ("dropped", None, "failed", "not charged: the acquirer has no record of it"),
+])
+def test_a_payment_settled_as_not_charged_gets_its_notice(
+        tmp_path: Path, card: sv.Card, pin: sv.Pin, fault: str, status: str | None,
+        outcome: str, reason: str) -> None:
+    """In doubt, then reconciled as reversed (the books could not say, so it was
+    reversed) or failed (not found): the customer, told "in doubt", gets a notice that
+    nothing was taken, in the settlement's transaction; the retry that then charges
+    gets its own receipt, under the next reference."""
+    clock, sink = Clock(), Sink()
+    acquirer = SimulatedAcquirer(faults=[fault], status_faults=[status])
+    server, device = _open(tmp_path, clock, sink, acquirer)
+    card_id = device.enroll(card, pin)
+    with pytest.raises(sv.PaymentInDoubt):
+        _pay(device, card_id, pin)
+    first = server.payment_reference(card_id, "order-1")
+    assert server.reconcile().as_dict()[outcome] == 1
+    assert server.deliver_outbox().delivered == 1
+    [notice] = sink.delivered
+    assert (notice.outcome, notice.not_charged, notice.reference) == (outcome, outcome, first)
+    assert not notice.authorization.approved
+    assert notice.authorization.decline_reason == reason
+    assert (notice.authorization.amount, notice.authorization.merchant) == (98765,
+                                                                            "Hanbit Books")
+    booking = acquirer.booking(first or "")
+    assert booking is None or booking.net == 0
+    paid = _pay(device, card_id, pin)
+    assert paid.approved and server.deliver_outbox().delivered == 1
+    receipt = sink.delivered[1]
+    assert (receipt.outcome, receipt.authorization) == ("approved", paid)
+    assert receipt.reference == server.payment_reference(card_id, "order-1") != first
+    server.close()
+
+
+def test_only_a_decline_can_say_not_charged() -> None:
+    from datetime import UTC, datetime
+
+    approved = sv.Authorization(True, "A1", None, "•••• 1111", 1, "KRW", "m", "k",
+                                datetime.now(UTC))
+    assert sv.Receipt("r", "sv-1", approved).outcome == "approved"
+    for bad in ("reversed", "refunded"):
+        with pytest.raises(ValueError, match="not charged"):
+            sv.Receipt("r", "sv-1", approved, bad)  # type: ignore[arg-type]

@@ -25,7 +25,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from .._authorization import Authorization
 from .._errors import ConfigurationError, TamperedData
@@ -33,8 +33,8 @@ from ..crypto.memory import wipe
 from ._keyring import Keyring
 from ._store import OutboxMessage, Store
 
-__all__ = ["BATCH", "DELIVER_EVERY", "LEASE", "DeliveryReport", "Outbox", "Receipt",
-           "ReceiptSink", "load_sink"]
+__all__ = ["BATCH", "DELIVER_EVERY", "LEASE", "DeliveryReport", "Outbox", "Outcome",
+           "Receipt", "ReceiptSink", "load_sink"]
 
 BATCH = 100
 """Messages one delivery run takes at most; the next run takes the rest."""
@@ -49,17 +49,39 @@ DELIVER_EVERY = 5.0
 """Seconds between delivery runs in ``splitvault serve``: a receipt arrives within
 about this long of its payment; an idle run is one indexed read."""
 log = logging.getLogger("splitvault.outbox")
+Outcome = Literal["approved", "declined", "reversed", "failed"]
+"""What a receipt reports: ``approved`` or ``declined`` (the acquirer's answer), or,
+for a payment that was in doubt and reconciliation settled as not charged,
+``reversed`` (the charge was undone) or ``failed`` (the acquirer had no record)."""
 
 
 @dataclass(frozen=True)
 class Receipt:
     """A payment's recorded outcome, for the customer and the merchant. ``receipt_id``
     is random and stable across redeliveries (deduplicate by it); ``reference`` is the
-    acquirer's payment reference. The card shows only as ``•••• last4``."""
+    acquirer's payment reference. The card shows only as ``•••• last4``.
+
+    ``not_charged`` is ``reversed`` or ``failed`` for the notice that a payment in
+    doubt took no money (reconciliation settled it so): its authorization is then a
+    decline saying so, and a later retry of the key that charges gets a receipt of its
+    own, under the next reference."""
 
     receipt_id: str
     reference: str
     authorization: Authorization
+    not_charged: Literal["reversed", "failed"] | None = None
+
+    def __post_init__(self) -> None:
+        if self.not_charged not in (None, "reversed", "failed") or (
+                self.not_charged is not None and self.authorization.approved):
+            raise ValueError("only a decline can say a payment was not charged")
+
+    @property
+    def outcome(self) -> Outcome:
+        """approved, declined, reversed or failed."""
+        if self.not_charged is not None:
+            return self.not_charged
+        return "approved" if self.authorization.approved else "declined"
 
 
 @runtime_checkable
@@ -96,14 +118,18 @@ class Outbox:
         self._clock = clock
         self._sink = sink
 
-    def receipts(self, auth: Authorization, reference: str) -> tuple[OutboxMessage, ...]:
+    def receipts(self, auth: Authorization, reference: str,
+                 not_charged: Literal["reversed", "failed"] | None = None
+                 ) -> tuple[OutboxMessage, ...]:
         """The messages to queue with a recorded outcome: one receipt, or none when no
-        sink is set (nothing would ever deliver it)."""
+        sink is set (nothing would ever deliver it). ``not_charged`` as
+        :class:`Receipt`'s."""
         if self._sink() is None:
             return ()
+        Receipt("", reference, auth, not_charged)  # a mistake shows here, not at delivery
         message_id = secrets.token_hex(16)
         raw = bytearray(json.dumps({
-            "reference": reference, "approved": auth.approved,
+            "reference": reference, "approved": auth.approved, "not_charged": not_charged,
             "approval_code": auth.approval_code, "decline_reason": auth.decline_reason,
             "masked_pan": auth.masked_pan, "amount": auth.amount, "currency": auth.currency,
             "merchant": auth.merchant, "idempotency_key": auth.idempotency_key,
@@ -160,7 +186,7 @@ class Outbox:
                 decline_reason=d["decline_reason"], masked_pan=d["masked_pan"],
                 amount=d["amount"], currency=d["currency"], merchant=d["merchant"],
                 idempotency_key=d["idempotency_key"],
-                timestamp=datetime.fromtimestamp(d["timestamp"], UTC)))
+                timestamp=datetime.fromtimestamp(d["timestamp"], UTC)), d.get("not_charged"))
         except (ValueError, KeyError, TypeError):
             raise TamperedData() from None
         finally:

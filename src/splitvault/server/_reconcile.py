@@ -12,6 +12,12 @@ can no longer record into it), asks ``status(reference)``, and records:
 - ``unknown`` (or a malformed answer) -> ``reverse(reference)``, then reversed: the
   same as failed, after making sure.
 
+Each settlement queues its notice in the same transaction (with a receipt sink set):
+the receipt of an approval or a decline, or for failed and reversed a ``Receipt``
+whose ``not_charged`` says so (a decline reading :data:`NOT_CHARGED` or
+:data:`REVERSED`): the customer was told "in doubt", and now learns no money was
+taken.
+
 If ``status`` or ``reverse`` raises, the row goes back to ``in_doubt`` for the next
 run. An acquirer without ``status`` and ``reverse`` (0.1.0's four-argument one) cannot
 be asked: its rows are counted as ``manual`` and left in doubt for an operator.
@@ -24,7 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from .._errors import TamperedData
 from ._acquirer import AcquirerStatus, Settler, clean_text, settler
@@ -34,13 +40,18 @@ if TYPE_CHECKING:
     from ._ledger import Ledger
     from ._outbox import Outbox
 
-__all__ = ["BATCH", "RECONCILE_EVERY", "ReconcileReport", "Reconciler"]
+__all__ = ["BATCH", "NOT_CHARGED", "RECONCILE_EVERY", "REVERSED", "ReconcileReport",
+           "Reconciler"]
 
 BATCH = 500
 """Rows one run settles at most: bounds a run's duration; the next run takes the rest."""
 RECONCILE_EVERY = 60.0
 """Seconds between background runs in ``splitvault serve``: a payment in doubt is
 settled within about a minute plus its lease, and an idle run costs one indexed read."""
+NOT_CHARGED = "not charged: the acquirer has no record of it"
+"""The decline reason of the notice for a payment settled as ``failed``."""
+REVERSED = "reversed: the acquirer undid the charge"
+"""The decline reason of the notice for a payment settled as ``reversed``."""
 log = logging.getLogger("splitvault.reconcile")
 
 
@@ -154,12 +165,28 @@ class Reconciler:
                 receipts = self._outbox.receipts(final, held.reference)
         elif status.state == "not_found":
             state = "failed"
+            receipts = self._notice(held, "failed", NOT_CHARGED)
         else:
             state = "reversed"
             events.append(AuditEvent("reversed", "", {"reference": held.reference}))
+            receipts = self._notice(held, "reversed", REVERSED)
         events.append(AuditEvent("reconciled", "", {"reference": held.reference,
                                                     "outcome": state}))
         if not self._store.settle_payment(held.key, self._owner, state, result,
                                           self._clock(), events, receipts):
             return "busy"  # our lease ran out and another reconciler took the row
         return state
+
+    def _notice(self, held: LedgerEntry, outcome: Literal["failed", "reversed"],
+                reason: str) -> tuple[OutboxMessage, ...]:
+        """The notice that a payment in doubt took no money, queued with the settled
+        state; none without a sink, or for a row without a readable intent (it is
+        settled all the same: a missing notice must not keep money in doubt)."""
+        if self._outbox is None:
+            return ()
+        try:
+            intent = self._ledger.open_result(held)
+        except TamperedData:
+            return ()
+        told = replace(intent, approved=False, approval_code=None, decline_reason=reason)
+        return self._outbox.receipts(told, held.reference, outcome)
