@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,6 +133,37 @@ def test_oversized_bodies_are_413_before_reading(live_server: ServerProcess,
                            headers={"content-type": "application/json"})
     assert response.status_code == 413 and response.json()["error"] == "malformed_request"
     assert _state(live_server, card_id) == before
+
+
+def _raw(port: int, data: bytes) -> bytes:
+    """Send ``data`` on a fresh connection; everything the server sends until it
+    closes or goes quiet for 5 s."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5.0) as sock:
+        sock.sendall(data)
+        received = b""
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := sock.recv(65536):
+                received += chunk
+                if b"\r\n\r\n" in received and b"connection: close" not in received:
+                    break  # a kept-alive reply: headers are all this test reads
+        return received
+
+
+def test_oversized_header_block_is_400_and_closed(live_server: ServerProcess) -> None:
+    """llhttp has no header size limit of its own: the guard holds one (8 KB),
+    whether the block comes in one read or many, complete or not."""
+    port = int(live_server.url.rsplit(":", 1)[1])
+    big = b"GET /healthz HTTP/1.1\r\nhost: t\r\nx-big: " + b"a" * 9000 + b"\r\n\r\n"
+    assert _raw(port, big).startswith(b"HTTP/1.1 400")
+    endless = b"GET /healthz HTTP/1.1\r\nhost: t\r\nx-big: " + b"a" * 9000  # never ends
+    assert _raw(port, endless).startswith(b"HTTP/1.1 400")
+    # A large body arriving in the same read as a small header block is not headers.
+    body = b'{"card_id": "' + b"a" * 12_000 + b'"}'
+    post = (b"POST /v1/evaluate HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    reply = _raw(port, post)  # the app's JSON 400 for the body, not the guard's cut
+    assert reply.startswith(b"HTTP/1.1 400") and b"application/json" in reply
+    assert httpx.get(f"{live_server.url}/healthz").status_code == 200
 
 
 def test_wrong_media_type_is_415(client: httpx.Client) -> None:

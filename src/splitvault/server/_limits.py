@@ -3,12 +3,15 @@
 uvicorn has no header timeout (a connection that sends half a request line waits
 forever) and no per-address cap, and its ``limit_concurrency`` counts *connections*,
 so a thousand idle sockets would make it answer 503 to everyone. So ``serve`` runs
-uvicorn's own h11 protocol (:class:`GuardedH11`) with, per connection:
+uvicorn's own httptools protocol (:class:`GuardedHttpTools`; the parser is llhttp, in
+C: uvicorn's pure-Python h11 parser cost more CPU per request than the share server's
+own work, ``benchmarks/HTTP_PROFILE.md``) with, per connection:
 
 - a cap on connections per client address and in total, checked on accept; a
   connection over either cap is closed at once, before a byte is read;
 - a header deadline: each request's header block must be complete within
-  ``header_seconds`` of the connection (or of the previous response);
+  ``header_seconds`` of the connection (or of the previous response), and at most
+  ``max_header_bytes`` long (llhttp has no limit of its own);
 - a body deadline: its body within ``body_seconds`` of its headers;
 - a request deadline: the response complete within ``request_seconds`` of the start.
 
@@ -27,9 +30,9 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["DEFAULT", "GuardedH11", "ServeLimits", "guarded_protocol"]
+__all__ = ["DEFAULT", "GuardedHttpTools", "ServeLimits", "guarded_protocol"]
 
 log = logging.getLogger("splitvault.serve")
 
@@ -62,8 +65,8 @@ class ServeLimits:
     """Idle time between requests (uvicorn's own timer); the device drops idle pooled
     connections after 2 s, below this."""
     max_header_bytes: int = 8 * 1024
-    """Largest header block (h11's incomplete-event limit): our headers are a few
-    hundred bytes; h11's default of 16 KB only buys an attacker memory."""
+    """Largest header block (request line included): our headers are a few hundred
+    bytes; more only buys an attacker memory."""
     backlog: int = 2048
     """Kernel accept queue: absorbs a burst of connects while the loop is busy."""
 
@@ -130,16 +133,18 @@ class _Addresses:
             del self.open[address]
 
 
-class GuardedH11(H11Protocol):
-    """uvicorn's h11 protocol with connection caps and the three deadlines. One
-    timer per connection, re-armed at each phase: headers, body, response."""
+class GuardedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol with connection caps, the three deadlines and the
+    header size cap. One timer per connection, re-armed at each phase: headers, body,
+    response."""
 
     addresses: _Addresses  # set by guarded_protocol() on the subclass it makes
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._timer: asyncio.TimerHandle | None = None
-        self._cycle: object = None
+        self._phase = "header"
+        self._header_bytes = 0
         self._started = self.loop.time()
         self._address = self.client[0] if self.client else "unknown"
         self._admitted = self.addresses.admit(self._address)
@@ -161,27 +166,73 @@ class GuardedH11(H11Protocol):
             self.addresses.release(self._address)
         super().connection_lost(exc)
 
-    def handle_events(self) -> None:
-        super().handle_events()
+    def data_received(self, data: bytes) -> None:
+        # Counted before parsing, judged after: a chunk that completes the headers may
+        # carry the body too, and only bytes that are still headers count.
+        waiting = self._phase == "header"
+        if waiting:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        if (waiting and self._phase == "header" and not self.transport.is_closing()
+                and self._header_bytes > self.addresses.limits.max_header_bytes):
+            self._too_large()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._message_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._count(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self._count(len(name) + len(value) + 4)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
         cycle = self.cycle
         if cycle is None or cycle.response_complete or self.transport.is_closing():
             return
         limits = self.addresses.limits
-        if cycle is not self._cycle:  # a new request's headers are in: its body next
-            self._cycle = cycle
-            left = limits.request_seconds - (self.loop.time() - self._started)
-            if cycle.more_body:
-                self._arm(min(limits.body_seconds, left), "body")
-            else:
-                self._arm(left, "request")
-        elif not cycle.more_body and self._phase == "body":
+        left = limits.request_seconds - (self.loop.time() - self._started)
+        self._arm(min(limits.body_seconds, left), "body")  # until on_message_complete
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        if self._phase == "body" and not self.transport.is_closing():
+            limits = self.addresses.limits
             self._arm(limits.request_seconds - (self.loop.time() - self._started), "request")
 
     def on_response_complete(self) -> None:
-        if not self.transport.is_closing():
-            self._started = self.loop.time()
+        pipelined = bool(self.pipeline)  # the next request is parsed already
+        super().on_response_complete()  # starts it, if there is one
+        if self.transport.is_closing():
+            return
+        self._started = self.loop.time()
+        self._header_bytes = 0
+        if pipelined:
+            self._arm(self.addresses.limits.request_seconds, "request")
+        else:
             self._arm(self.addresses.limits.header_seconds, "header")
-        super().on_response_complete()  # may start a pipelined request: re-arms
+
+    def _count(self, size: int) -> None:
+        """The header block of this message, whatever the bytes per read (a pipelined
+        request is parsed while the one before it runs)."""
+        self._message_bytes += size
+        if self._message_bytes > self.addresses.limits.max_header_bytes:
+            # Raised inside the parser's callback: httptools turns it into the parse
+            # error that uvicorn answers with 400 and a close.
+            raise ValueError("header block too large")
+
+    def _too_large(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        log.warning("connection closed: header block over %d bytes",
+                    self.addresses.limits.max_header_bytes,
+                    extra={"fields": {"client": self._address}})
+        self.send_400_response("Invalid HTTP request received.")
 
     def _arm(self, seconds: float, phase: str) -> None:
         if self._timer is not None:
@@ -198,7 +249,7 @@ class GuardedH11(H11Protocol):
         self.transport.abort()
 
 
-def guarded_protocol(limits: ServeLimits) -> type[GuardedH11]:
-    """A :class:`GuardedH11` subclass bound to ``limits`` and one address table, for
-    ``uvicorn.Config(http=...)``."""
-    return type("GuardedH11", (GuardedH11,), {"addresses": _Addresses(limits)})
+def guarded_protocol(limits: ServeLimits) -> type[GuardedHttpTools]:
+    """A :class:`GuardedHttpTools` subclass bound to ``limits`` and one address table,
+    for ``uvicorn.Config(http=...)``."""
+    return type("GuardedHttpTools", (GuardedHttpTools,), {"addresses": _Addresses(limits)})

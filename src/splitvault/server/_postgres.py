@@ -7,6 +7,15 @@ that loses a conflict (SQLSTATE 40001 serialization failure, 40P01 deadlock) is 
 again from the start with jittered back-off; the store's functions have no effect
 outside their transaction, so a rerun is safe.
 
+A read under READ COMMITTED runs in autocommit: one round trip per statement instead
+of four (``BEGIN``, ``SET TRANSACTION READ ONLY``, the statement, ``COMMIT``). It sees
+what it would see inside a transaction, because READ COMMITTED takes a new snapshot
+for every statement anyway; and it stays read-only, enforced by PostgreSQL: every
+session runs with ``default_transaction_read_only = on``, so an autocommit statement
+that tries to write fails, and the store's writes open their transactions ``READ
+WRITE`` explicitly. Under SERIALIZABLE a read keeps its transaction (``READ ONLY``):
+its statements must share one snapshot.
+
 The SQL is the store's shared SQL (``_sql.py``): no advisory locks, no LISTEN/NOTIFY,
 no sequences, nothing PostgreSQL-only, so that the same store can run on CockroachDB
 or YugabyteDB. Only PostgreSQL is tested (README, "What was tested").
@@ -109,6 +118,9 @@ class PostgresBackend:
             conn.isolation_level = self._isolation
             # Durable before the reply, whatever the server's default says.
             conn.execute("SET synchronous_commit = on")
+            # Autocommit reads cannot write (module docstring); _run says READ WRITE or
+            # READ ONLY in each BEGIN.
+            conn.execute("SET default_transaction_read_only = on")
 
         try:
             self._pool = psycopg_pool.ConnectionPool(
@@ -129,10 +141,13 @@ class PostgresBackend:
         psycopg = self._psycopg
         for attempt in range(MAX_ATTEMPTS):
             try:
-                with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                    if readonly:
-                        cur.execute("SET TRANSACTION READ ONLY")
-                    return fn(_Tx(cur))
+                with self._pool.connection() as conn:
+                    if readonly and self.isolation == "read committed":
+                        with conn.cursor() as cur:  # autocommit (module docstring)
+                            return fn(_Tx(cur))
+                    conn.read_only = readonly  # BEGIN ... READ ONLY / READ WRITE
+                    with conn.transaction(), conn.cursor() as cur:
+                        return fn(_Tx(cur))
             except psycopg.Error as exc:
                 if getattr(exc, "sqlstate", None) not in _RETRY_STATES:
                     if isinstance(exc, psycopg.OperationalError):
