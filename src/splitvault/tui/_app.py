@@ -20,6 +20,7 @@ from .._errors import ServerUnavailable
 from .._profiles import KdfProfile
 from ..keypad import KeypadSafeApp, SecureKeypad
 from ..server import Acquirer
+from ._receipts import DemoReceipts
 from ._vault import DemoVault
 from ._wallet import WalletScreen
 from ._work import GROUP
@@ -47,7 +48,8 @@ class DemoApp(KeypadSafeApp[int]):
                  pin_sha256: str | None = None, kdf: KdfProfile = KdfProfile.INTERACTIVE,
                  rng: random.Random | None = None,
                  today: Callable[[], datetime.date] = datetime.date.today,
-                 acquirer: Acquirer | None = None) -> None:
+                 acquirer: Acquirer | None = None,
+                 receipts: DemoReceipts | None = None) -> None:
         """The demo over the files in ``data_dir`` (default: the user data directory).
 
         Args:
@@ -59,10 +61,12 @@ class DemoApp(KeypadSafeApp[int]):
                 Tests pass a seeded ``random.Random`` for repeatable snapshots.
             today: The date that card expiry is checked against.
             acquirer: The embedded server's acquirer (default: the simulated one).
+            receipts: The embedded server's receipt sink (default: a new in-memory
+                ``DemoReceipts``, which the result screen reads).
         """
         super().__init__()
         self.vault = DemoVault.open(data_dir, server_url=server_url, pin_sha256=pin_sha256,
-                                    kdf=kdf, acquirer=acquirer)
+                                    kdf=kdf, acquirer=acquirer, receipts=receipts)
         self.keypad_rng = rng
         self.today = today
 

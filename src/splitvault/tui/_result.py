@@ -3,6 +3,12 @@
 Each outcome becomes a ``ResultView`` (plain data, easy to test) and the screen draws
 it. Nothing here shows more of the card than the last four digits, and error texts
 come from the library's messages, which never contain a secret.
+
+An approved payment on the embedded server also shows its receipt: the server queued
+it with the approval (its outbox), the screen has it delivered (``DemoVault.
+deliver_receipts``, in a worker) and shows it once the demo's inbox has it, or
+"pending" meanwhile, trying again every :attr:`ResultScreen.RECEIPT_RETRY_SECONDS`.
+A failing receipt never changes the approval above it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Static
+from textual.worker import Worker
 
 from .._authorization import Authorization, CardSummary
 from .._errors import (
@@ -28,10 +35,11 @@ from .._errors import (
 )
 from .._payment import format_amount
 from ._base import DemoScreen
+from ._receipts import Delivered
 from ._vault import CURRENCY
-from ._work import Outcome
+from ._work import Outcome, finished, start
 
-__all__ = ["ResultScreen", "ResultView", "result_view"]
+__all__ = ["ResultScreen", "ResultView", "receipt_line", "result_view"]
 
 LOCKED_TEXT = ("Five wrong PINs: the server has locked this card. It stays locked, "
                "across restarts of the app and of the server: the count is kept there, "
@@ -50,6 +58,8 @@ class ResultView:
     message: str
     retry: str | None = None
     """Label of the button that tries again, if trying again makes sense."""
+    receipt_key: str | None = None
+    """An approved payment's idempotency key: its receipt is shown (embedded server)."""
 
 
 def result_view(outcome: Outcome[Authorization], card: CardSummary, amount: int,
@@ -63,7 +73,8 @@ def result_view(outcome: Outcome[Authorization], card: CardSummary, amount: int,
             return ResultView("approved", "✓ Approved",
                               (*details, ("Approval code", auth.approval_code or "")),
                               "The two shares met in the server's memory for this one "
-                              "payment and were wiped again.")
+                              "payment and were wiped again.",
+                              receipt_key=auth.idempotency_key)
         return ResultView("declined", "✗ Declined",
                           (*details, ("Reason", auth.decline_reason or "")),
                           "The acquirer said no. The decline is recorded: retrying this "
@@ -100,6 +111,10 @@ class ResultScreen(DemoScreen[str | None]):
         Binding("enter", "done", "Done", show=False),
     ]
 
+    RECEIPT_RETRY_SECONDS: ClassVar[float] = 2.0
+    """How often a pending receipt is asked for again while the screen is open (the
+    outbox itself waits 5 s after a failed delivery, then doubles the wait)."""
+
     DEFAULT_CSS = """
     ResultScreen {
         align: center middle;
@@ -107,6 +122,7 @@ class ResultScreen(DemoScreen[str | None]):
                  background: $surface; }
         #title { width: 100%; text-align: center; text-style: bold; margin-bottom: 1; }
         #message { margin-top: 1; color: $foreground-muted; }
+        #receipt { margin-top: 1; }
         #buttons { width: 60; height: 3; align-horizontal: right; margin-top: 1; }
         #buttons Button { margin-left: 1; }
         &.approved #panel { border: round $success; }
@@ -122,11 +138,19 @@ class ResultScreen(DemoScreen[str | None]):
         super().__init__(classes=view.kind)
         self.view = view
 
+    @property
+    def receipt_key(self) -> str | None:
+        """The key whose receipt this screen shows, or None (not approved, or remote:
+        the remote server's outbox delivers to its own sink)."""
+        return None if self.vault.remote else self.view.receipt_key
+
     def compose(self) -> ComposeResult:
         yield from self.frame()
         with Vertical(id="panel"):
             yield Static(Text(self.view.title), id="title")
             yield Static(_details_table(self.view.details), id="details")
+            if self.receipt_key is not None:
+                yield Static(_details_table(receipt_line(None)), id="receipt")
             yield Static(Text(self.view.message), id="message")
         with Horizontal(id="buttons"):
             if self.view.retry is not None:
@@ -135,6 +159,30 @@ class ResultScreen(DemoScreen[str | None]):
 
     def on_mount(self) -> None:
         self.query_one("#retry" if self.view.retry else "#done", Button).focus()
+        self._deliver_receipt()
+
+    def _deliver_receipt(self) -> None:
+        key = self.receipt_key
+        if key is None:
+            return
+        if self.vault.receipt(key) is not None:
+            self._show_receipt()
+            return
+        start(self, "receipt", self.vault.deliver_receipts)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        done = finished(event)
+        if done is not None and done[0] == "receipt":
+            self._show_receipt()
+
+    def _show_receipt(self) -> None:
+        key = self.receipt_key
+        if key is None:
+            return
+        kept = self.vault.receipt(key)
+        self.query_one("#receipt", Static).update(_details_table(receipt_line(kept)))
+        if kept is None:
+            self.set_timer(self.RECEIPT_RETRY_SECONDS, self._deliver_receipt)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "retry":
@@ -154,6 +202,13 @@ class ResultScreen(DemoScreen[str | None]):
     @on(Button.Pressed)
     def _button(self, event: Button.Pressed) -> None:
         self.dismiss("retry" if event.button.id == "retry" else "done")
+
+
+def receipt_line(kept: Delivered | None) -> tuple[tuple[str, str], ...]:
+    """The receipt's row: its number in the demo's inbox once delivered, else pending."""
+    if kept is None:
+        return (("Receipt", "pending: the outbox retries"),)
+    return (("Receipt", f"no. {kept.number}, delivered by the outbox"),)
 
 
 def _details_table(details: tuple[tuple[str, str], ...]) -> Table:

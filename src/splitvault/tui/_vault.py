@@ -23,6 +23,7 @@ from .._pin import Pin
 from .._profiles import KdfProfile, ServerProfile
 from ..device import Device, PaymentRecord, last_known_state
 from ..server import Acquirer, CardState, ShareServer
+from ._receipts import Delivered, DemoReceipts
 
 __all__ = ["DemoVault", "ScanReport", "SideScan", "default_data_dir", "scan_sides"]
 
@@ -78,11 +79,14 @@ class DemoVault:
     """A device with its share server: embedded in this process, or remote by URL."""
 
     def __init__(self, data_dir: Path, device: Device, server: ShareServer | None,
-                 server_url: str | None) -> None:
+                 server_url: str | None, receipts: DemoReceipts | None = None) -> None:
         self.data_dir = data_dir
         self.device = device
         self.server = server
         self.server_url = server_url
+        self.receipts = receipts
+        """Embedded: the server's receipt sink (the customer's inbox); remote: None, the
+        remote server's outbox delivers to its own sink."""
         self._scans: dict[str, ScanReport] = {}
         self._reenrolled: dict[str, int] = {}
         self._asked: dict[str, CardState] = {}
@@ -96,7 +100,8 @@ class DemoVault:
     @classmethod
     def open(cls, data_dir: Path | None = None, *, server_url: str | None = None,
              pin_sha256: str | None = None, kdf: KdfProfile = KdfProfile.INTERACTIVE,
-             acquirer: Acquirer | None = None) -> DemoVault:
+             acquirer: Acquirer | None = None,
+             receipts: DemoReceipts | None = None) -> DemoVault:
         folder = default_data_dir() if data_dir is None else Path(data_dir)
         if not folder.exists():
             # It will hold a device share and, embedded, the server's key file: private.
@@ -112,13 +117,14 @@ class DemoVault:
                 device.close()
                 raise
             return cls(folder, device, None, server_url)
-        server = ShareServer.open(folder / SERVER_DB, acquirer=acquirer)
+        inbox = DemoReceipts() if receipts is None else receipts
+        server = ShareServer.open(folder / SERVER_DB, acquirer=acquirer, receipts=inbox)
         try:
             device = Device.open(folder / DEVICE_DB, server=server, kdf=kdf)
         except BaseException:
             server.close()
             raise
-        return cls(folder, device, server, None)
+        return cls(folder, device, server, None, inbox)
 
     def close(self) -> None:
         if self._closed:
@@ -204,6 +210,10 @@ class DemoVault:
     def history(self, card_id: str) -> list[PaymentRecord]:
         return self.device.history(card_id)
 
+    def receipt(self, idempotency_key: str) -> Delivered | None:
+        """The receipt the outbox delivered for a payment, or None (not yet, or remote)."""
+        return None if self.receipts is None else self.receipts.get(idempotency_key)
+
     def security_phrase(self, card_id: str) -> str | None:
         """The card's phrase, or this device's (the latest one chosen) for a card
         enrolled without one: the keypad shows the same words for every card."""
@@ -258,6 +268,11 @@ class DemoVault:
                   idempotency_key: str) -> Authorization:
         return self.device.authorize(card_id, pin, amount=amount, currency=CURRENCY,
                                      merchant=merchant, idempotency_key=idempotency_key)
+
+    def deliver_receipts(self) -> int:
+        """Embedded: deliver the receipts due from the server's outbox (what ``splitvault
+        serve`` does every few seconds); the number delivered."""
+        return 0 if self.server is None else self.server.deliver_outbox().delivered
 
     def change_pin(self, card_id: str, old_pin: Pin, new_pin: Pin) -> None:
         self.device.change_pin(card_id, old_pin, new_pin)
