@@ -35,12 +35,18 @@ class Authorization:
 
 @dataclass(frozen=True)
 class CardSummary:
-    """A card as a wallet lists it: never the PAN, never the holder's name."""
+    """A card as a wallet lists it: never the PAN, never the holder's name.
+
+    ``share_version`` counts the re-splits of the card's shares (one per approved
+    payment, ``Device.authorize``) and ``refreshed_at`` is when this device last took
+    one (Unix time; None if never)."""
 
     card_id: str
     brand: str
     last4: str
     expiry: str
+    share_version: int = 0
+    refreshed_at: float | None = None
 
     @property
     def masked_pan(self) -> str:

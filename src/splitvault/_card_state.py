@@ -10,12 +10,16 @@ __all__ = ["CardState"]
 @dataclass(frozen=True)
 class CardState:
     """What the server knows about a card's PIN state: wrong PINs so far, the limit,
-    and whether the card is locked (for operators, the demo, and a device asking with
+    whether the card is locked, whether a copy of its device was caught (``cloned``:
+    refused until re-enrolled) and the version of its shares, re-split after every
+    approved payment (for operators, the demo, and a device asking with
     :meth:`splitvault.Device.card_state`)."""
 
     guesses_used: int
     guess_limit: int
     locked: bool
+    cloned: bool = False
+    share_version: int = 0
 
     @property
     def attempts_left(self) -> int:

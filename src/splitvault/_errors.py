@@ -12,6 +12,7 @@ __all__ = [
     "CardLocked",
     "ConfigurationError",
     "Declined",
+    "DeviceCloned",
     "IdempotencyConflict",
     "InvalidCard",
     "InvalidChallenge",
@@ -21,6 +22,7 @@ __all__ = [
     "MalformedRequest",
     "PaymentInDoubt",
     "RateLimited",
+    "ServerRolledBack",
     "ServerUnavailable",
     "TamperedData",
     "UnknownCard",
@@ -98,6 +100,32 @@ class CardLocked(VaultError):
     code = "card_locked"
 
     def __init__(self, message: str = "card locked: too many wrong PIN attempts") -> None:
+        super().__init__(message)
+
+
+class DeviceCloned(VaultError):
+    """This card was used from another copy of this device (its shares were re-split
+    by a payment this device never saw), or this is such a copy. The card is refused
+    everywhere until its owner re-enrolls it (``Device.reenroll``, with the card),
+    which also cuts every copy off. Recorded in the server's audit log."""
+
+    code = "device_cloned"
+
+    def __init__(self, message: str = "this card was used from another copy of this device; "
+                 "re-enroll it with the card to use it again") -> None:
+        super().__init__(message)
+
+
+class ServerRolledBack(VaultError):
+    """The share server's copy of this card is older than this device's: its data was
+    restored from a backup taken before the card's last payment, so its share no
+    longer combines with this device's. Nothing was spent or charged; the card needs
+    re-enrolling (``Device.reenroll``)."""
+
+    code = "server_rolled_back"
+
+    def __init__(self, message: str = "the share server's copy of this card is older than "
+                 "this device's (restored from an old backup?); re-enroll the card") -> None:
         super().__init__(message)
 
 

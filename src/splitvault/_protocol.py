@@ -24,6 +24,7 @@ from .crypto.encoding import encode, u64
 
 __all__ = [
     "FRESHNESS_SECONDS",
+    "AuthorizeReply",
     "AuthorizeRequest",
     "CardStatusReply",
     "CardStatusRequest",
@@ -40,6 +41,7 @@ __all__ = [
     "ServerInfo",
     "ShareService",
     "card_id_for",
+    "refresh_aad",
 ]
 
 VERSION = b"splitvault/v1/"
@@ -54,8 +56,8 @@ D_PIN_INPUT = _d("pin-input")
 D_ENROLL_BEGIN = _d("enroll-begin")
 D_ENROLL_FINISH = _d("enroll-finish")
 D_ENROLL_ENVELOPE = _d("enroll-envelope")
-D_EVALUATE = b"splitvault/v2/evaluate"  # v2: device nonce and time instead of a challenge
-D_AUTHORIZE = _d("authorize")
+D_EVALUATE = b"splitvault/v4/evaluate"  # v4: share version and refresh key (v2: nonce, time)
+D_AUTHORIZE = b"splitvault/v4/authorize"  # v4: the refresh key
 D_AUTHORIZE_ENVELOPE = _d("authorize-envelope")
 D_CHANGE_PIN_BEGIN = _d("change-pin-begin")
 D_CHANGE_PIN_FINISH = _d("change-pin-finish")
@@ -66,6 +68,7 @@ D_CARD_STATUS = b"splitvault/v3/card-status"
 D_REENROLL_BEGIN = b"splitvault/v3/reenroll-begin"
 D_REENROLL_FINISH = b"splitvault/v3/reenroll-finish"
 D_CARD_ID = b"splitvault/v3/card-id"
+D_REFRESH = b"splitvault/v4/refresh"
 
 SEALED_OVERHEAD = 72
 """Bytes an envelope adds (ephemeral X25519 key 32, nonce 24, tag 16): see
@@ -74,6 +77,8 @@ SEALED_KEY_LEN = 32 + SEALED_OVERHEAD
 """A PIN verifier (an Ed25519 public key) sealed to the server."""
 SEALED_SIG_LEN = 64 + SEALED_OVERHEAD
 """A PIN-key signature sealed to the server."""
+SEALED_REFRESH_LEN = 32 + SEALED_OVERHEAD
+"""A re-split ``R`` (32 bytes, as long as a share) sealed to the device."""
 
 
 def proof_aad(kind: str, card_id: str) -> bytes:
@@ -151,17 +156,25 @@ class EvaluateRequest:
     Signed by the device key over a fresh random ``nonce`` and the device's clock
     (``timestamp``, Unix milliseconds): the server takes each nonce once and only
     within :data:`FRESHNESS_SECONDS`, so no separate challenge round trip is needed
-    to make the request single-use."""
+    to make the request single-use.
+
+    ``share_version`` is the version of the device's share it will present (the
+    shares are re-split after every approved payment, ``_refresh.py``): the server
+    checks it before anything is spent, and a stale one is a copy of the device.
+    ``refresh_key`` is the X25519 key a re-split still in flight is sealed to (empty
+    if the device has none)."""
 
     card_id: str
     nonce: bytes
     timestamp: int
     blinded: bytes
     signature: bytes = field(repr=False)
+    share_version: int = 0
+    refresh_key: bytes = b""
 
     def signed_bytes(self) -> bytes:
         return encode(D_EVALUATE, _s(self.card_id), self.nonce, u64(self.timestamp),
-                      self.blinded)
+                      self.blinded, u64(self.share_version), self.refresh_key)
 
 
 @dataclass(frozen=True)
@@ -173,11 +186,17 @@ class EvaluateReply:
     challenge_id: str
     nonce: bytes
     expires_at: float
+    share_version: int = 0  # the server's version of the card's shares, for this challenge
+    refresh: bytes | None = field(default=None, repr=False)  # a re-split to finish, sealed
 
 
 @dataclass(frozen=True)
 class AuthorizeRequest:
-    """Device -> server: the payment, the device share sealed to the server, the PIN proof."""
+    """Device -> server: the payment, the device share sealed to the server, the PIN proof.
+
+    ``refresh_key``: a fresh X25519 public key of the device's, which an approval's
+    re-split of the shares is sealed to (signed with the rest, so nobody on the way
+    can swap in their own)."""
 
     card_id: str
     challenge_id: str
@@ -187,6 +206,7 @@ class AuthorizeRequest:
     idempotency_key: str
     envelope: bytes = field(repr=False)
     pin_signature: bytes = field(repr=False)
+    refresh_key: bytes = b""
 
     def signed_bytes(self, nonce: bytes) -> bytes:
         return encode(
@@ -199,11 +219,24 @@ class AuthorizeRequest:
             _s(self.merchant),
             _s(self.idempotency_key),
             self.envelope,
+            self.refresh_key,
         )
 
     @staticmethod
     def envelope_aad(card_id: str, challenge_id: str) -> bytes:
         return encode(D_AUTHORIZE_ENVELOPE, _s(card_id), _s(challenge_id))
+
+
+@dataclass(frozen=True)
+class AuthorizeReply:
+    """Server -> device: the payment's result, the version of the card's shares the
+    payment used, and, after an approval, the re-split: ``R`` sealed to the request's
+    ``refresh_key`` (:func:`refresh_aad`), which the device XORs into its share to get
+    version ``share_version + 1``."""
+
+    authorization: Authorization
+    share_version: int = 0
+    refresh: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -271,6 +304,8 @@ class CardStatusReply:
     guesses_used: int
     guess_limit: int
     locked: bool
+    cloned: bool = False
+    share_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -328,6 +363,12 @@ def card_id_for(device_key: bytes) -> str:
                          encoder=RawEncoder)).hex()
 
 
+def refresh_aad(card_id: str, version: int) -> bytes:
+    """AAD of a re-split sealed to the device: binds it to the card and to the version
+    it makes, so a sealed ``R`` never opens for another card or another step."""
+    return encode(D_REFRESH, _s(card_id), u64(version))
+
+
 def card_record_aad(card_id: str) -> bytes:
     """AAD of the sealed card record: binds it to its card id and format version."""
     return encode(D_CARD_RECORD, _s(card_id))
@@ -345,7 +386,7 @@ class ShareService(Protocol):
 
     def evaluate(self, request: EvaluateRequest) -> EvaluateReply: ...
 
-    def authorize(self, request: AuthorizeRequest) -> Authorization: ...
+    def authorize(self, request: AuthorizeRequest) -> AuthorizeReply: ...
 
     def change_pin_begin(self, request: ChangePinBegin) -> EvaluateReply: ...
 

@@ -26,7 +26,9 @@ from ._authorization import Authorization
 from ._errors import MalformedRequest
 from ._protocol import (
     SEALED_KEY_LEN,
+    SEALED_REFRESH_LEN,
     SEALED_SIG_LEN,
+    AuthorizeReply,
     AuthorizeRequest,
     CardStatusReply,
     CardStatusRequest,
@@ -46,6 +48,7 @@ from ._protocol import (
 __all__ = [
     "AUTHORIZATION",
     "AUTHORIZE",
+    "AUTHORIZE_REPLY",
     "CARD_STATUS",
     "CARD_STATUS_REPLY",
     "CHANGE_PIN_BEGIN",
@@ -249,6 +252,23 @@ class Timestamp(Kind):
         return str(value.astimezone(UTC).isoformat())
 
 
+@dataclass(frozen=True)
+class Nested(Kind):
+    """A JSON object that is itself one :class:`Message` (an authorization inside the
+    reply that also carries the shares' re-split)."""
+
+    message: Message[Any]
+
+    def schema(self) -> dict[str, Any]:
+        return self.message.schema()
+
+    def decode(self, name: str, value: JsonValue) -> Any:
+        return self.message.from_json(value)
+
+    def encode(self, value: Any) -> JsonValue:
+        return self.message.to_json(value)
+
+
 # -- messages ---------------------------------------------------------------------------
 
 
@@ -347,6 +367,9 @@ _COUNT = Int(0, 2**31 - 1)
 _SECONDS = Number(0, 2**53)
 _NONCE = Bytes(16)
 _MILLIS = Int(0, 2**53)  # Unix milliseconds
+_VERSION = Int(0, 2**53)  # a card's share version
+_REFRESH_KEY = Bytes(0, 32)  # an X25519 public key, or empty (the server checks which)
+_SEALED_REFRESH = Bytes(SEALED_REFRESH_LEN)  # a re-split R, sealed to the device
 
 
 @dataclass(frozen=True)
@@ -377,18 +400,22 @@ ENROLL_FINISH = Message("EnrollFinish", EnrollFinish, {
     "pin_signature": _SEALED_SIG})
 EVALUATE = Message("EvaluateRequest", EvaluateRequest, {
     "card_id": _ID, "nonce": _NONCE, "timestamp": _MILLIS, "blinded": _KEY32,
-    "signature": _SIG})
+    "signature": _SIG, "share_version": _VERSION, "refresh_key": _REFRESH_KEY})
 EVALUATE_REPLY = Message("EvaluateReply", EvaluateReply, {
     "evaluated": _KEY32, "attempts_left": _COUNT, "challenge_id": _ID, "nonce": _KEY32,
-    "expires_at": _SECONDS})
+    "expires_at": _SECONDS, "share_version": _VERSION, "refresh": _SEALED_REFRESH},
+    optional=frozenset({"refresh"}))
 AUTHORIZE = Message("AuthorizeRequest", AuthorizeRequest, {
     "card_id": _ID, "challenge_id": _ID, "amount": _AMOUNT, "currency": _CURRENCY,
     "merchant": _MERCHANT, "idempotency_key": _IDEMPOTENCY_KEY, "envelope": _ENVELOPE,
-    "pin_signature": _SEALED_SIG})
+    "pin_signature": _SEALED_SIG, "refresh_key": _KEY32})
 AUTHORIZATION = Message("Authorization", Authorization, {
     "approved": Bool(), "approval_code": NullableText(64), "decline_reason": NullableText(64),
     "masked_pan": Text(1, 32), "amount": _AMOUNT, "currency": _CURRENCY,
     "merchant": _MERCHANT, "idempotency_key": _IDEMPOTENCY_KEY, "timestamp": Timestamp()})
+AUTHORIZE_REPLY = Message("AuthorizeReply", AuthorizeReply, {
+    "authorization": Nested(AUTHORIZATION), "share_version": _VERSION,
+    "refresh": _SEALED_REFRESH}, optional=frozenset({"refresh"}))
 CHANGE_PIN_BEGIN = Message("ChangePinBegin", ChangePinBegin, {
     "card_id": _ID, "challenge_id": _ID, "new_blinded": _KEY32, "pin_signature": _SEALED_SIG})
 CHANGE_PIN_FINISH = Message("ChangePinFinish", ChangePinFinish, {
@@ -405,7 +432,8 @@ DELETE = Message("DeleteRequest", DeleteRequest, {
 CARD_STATUS = Message("CardStatusRequest", CardStatusRequest, {
     "card_id": _ID, "nonce": _NONCE, "timestamp": _MILLIS, "signature": _SIG})
 CARD_STATUS_REPLY = Message("CardStatusReply", CardStatusReply, {
-    "guesses_used": _COUNT, "guess_limit": Int(1, 2**31 - 1), "locked": Bool()})
+    "guesses_used": _COUNT, "guess_limit": Int(1, 2**31 - 1), "locked": Bool(),
+    "cloned": Bool(), "share_version": _VERSION})
 SERVER_INFO = Message("ServerInfo", ServerInfo, {
     "guess_limit": Int(1, 2**31 - 1), "challenge_ttl": _SECONDS})
 EMPTY = Message("Empty", _empty, {})
@@ -415,7 +443,8 @@ ERROR = Message("Error", ErrorBody, {
 
 MESSAGES: tuple[Message[Any], ...] = (
     ENROLL_BEGIN, ENROLL_BEGIN_REPLY, ENROLL_FINISH, EVALUATE,
-    EVALUATE_REPLY, AUTHORIZE, AUTHORIZATION, CHANGE_PIN_BEGIN, CHANGE_PIN_FINISH, DELETE,
+    EVALUATE_REPLY, AUTHORIZE, AUTHORIZATION, AUTHORIZE_REPLY, CHANGE_PIN_BEGIN,
+    CHANGE_PIN_FINISH, DELETE,
     CARD_STATUS, CARD_STATUS_REPLY, REENROLL_BEGIN, REENROLL_FINISH, SERVER_INFO, EMPTY, ERROR,
 )
 """Every message, for the OpenAPI document's ``components.schemas``."""

@@ -11,7 +11,9 @@ is the stable one. What is here:
 - the HTTP client and app (``HttpShareService``, ``create_app``, ``JsonFormatter``,
   ``RateLimiter``);
 - the server's store (``SqlStore``, ``SqliteBackend``, ``Tx``, ``open_store``), its
-  inspector (``ServerInspector``) and its key file (``Kek``).
+  inspector (``ServerInspector``) and its key file (``Kek``);
+- the re-split's rule (``judge_share_version``) and the sealed card record's AAD
+  (``card_record_aad``), to check that the shares of one version open the card.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the real names, for type checkers; at run time they load lazily
+    from ._protocol import card_record_aad
     from .device._device import MAX_PHRASE
     from .device._http import HttpShareService
     from .device._http import _reply as decode_reply
@@ -30,6 +33,7 @@ if TYPE_CHECKING:  # the real names, for type checkers; at run time they load la
     from .server._inspect import ServerInspector
     from .server._kek import Kek
     from .server._ratelimit import RateLimiter
+    from .server._refresh import judge as judge_share_version
     from .server._server import open_store
     from .server._simulated import SimulatedAcquirer
     from .server._sql import SqlStore, Tx
@@ -49,9 +53,11 @@ __all__ = [
     "SqlStore",
     "SqliteBackend",
     "Tx",
+    "card_record_aad",
     "create_app",
     "decode_reply",
     "derive_pin_seed",
+    "judge_share_version",
     "open_store",
 ]
 
@@ -73,6 +79,8 @@ _WHERE = {
     "ServerInspector": ("splitvault.server._inspect", "ServerInspector"),
     "Kek": ("splitvault.server._kek", "Kek"),
     "SimulatedAcquirer": ("splitvault.server._simulated", "SimulatedAcquirer"),
+    "card_record_aad": ("splitvault._protocol", "card_record_aad"),
+    "judge_share_version": ("splitvault.server._refresh", "judge"),
 }
 
 

@@ -16,7 +16,7 @@ from splitvault.server._ratelimit import RateLimiter
 CARD = "ab" * 16
 EVALUATE = EvaluateRequest(CARD, bytes(16), 1_700_000_000_000, bytes(32), bytes(64))
 REPLY = {"evaluated": "A" * 43, "attempts_left": 4, "challenge_id": "ef" * 16,
-         "nonce": "A" * 43, "expires_at": 1.0}
+         "nonce": "A" * 43, "expires_at": 1.0, "share_version": 0}
 
 
 def service(handler: Callable[[httpx.Request], httpx.Response]) -> tuple[HttpShareService,

@@ -28,6 +28,7 @@ from splitvault._wire import (
     Int,
     Kind,
     Message,
+    Nested,
     NullableText,
     Number,
     Text,
@@ -61,6 +62,8 @@ def values(kind: Kind) -> st.SearchStrategy[Any]:
     if isinstance(kind, Timestamp):
         return st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 1, 1),
                             timezones=st.just(UTC))
+    if isinstance(kind, Nested):
+        return messages(kind.message)
     raise AssertionError(kind)
 
 

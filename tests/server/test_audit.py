@@ -23,13 +23,15 @@ def _rows(server: sv.ShareServer) -> list[tuple[object, ...]]:
 
 
 def test_events_are_logged_without_secrets(logged: sv.ShareServer) -> None:
-    """Enrollment, guesses, authorization and wrong PINs are logged; no PAN, PIN or holder."""
+    """Enrollment, guesses, authorization, the re-split's commit and wrong PINs are
+    logged; no PAN, PIN or holder."""
     events = [r[2] for r in _rows(logged)]
-    assert events == ["enrolled", "guess_used", "authorized", "guess_used", "wrong_pin"]
+    assert events == ["enrolled", "guess_used", "authorized", "shares_committed",
+                      "guess_used", "wrong_pin"]
     text = json.dumps([r[:5] for r in _rows(logged)])
     for secret in (PAN_DIGITS, PIN, HOLDER, "1111"):
         assert secret not in text
-    assert logged.verify_audit().entries == 5
+    assert logged.verify_audit().entries == 6
 
 
 @pytest.mark.security

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .._authorization import Authorization
 from .._protocol import (
+    AuthorizeReply,
     AuthorizeRequest,
     CardStatusReply,
     CardStatusRequest,
@@ -79,8 +79,8 @@ class Recorder:
         reply: EvaluateReply = self._pass("evaluate", request)
         return reply
 
-    def authorize(self, request: AuthorizeRequest) -> Authorization:
-        reply: Authorization = self._pass("authorize", request)
+    def authorize(self, request: AuthorizeRequest) -> AuthorizeReply:
+        reply: AuthorizeReply = self._pass("authorize", request)
         return reply
 
     def change_pin_begin(self, request: ChangePinBegin) -> EvaluateReply:

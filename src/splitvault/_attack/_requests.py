@@ -11,8 +11,9 @@ import time
 
 from .._protocol import DeleteRequest, EvaluateRequest
 from ..crypto.signing import sign
+from ..hazmat import DeviceCard
 
-__all__ = ["millis", "signed_delete", "signed_evaluate"]
+__all__ = ["millis", "presented_version", "signed_delete", "signed_evaluate"]
 
 
 def millis(now: float | None = None) -> int:
@@ -21,13 +22,21 @@ def millis(now: float | None = None) -> int:
 
 
 def signed_evaluate(card_id: str, seed: bytes | bytearray, blinded: bytes, *,
-                    nonce: bytes | None = None, timestamp: int | None = None
-                    ) -> EvaluateRequest:
+                    nonce: bytes | None = None, timestamp: int | None = None,
+                    share_version: int = 0) -> EvaluateRequest:
     """An evaluate request signed with ``seed`` over a fresh nonce and the current time
-    (or the ``nonce`` and ``timestamp`` given)."""
+    (or the ``nonce`` and ``timestamp`` given), presenting ``share_version``: a stolen
+    device's own (:func:`presented_version`) to pass as the device."""
     request = EvaluateRequest(card_id, secrets.token_bytes(16) if nonce is None else nonce,
-                              millis() if timestamp is None else timestamp, blinded, b"")
+                              millis() if timestamp is None else timestamp, blinded, b"",
+                              share_version)
     return dataclasses.replace(request, signature=sign(seed, request.signed_bytes()))
+
+
+def presented_version(card: DeviceCard) -> int:
+    """The share version a device holding ``card`` presents: its staged re-split, if it
+    has one (the server then commits it), else its current share's."""
+    return card.share_version + (card.next_share is not None)
 
 
 def signed_delete(card_id: str, seed: bytes | bytearray) -> DeleteRequest:

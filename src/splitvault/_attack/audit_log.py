@@ -53,7 +53,8 @@ TAMPERING = {
 
 
 def _logged(lab: Lab) -> ShareServer:
-    """A server whose log has five entries: enrolled, guess, authorized, guess, wrong PIN."""
+    """A server whose log has six entries: enrolled, guess, authorized, shares committed
+    (the next request shows the server the device's re-split half), guess, wrong PIN."""
     if lab.server is None:
         raise RuntimeError("needs the in-process server")
     victim = lab.device()
@@ -93,7 +94,7 @@ def edit_delete_reorder(lab: Lab, attack_name: str) -> AttackResult:
             changed = inspector.tamper(TAMPERING[attack_name])
             ok, got = refused(server.verify_audit, _errors.TamperedData)
         ok = ok and changed > 0
-        control = server.verify_audit() == before and before.entries == 5
+        control = server.verify_audit() == before and before.entries == 6
         return AttackResult(name, HAD, f"verify_audit: {got}", ok and control,
                             "" if control else "control failed: the untouched log")
 

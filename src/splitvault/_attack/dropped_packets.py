@@ -55,7 +55,7 @@ from ._harness import (
     sample_card,
     skipped,
 )
-from ._requests import signed_evaluate
+from ._requests import presented_version, signed_evaluate
 from .device_theft import GUESSES, _derive
 
 __all__ = [
@@ -221,7 +221,8 @@ def unproven_evaluations_test_nothing(lab: Lab) -> AttackResult:
         keys = {}
         for digits in candidates:
             with Pin.from_digits(digits) as pin, BlindedPin(card_id, pin) as blinded:
-                request = signed_evaluate(card_id, stolen.sign_seed, blinded.blinded)
+                request = signed_evaluate(card_id, stolen.sign_seed, blinded.blinded,
+                                          share_version=presented_version(stolen))
                 reply: EvaluateReply = thief.wire.evaluate(request)
                 keys[digits] = _derive(stolen, blinded.finalize(reply.evaluated))
         values = _byte_values(owner.wire.sent + owner.wire.replies)
@@ -303,9 +304,10 @@ def locked_card_reenrolls(lab: Lab) -> AttackResult:
         paid = pay(owner, card_id, NEW_PIN, key="back").approved
         old_ok, old_got = _refused(lambda: pay(owner, card_id, PIN, key="old-pin"),
                                    _errors.WrongPin)
+        # (DeviceCloned: the copy's share version is below the re-enrollment's floor.)
         copy_ok, copy_got = _refused(lambda: pay(before, card_id, NEW_PIN, key="copy"),
                                      _errors.WrongPin, _errors.TamperedData,
-                                     _errors.CardLocked)
+                                     _errors.CardLocked, _errors.DeviceCloned)
         passed = paid and old_ok and copy_ok
         return AttackResult(
             name, HAD,

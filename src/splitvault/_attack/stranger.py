@@ -109,7 +109,8 @@ def pay_without_evaluation(lab: Lab) -> AttackResult:
         wire = lab.device("stranger").wire
         request = AuthorizeRequest(card_id, secrets.token_hex(16), 1_000_000, "KRW",
                                    "Attacker Ltd", "steal-1", secrets.token_bytes(200),
-                                   secrets.token_bytes(SEALED_SIG_LEN))
+                                   secrets.token_bytes(SEALED_SIG_LEN),
+                                   secrets.token_bytes(32))
         ok, got = refused(lambda: wire.authorize(request), _errors.InvalidChallenge)
         calls = lab.acquirer_calls()
         used = guesses_used(lab, owner, card_id)
@@ -145,7 +146,7 @@ def enumerate_cards(lab: Lab) -> AttackResult:
                                                             stale, bytes(64)))),
                 _message(partial(wire.authorize, AuthorizeRequest(
                     card_id, made_up, 100, "KRW", "Shop", "probe", bytes(100),
-                    bytes(SEALED_SIG_LEN)))),
+                    bytes(SEALED_SIG_LEN), bytes(32)))),
             ]
 
         seen, unseen = probes(real), probes(ghost)

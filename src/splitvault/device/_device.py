@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from .._errors import (
     InvalidPhrase,
     InvalidPin,
     RateLimited,
+    ServerRolledBack,
     ServerUnavailable,
     UnknownCard,
 )
@@ -30,6 +32,7 @@ from .._payment import Payment, validate_payment
 from .._pin import Pin, check_new_pin
 from .._profiles import KdfProfile, PinPolicy
 from .._protocol import (
+    AuthorizeReply,
     AuthorizeRequest,
     CardStatusRequest,
     ChangePinBegin,
@@ -46,10 +49,13 @@ from .._protocol import (
     card_record_aad,
     proof_aad,
 )
+from .._resplit import open_refresh
+from ..crypto import envelope
 from ..crypto.envelope import seal_envelope
+from ..crypto.errors import AuthenticationFailed
 from ..crypto.memory import wipe
 from ..crypto.sealing import seal
-from ..crypto.shares import KEY_LEN, split
+from ..crypto.shares import KEY_LEN, combine, split
 from ..crypto.signing import public_key, sign
 from ._history import PaymentRecord, recorded
 from ._pinkey import BlindedPin, derive_pin_seed
@@ -59,6 +65,8 @@ __all__ = ["Device"]
 
 #: Longest security phrase: it must fit on the keypad beside the PIN display.
 MAX_PHRASE = 40
+_CARD_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
 RESENDS = 1
 """Times a lost authorization reply is answered by sending the same request again:
 once rides out a dropped packet; the server answers each copy alike."""
@@ -190,41 +198,91 @@ class Device:
         """
         payment = validate_payment(amount, currency, merchant, idempotency_key)
         _check_pin(pin)
-        card = self._store.get(card_id)
-        # One evaluation per call, never more: the device does not spend a guess on its
-        # own. If the evaluation's reply is lost, ServerUnavailable reaches the caller,
-        # who may ask the user to try again. If the authorization's reply is lost, the
-        # *same* request is sent again: its challenge is consumed by then, and the
-        # server answers an identical, verifying proof with the result it recorded
-        # (or, if the first copy never arrived, settles it now).
-        request = self._authorize_request(card, pin, payment)
-        for attempt in range(RESENDS + 1):
-            try:
-                return self._server.authorize(request)
-            except RateLimited:
-                raise
-            except ServerUnavailable:
-                if attempt == RESENDS:
+        card_id = self._store.get(card_id).card_id
+        with self._card_lock(card_id):
+            card = self._store.get(card_id)
+            # One evaluation per call, never more: the device does not spend a guess on
+            # its own. If the evaluation's reply is lost, ServerUnavailable reaches the
+            # caller, who may ask the user to try again. If the authorization's reply
+            # is lost, the *same* request is sent again: its challenge is consumed by
+            # then, and the server answers an identical, verifying proof with the
+            # result it recorded (or, if the first copy never arrived, settles it now),
+            # and with the re-split of an approval again.
+            request, card = self._authorize_request(card, pin, payment)
+            for attempt in range(RESENDS + 1):
+                try:
+                    reply = self._server.authorize(request)
+                except RateLimited:
                     raise
+                except ServerUnavailable:
+                    if attempt == RESENDS:
+                        raise
+                    continue
+                # Staging R drops the refresh key with it. Without R (a decline) no
+                # re-split waits for this key, so it may stay until the next payment
+                # replaces it: that saves the device a write per payment.
+                self._take_refresh(card, reply)
+                return reply.authorization
         raise ServerUnavailable("no answer from the share server")  # not reached
 
     def _authorize_request(self, card: DeviceCard, pin: Pin,
-                           payment: Payment) -> AuthorizeRequest:
-        challenge, pin_seed = self._prove_pin(card, pin)
+                           payment: Payment) -> tuple[AuthorizeRequest, DeviceCard]:
+        # A fresh key for this payment's re-split, kept on disk before the request (a
+        # crash after the server sealed R to it must not lose it): in the write that
+        # promotes the last re-split, if this evaluation confirmed one, else its own.
+        # The evaluation presented the previous key, so any re-split waiting for that
+        # is taken by now.
+        secret = secrets.token_bytes(32)
+        challenge, pin_seed, card = self._prove_pin(card, pin, next_secret=secret)
         try:
+            if card.refresh_secret != secret:
+                self._store.begin_refresh(card.card_id, secret)
             request = AuthorizeRequest(
                 card.card_id, challenge.challenge_id, payment.amount, payment.currency,
                 payment.merchant, payment.idempotency_key,
                 seal_envelope(card.server_key, card.device_share + card.sealed_record,
                               AuthorizeRequest.envelope_aad(card.card_id,
                                                             challenge.challenge_id)),
-                b"",
+                b"", envelope.public_key(secret),
             )
             signature = sign(pin_seed, request.signed_bytes(challenge.nonce))
         finally:
             wipe(pin_seed)
         return dataclasses.replace(request, pin_signature=_sealed(
-            card.server_key, signature, "authorize", card.card_id))
+            card.server_key, signature, "authorize", card.card_id)), dataclasses.replace(
+                card, refresh_secret=secret)
+
+    def _card_lock(self, card_id: str) -> threading.Lock:
+        """One payment or PIN proof at a time per card and device store, across every
+        ``Device`` of this process: the shares are re-split after each approval, and
+        a request racing another would present a share that one is retiring (the
+        server would take it for a copy of the device). One process per store."""
+        where = (str(self._store.path.resolve()), card_id)
+        with _LOCKS_GUARD:
+            return _CARD_LOCKS.setdefault(where, threading.Lock())
+
+    def _take_refresh(self, card: DeviceCard, reply: AuthorizeReply | EvaluateReply) -> None:
+        """Stage the re-split a reply brings (R sealed to this card's refresh key) as
+        version ``reply.share_version + 1`` beside the current share, which stays
+        until the server confirms it holds the new version too (the next request's
+        reply). One that does not open is left: the server offers it again."""
+        if reply.refresh is None or card.refresh_secret is None:
+            return
+        if card.share_version != reply.share_version or card.next_share is not None:
+            return  # not for the share this device holds, or already taken
+        try:
+            r = open_refresh(card.refresh_secret, reply.refresh, card.card_id,
+                             reply.share_version + 1)
+        except AuthenticationFailed:
+            return
+        share = bytearray(card.device_share)
+        nxt = bytearray()
+        try:
+            nxt = combine(share, r)
+            self._store.stage_share(card.card_id, card.share_version, bytes(nxt),
+                                    self._clock())
+        finally:
+            wipe(r, share, nxt)
 
     def check_new_pin(self, pin: Pin) -> None:
         """Raise ``InvalidPin`` or ``WeakPin`` unless ``pin`` may be chosen as a new PIN
@@ -259,9 +317,12 @@ class Device:
         _check_pin(old_pin)
         _check_pin(new_pin)
         check_new_pin(new_pin, self.pin_policy)
-        card = self._store.get(card_id)
+        with self._card_lock(self._store.get(card_id).card_id):
+            self._change_pin(self._store.get(card_id), old_pin, new_pin)
+
+    def _change_pin(self, card: DeviceCard, old_pin: Pin, new_pin: Pin) -> None:
         profile = KdfProfile.from_parameters(*card.kdf)
-        challenge, old_seed = self._prove_pin(card, old_pin)
+        challenge, old_seed, card = self._prove_pin(card, old_pin)
         new_seed = bytearray()
         try:
             with BlindedPin(card.card_id, new_pin) as blinded:
@@ -334,10 +395,11 @@ class Device:
                 pin_signature=_sealed(old.server_key, sign(pin_seed, signed), "reenroll-pin",
                                       card_id))
             self._server.reenroll_finish(finish)
+            # At the version the server's new share has: above every copy's.
             self._store.replace(DeviceCard(
                 card_id, card.brand, card.last4, card.expiry, sealed, bytes(device_share),
                 old.sign_seed, bytes(device_secret), salt, self.kdf.value, old.server_key,
-                old.security_phrase))
+                old.security_phrase, share_version=reply.share_version))
         finally:
             for buf in (data_key, record, device_share, server_share, device_secret,
                         pin_seed):
@@ -353,7 +415,8 @@ class Device:
         request = dataclasses.replace(request,
                                       signature=_device_sign(card, request.signed_bytes()))
         reply = self._server.card_status(request)
-        return CardState(reply.guesses_used, reply.guess_limit, reply.locked)
+        return CardState(reply.guesses_used, reply.guess_limit, reply.locked, reply.cloned,
+                         reply.share_version)
 
     def delete(self, card_id: str) -> None:
         """Destroy both shares: the server's first, then this device's. Gone for good."""
@@ -395,21 +458,65 @@ class Device:
     def _millis(self) -> int:
         return int(self._clock() * 1000)
 
-    def _prove_pin(self, card: DeviceCard, pin: Pin) -> tuple[EvaluateReply, bytearray]:
+    def _prove_pin(self, card: DeviceCard, pin: Pin, *, next_secret: bytes | None = None
+                   ) -> tuple[EvaluateReply, bytearray, DeviceCard]:
         """Run one OPRF evaluation (one counted guess); return the reply, which carries
-        the proof's challenge, and the PIN key seed for it. The seed is right only if
-        the PIN is. The request is single-use by its fresh nonce and time, so this is
-        one round trip."""
-        with BlindedPin(card.card_id, pin) as blinded:
-            request = EvaluateRequest(card.card_id, secrets.token_bytes(16), self._millis(),
-                                      blinded.blinded, b"")
-            request = dataclasses.replace(
-                request, signature=_device_sign(card, request.signed_bytes()))
-            reply = self._server.evaluate(request)
-            pin_seed = derive_pin_seed(blinded.finalize(reply.evaluated), salt=card.salt,
-                                       device_secret=card.device_secret, card_id=card.card_id,
-                                       profile=KdfProfile.from_parameters(*card.kdf))
-        return reply, pin_seed
+        the proof's challenge, the PIN key seed for it, and the card as it stands
+        after the reply (a staged re-split promoted or rolled back, one taken). The
+        seed is right only if the PIN is. The request is single-use by its fresh nonce
+        and time, so this is one round trip.
+
+        The request presents the version of the share this device will use, signed:
+        a staged share (version + 1) once the server confirms it commits it; a server
+        that never made it (restored from a backup) is answered by going back to the
+        current share, which it still has (``ServerRolledBack`` spends nothing)."""
+        for _ in range(2):
+            staged = card.next_share is not None
+            presented = card.share_version + (1 if staged else 0)
+            refresh_key = (b"" if card.refresh_secret is None
+                           else envelope.public_key(card.refresh_secret))
+            with BlindedPin(card.card_id, pin) as blinded:
+                request = EvaluateRequest(card.card_id, secrets.token_bytes(16),
+                                          self._millis(), blinded.blinded, b"", presented,
+                                          refresh_key)
+                request = dataclasses.replace(
+                    request, signature=_device_sign(card, request.signed_bytes()))
+                try:
+                    reply = self._server.evaluate(request)
+                except ServerRolledBack:
+                    if staged and self._store.drop_staged(card.card_id, card.share_version):
+                        card = self._store.get(card.card_id)
+                        continue
+                    raise
+                pin_seed = derive_pin_seed(blinded.finalize(reply.evaluated), salt=card.salt,
+                                           device_secret=card.device_secret,
+                                           card_id=card.card_id,
+                                           profile=KdfProfile.from_parameters(*card.kdf))
+            try:
+                return reply, pin_seed, self._after_evaluate(card, presented, reply,
+                                                             next_secret)
+            except BaseException:
+                wipe(pin_seed)
+                raise
+        raise ServerRolledBack()  # not reached: the second pass has nothing staged
+
+    def _after_evaluate(self, card: DeviceCard, presented: int, reply: EvaluateReply,
+                        next_secret: bytes | None) -> DeviceCard:
+        """Bring this device's share to the version the server's challenge is at (and
+        keep ``next_secret`` as the refresh key, if a promotion writes anyway)."""
+        if card.next_share is not None and reply.share_version == presented:
+            # The server holds version + 1 now: the old share can go.
+            self._store.promote_share(card.card_id, presented, next_secret)
+            card = self._store.get(card.card_id)
+        elif reply.refresh is not None:
+            # Our reply with R was lost: here it is again. This payment still uses
+            # the current share (the server has both until we show the new one).
+            self._take_refresh(card, reply)
+            card = self._store.get(card.card_id)
+        if card.share_version != reply.share_version:
+            raise ServerUnavailable("the share server answered for another version of this "
+                                    "card's shares")
+        return card
 
 
 def _sealed(server_key: bytes, value: bytes, kind: str, card_id: str) -> bytes:

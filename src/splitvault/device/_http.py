@@ -43,11 +43,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .._authorization import Authorization
 from .._errors import (
     AcquirerUnavailable,
     CardLocked,
     ConfigurationError,
+    DeviceCloned,
     IdempotencyConflict,
     InvalidCard,
     InvalidChallenge,
@@ -57,6 +57,7 @@ from .._errors import (
     MalformedRequest,
     PaymentInDoubt,
     RateLimited,
+    ServerRolledBack,
     ServerUnavailable,
     TamperedData,
     UnknownCard,
@@ -66,6 +67,7 @@ from .._errors import (
 )
 from .._http_api import ROUTES, Route
 from .._protocol import (
+    AuthorizeReply,
     AuthorizeRequest,
     CardStatusReply,
     CardStatusRequest,
@@ -112,6 +114,8 @@ _ROUTES = {route.method: route for route in ROUTES}
 
 _FIXED: dict[str, type[VaultError]] = {
     "card_locked": CardLocked,
+    "device_cloned": DeviceCloned,
+    "server_rolled_back": ServerRolledBack,
     "unknown_card": UnknownCard,
     "idempotency_conflict": IdempotencyConflict,
     "tampered_data": TamperedData,
@@ -263,8 +267,8 @@ class HttpShareService:
     def evaluate(self, request: EvaluateRequest) -> EvaluateReply:
         return cast(EvaluateReply, self._call("evaluate", request))
 
-    def authorize(self, request: AuthorizeRequest) -> Authorization:
-        return cast(Authorization, self._call("authorize", request))
+    def authorize(self, request: AuthorizeRequest) -> AuthorizeReply:
+        return cast(AuthorizeReply, self._call("authorize", request))
 
     def change_pin_begin(self, request: ChangePinBegin) -> EvaluateReply:
         return cast(EvaluateReply, self._call("change_pin_begin", request))

@@ -44,9 +44,22 @@ CREATE TABLE IF NOT EXISTS cards (
     kdf_p INTEGER NOT NULL,
     server_key BLOB NOT NULL,
     security_phrase TEXT,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    share_version INTEGER NOT NULL DEFAULT 0,
+    next_share BLOB,
+    refresh_secret BLOB,
+    refreshed_at REAL
 ) STRICT;
 """
+
+# The re-split after every payment (``Device.authorize``): ``device_share`` is version
+# ``share_version``; ``next_share`` is version + 1, taken from the server's R and kept
+# beside the old one until the server confirms it holds its half of the same version
+# (then it replaces it); ``refresh_secret`` is the X25519 key R is sealed to, kept
+# from before the request that may bring R until the re-split is done. Added to a
+# store made before them by _upgrade().
+_SHARE_COLUMNS = (("share_version", "INTEGER NOT NULL DEFAULT 0"), ("next_share", "BLOB"),
+                  ("refresh_secret", "BLOB"), ("refreshed_at", "REAL"))
 
 
 @dataclass(frozen=True)
@@ -63,11 +76,16 @@ class DeviceCard:
     kdf: tuple[int, int, int]
     server_key: bytes
     security_phrase: str | None = field(repr=False)
+    share_version: int = 0
+    next_share: bytes | None = field(default=None, repr=False)
+    refresh_secret: bytes | None = field(default=None, repr=False)
+    refreshed_at: float | None = None
 
 
 _WHAT = "device store"
 _COLUMNS = ("card_id, brand, last4, expiry, sealed_record, device_share, sign_seed, "
-            "device_secret, salt, kdf_t, kdf_m, kdf_p, server_key, security_phrase")
+            "device_secret, salt, kdf_t, kdf_m, kdf_p, server_key, security_phrase, "
+            "share_version, next_share, refresh_secret, refreshed_at")
 
 
 class DeviceStore:
@@ -82,6 +100,7 @@ class DeviceStore:
                            "busy_timeout = 30000"):
                 self._conn.execute(f"PRAGMA {pragma}")
             self._conn.executescript(_SCHEMA + HISTORY_SCHEMA)
+            self._upgrade()
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(f"cannot open device store {path}: {exc}") from None
         try:
@@ -89,6 +108,13 @@ class DeviceStore:
         except ConfigurationError:
             self._conn.close()
             raise
+
+    def _upgrade(self) -> None:
+        """Add the re-split's columns to a store made before them (0.2 and earlier)."""
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(cards)")}
+        for name, kind in _SHARE_COLUMNS:
+            if name not in have:
+                self._conn.execute(f"ALTER TABLE cards ADD COLUMN {name} {kind}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -105,10 +131,11 @@ class DeviceStore:
         with self._write() as conn:
             conn.execute(
                 f"INSERT INTO cards ({_COLUMNS}, state, created_at) "  # noqa: S608 (fixed column list)  # nosec B608
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                 (card.card_id, card.brand, card.last4, card.expiry, card.sealed_record,
                  card.device_share, card.sign_seed, card.device_secret, card.salt, *card.kdf,
-                 card.server_key, card.security_phrase, now),
+                 card.server_key, card.security_phrase, card.share_version, card.next_share,
+                 card.refresh_secret, card.refreshed_at, now),
             )
 
     def activate(self, card_id: str) -> None:
@@ -116,17 +143,69 @@ class DeviceStore:
             conn.execute("UPDATE cards SET state = 'active' WHERE card_id = ?", (card_id,))
 
     def replace(self, card: DeviceCard) -> None:
-        """Store a re-enrolled card over the old one (same id, same device key)."""
+        """Store a re-enrolled card over the old one (same id, same device key), at
+        its new share version, with no re-split left over."""
         with self._write() as conn:
             conn.execute(
                 "UPDATE cards SET brand = ?, last4 = ?, expiry = ?, sealed_record = ?, "
                 "device_share = ?, device_secret = ?, salt = ?, kdf_t = ?, kdf_m = ?, "
-                "kdf_p = ? WHERE card_id = ? AND state = 'active'",
+                "kdf_p = ?, share_version = ?, next_share = NULL, refresh_secret = ?, "
+                "refreshed_at = NULL WHERE card_id = ? AND state = 'active'",
                 (card.brand, card.last4, card.expiry, card.sealed_record, card.device_share,
-                 card.device_secret, card.salt, *card.kdf, card.card_id))
+                 card.device_secret, card.salt, *card.kdf, card.share_version,
+                 card.refresh_secret, card.card_id))
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
         # secure_delete zeroed the old share's pages; move them out of the WAL as well.
         with self._lock:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- the re-split (Device.authorize) ----------------------------------------------
+
+    def begin_refresh(self, card_id: str, secret: bytes) -> None:
+        """Keep ``secret``, the key this payment's re-split will be sealed to, before
+        the request that may bring it: a crash after the server sealed R to it must
+        not lose what opens it. Drawn fresh for each payment (and dropped when R is
+        staged), so a copy of the device taken before the payment never has the key
+        that payment's R is sealed to."""
+        with self._write() as conn:
+            if conn.execute("UPDATE cards SET refresh_secret = ? WHERE card_id = ?",
+                            (secret, card_id)).rowcount != 1:
+                raise UnknownCard()
+
+    def stage_share(self, card_id: str, version: int, next_share: bytes, now: float) -> bool:
+        """Keep ``next_share`` as version ``version + 1`` beside version ``version``
+        (compare-and-set: only if the card is at ``version`` with none staged), and
+        drop the key R came sealed to."""
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE cards SET next_share = ?, refreshed_at = ?, refresh_secret = NULL "
+                "WHERE card_id = ? AND share_version = ? AND next_share IS NULL",
+                (next_share, now, card_id, version)).rowcount == 1
+
+    def promote_share(self, card_id: str, version: int,
+                      refresh_secret: bytes | None = None) -> bool:
+        """The server holds version ``version`` now: the staged share replaces the old
+        one, whose bytes are then scrubbed from the file; ``refresh_secret``, if given,
+        becomes the refresh key in the same write (:meth:`begin_refresh`)."""
+        with self._write() as conn:
+            done = conn.execute(
+                "UPDATE cards SET device_share = next_share, next_share = NULL, "
+                "share_version = ?, refresh_secret = coalesce(?, refresh_secret) "
+                "WHERE card_id = ? AND share_version = ? AND next_share IS NOT NULL",
+                (version, refresh_secret, card_id, version - 1)).rowcount == 1
+        if done:
+            self._checkpoint()
+        return done
+
+    def drop_staged(self, card_id: str, version: int) -> bool:
+        """The server never made version ``version + 1`` (it lost its half: a restore):
+        forget the staged share and go on with version ``version``."""
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE cards SET next_share = NULL WHERE card_id = ? AND share_version = ? "
+                "AND next_share IS NOT NULL", (card_id, version)).rowcount == 1
 
     def remove(self, card_id: str) -> None:
         with self._write() as conn:
@@ -157,11 +236,14 @@ class DeviceStore:
                 "ORDER BY created_at, card_id").fetchall()
         return [_card(row) for row in rows]
 
-    def active(self) -> list[tuple[str, str, str, str]]:
+    def active(self) -> list[tuple[str, str, str, str, int, float | None]]:
+        """Each card's id, brand, last 4 digits, expiry, and the version of its share
+        (the staged one counts once taken) with when it was last re-split."""
         with self._lock:
             return self._conn.execute(
-                "SELECT card_id, brand, last4, expiry FROM cards WHERE state = 'active' "
-                "ORDER BY created_at, card_id"
+                "SELECT card_id, brand, last4, expiry, "
+                "share_version + (next_share IS NOT NULL), refreshed_at FROM cards "
+                "WHERE state = 'active' ORDER BY created_at, card_id"
             ).fetchall()
 
     def record_payment(self, record: PaymentRecord) -> None:
@@ -195,4 +277,6 @@ def _card(row: Any) -> DeviceCard:
         card_id=row[0], brand=row[1], last4=row[2], expiry=row[3], sealed_record=row[4],
         device_share=row[5], sign_seed=row[6], device_secret=row[7], salt=row[8],
         kdf=(row[9], row[10], row[11]), server_key=row[12], security_phrase=row[13],
+        share_version=row[14], next_share=row[15], refresh_secret=row[16],
+        refreshed_at=row[17],
     )

@@ -33,6 +33,8 @@ EVENTS = frozenset(
         "key_rotated", "pin_changed", "wrong_pin", "key_added", "key_retired",
         "reenrolled", "enrollment_cancelled",
         "reconciled", "reversed", "risk_declined",
+        # the re-split of the shares (_refresh.py)
+        "shares_committed", "clone_detected", "stale_copy_refused", "share_version_ahead",
     }
 )
 _D_AUDIT = b"splitvault/v1/audit"

@@ -38,6 +38,7 @@ from ._envelopes import open_proof, open_to_server
 from ._guesses import check_fresh, evaluate_blinded
 from ._keyring import Keyring
 from ._keys import ServerKeys
+from ._refresh import REENROLL_STEP
 from ._signatures import check_device_signature, check_pending_signature, check_signature
 from ._store import AuditEvent, ChallengeRecord, Store
 
@@ -123,8 +124,8 @@ class Enrollment:
         blinded = check_bytes(request.blinded, "blinded element", 32)
         now = self._clock()
         nonce, nonce_expires = check_fresh(request.nonce, request.timestamp, now)
-        check_device_signature(self._store.card(card_id), request.signed_bytes(),
-                               request.signature)
+        card = check_device_signature(self._store.card(card_id), request.signed_bytes(),
+                                      request.signature)
         key = oprf.generate_key()
         challenge_id = secrets.token_hex(16)
         try:
@@ -133,14 +134,18 @@ class Enrollment:
         finally:
             wipe(key)
         challenge = ChallengeRecord(challenge_id, card_id, secrets.token_bytes(32), "reenroll",
-                                    now + self._profile.challenge_ttl, wrapped)
+                                    now + self._profile.challenge_ttl, wrapped,
+                                    card.share_version)
         outcome = self._store.begin_reenrollment(card_id, nonce, nonce_expires, challenge, now)
         if outcome == "replayed":
             raise InvalidChallenge("request already used (replayed nonce)")
         if outcome == "unknown":
             raise UnknownCard()
+        # The version the new shares will have (``Store.finish_reenrollment``): every
+        # copy of the device is below it, and so cut off.
         return EvaluateReply(evaluated, self._profile.guess_limit, challenge_id,
-                             challenge.nonce, challenge.expires_at)
+                             challenge.nonce, challenge.expires_at,
+                             card.share_version + REENROLL_STEP)
 
     def reenroll_finish(self, request: ReenrollFinish) -> None:
         card_id = check_id(request.card_id, "card id")

@@ -28,8 +28,10 @@ from collections.abc import Callable
 
 from .._errors import (
     CardLocked,
+    DeviceCloned,
     InvalidChallenge,
     MalformedRequest,
+    ServerRolledBack,
     UnknownCard,
     WrongPin,
 )
@@ -43,6 +45,7 @@ from ._checks import check_bytes, check_id
 from ._envelopes import open_proof
 from ._keyring import Keyring
 from ._keys import ServerKeys
+from ._refresh import resealed
 from ._signatures import check_device_signature
 from ._store import CardRecord, ChallengeRecord, LedgerStart, ProofOutcome, RiskCheck, Store
 
@@ -84,10 +87,19 @@ class Guesses:
     def evaluate(self, request: EvaluateRequest) -> EvaluateReply:
         card_id = check_id(request.card_id, "card id")
         blinded = check_bytes(request.blinded, "blinded element", 32)
+        version = request.share_version
+        if isinstance(version, bool) or not isinstance(version, int) or not (
+                0 <= version < 2**53):
+            raise MalformedRequest("malformed share version")
+        refresh_key = request.refresh_key
+        if not isinstance(refresh_key, bytes) or len(refresh_key) not in (0, 32):
+            raise MalformedRequest("malformed refresh key")
         now = self._clock()
         nonce, nonce_expires = check_fresh(request.nonce, request.timestamp, now)
         card = check_device_signature(self._store.card(card_id), request.signed_bytes(),
                                       request.signature)
+        if card.cloned:
+            raise DeviceCloned()
         if card.locked:
             raise CardLocked()
         key = self._keyring.unwrap("oprf-key", card_id, card.oprf_key)
@@ -98,18 +110,32 @@ class Guesses:
         limit = self._profile.guess_limit
         challenge = ChallengeRecord(secrets.token_hex(16), card_id, secrets.token_bytes(32),
                                     "evaluated", now + self._profile.challenge_ttl)
-        spend = self._store.spend_guess(card_id, nonce, nonce_expires, challenge, limit, now)
+        # The share version is judged in the same transaction that spends the
+        # evaluation, before the evaluation leaves: a copy of the device is refused
+        # without learning anything about a PIN (``_refresh.py``).
+        spend = self._store.spend_guess(card_id, nonce, nonce_expires, challenge, limit, now,
+                                        share_version=version, refresh_key=refresh_key)
         if spend.outcome == "replayed":
             raise InvalidChallenge("request already used (replayed nonce)")
         if spend.outcome == "unknown":
             raise UnknownCard()
         if spend.outcome == "locked":
             raise CardLocked()
+        if spend.outcome in ("cloned", "cut_off"):
+            raise DeviceCloned()
+        if spend.outcome == "ahead":
+            raise ServerRolledBack()
         if spend.outcome == "busy":
             raise InvalidChallenge(
                 "too many unanswered PIN checks for this card; try again in a few minutes")
+        refresh = None
+        if spend.share is not None and spend.share_next is not None:
+            # The owner, whose reply with R was lost: R again, sealed afresh.
+            refresh = resealed(self._keyring, card_id, spend.share, spend.share_next,
+                               refresh_key, spend.share_version)
         return EvaluateReply(evaluated, max(limit - spend.guesses_used - 1, 0),
-                             challenge.challenge_id, challenge.nonce, challenge.expires_at)
+                             challenge.challenge_id, challenge.nonce, challenge.expires_at,
+                             spend.share_version, refresh)
 
     def proof_card(self, card_id: str, challenge_id: object, state: str = "evaluated", *,
                    resent: bool = False) -> tuple[CardRecord, ChallengeRecord]:

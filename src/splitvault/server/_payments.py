@@ -20,10 +20,16 @@
 6. A payment in doubt is settled by reconciliation (``_reconcile.py``); one settled as
    ``reversed`` or ``failed`` took no money, and the next retry charges it once, under
    a new attempt and so a new payment reference (``Store.restart_payment``).
+7. An approval re-splits the shares (``_refresh.py``): the next server share is drawn
+   while the current one is unwrapped in step 3, written (wrapped) in the transaction
+   of step 5 with the approval, and R goes back sealed to the request's refresh key.
+   Every reply carries the re-split still waiting for this device, if the request's
+   key is the one it was sealed to, so a retry of a lost reply gets it again.
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -41,7 +47,8 @@ from .._errors import (
 )
 from .._payment import Payment, validate_payment
 from .._profiles import ServerProfile
-from .._protocol import AuthorizeRequest, card_record_aad
+from .._protocol import AuthorizeReply, AuthorizeRequest, card_record_aad
+from .._resplit import seal_refresh
 from ..crypto.errors import AuthenticationFailed
 from ..crypto.memory import wipe
 from ..crypto.sealing import open_sealed
@@ -54,8 +61,17 @@ from ._keyring import REFRESH_SECONDS, Keyring
 from ._keys import ServerKeys
 from ._ledger import Ledger
 from ._outbox import Outbox
+from ._refresh import Resplit, new_share, resealed
 from ._risk_book import RiskBook
-from ._store import RETRYABLE, AuditEvent, LedgerEntry, LedgerStart, RiskCheck, Store
+from ._store import (
+    RETRYABLE,
+    AuditEvent,
+    LedgerEntry,
+    LedgerStart,
+    RiskCheck,
+    ShareStep,
+    Store,
+)
 
 __all__ = ["Payments"]
 
@@ -95,11 +111,12 @@ class Payments:
         self._risk = risk
         self._outbox = outbox
 
-    def authorize(self, request: AuthorizeRequest) -> Authorization:
+    def authorize(self, request: AuthorizeRequest) -> AuthorizeReply:
         card_id = check_id(request.card_id, "card id")
         payment = validate_payment(request.amount, request.currency, request.merchant,
                                    request.idempotency_key)
         envelope = check_bytes(request.envelope, "envelope")
+        refresh_key = check_bytes(request.refresh_key, "refresh key", 32)
         card, challenge = self._guesses.proof_card(card_id, request.challenge_id,
                                                    resent=True)
         verified = self._guesses.pin_verified(card, "authorize",
@@ -110,19 +127,32 @@ class Payments:
         params = ledger.params_digest(card_id, payment.idempotency_key, payment.amount,
                                       payment.currency, payment.merchant)
         if challenge.state == "used":
-            return self._resent(key, params, verified)
+            return self._reply(card_id, refresh_key, self._resent(key, params, verified))
+        if challenge.share_version != card.share_version:
+            # The shares were re-split and committed since this challenge was issued
+            # (another payment of this device, racing): the envelope holds a share of
+            # a version the server no longer has. The proof is settled (counted if
+            # wrong) and nothing is charged.
+            self._guesses.settle(card_id, challenge.challenge_id, verified)
+            raise InvalidChallenge("the card's shares were re-split during this payment; "
+                                   "pay again")
         entry = self._store.ledger_entry(key) if verified else None
         found: Card | None = None
+        resplit: Resplit | None = None
         tampered = False
         if verified and (entry is None or entry.state in RETRYABLE):
             # The PIN verified and there is something to charge: only now are the
             # shares recombined.
-            found = self._open_card(card_id, card.share, challenge.challenge_id, envelope)
+            opened = self._open_card(card_id, card.share, challenge.challenge_id, envelope)
+            if opened is not None:
+                found, resplit = opened
             tampered = found is None
         start = risk = None
-        if found is not None:
+        step = None
+        if found is not None and resplit is not None:
             start = self._start(card_id, found, payment, key, params, 0)
             risk = self._risk_check(card_id, card.device_key, found, payment, key)
+            step = ShareStep(card_id, card.share_version, resplit.wrapped_next, refresh_key)
         try:
             outcome = self._guesses.settle(card_id, challenge.challenge_id, verified,
                                            ledger=start, risk=risk)
@@ -131,7 +161,9 @@ class Payments:
                 # data is not.
                 raise TamperedData()
             if found is not None and start is not None and outcome.ledger == "new":
-                return self._charge(card_id, found, payment, start)
+                return self._reply(card_id, refresh_key,
+                                   self._charge(card_id, found, payment, start, step),
+                                   resplit)
             recorded = outcome.entry or entry
             if (found is not None and recorded is not None and recorded.state in RETRYABLE
                     and ledger.same_params(recorded, params)):
@@ -140,13 +172,35 @@ class Payments:
                 again = self._start(card_id, found, payment, key, params,
                                     recorded.attempt + 1)
                 if self._store.restart_payment(again, recorded.attempt, self._clock()):
-                    return self._charge(card_id, found, payment, again)
+                    return self._reply(card_id, refresh_key,
+                                       self._charge(card_id, found, payment, again, step),
+                                       resplit)
                 recorded = self._store.ledger_entry(key)
         finally:
             del found  # the acquirer's copy is the last; see threat_model.md
+            if resplit is not None:
+                resplit.wipe()
         if recorded is None:  # cannot happen: a good proof has a card or an entry
             raise TamperedData()
-        return self._recorded(key, params, recorded)
+        return self._reply(card_id, refresh_key, self._recorded(key, params, recorded))
+
+    def _reply(self, card_id: str, refresh_key: bytes, result: Authorization,
+               resplit: Resplit | None = None) -> AuthorizeReply:
+        """The result, with the re-split waiting for the device if ``refresh_key`` is
+        the key it was sealed to: this payment's own (R still in memory), or an
+        earlier one whose reply was lost (R recomputed from the two versions)."""
+        card = self._store.card(card_id)
+        if card is None:
+            return AuthorizeReply(result)
+        if (card.share_next is None or card.refresh_key is None
+                or not hmac.compare_digest(card.refresh_key, refresh_key)):
+            return AuthorizeReply(result, card.share_version)
+        if resplit is not None and card.share_next == resplit.wrapped_next:
+            sealed = seal_refresh(refresh_key, resplit.r, card_id, card.share_version + 1)
+        else:
+            sealed = resealed(self._keyring, card_id, card.share, card.share_next,
+                              refresh_key, card.share_version)
+        return AuthorizeReply(result, card.share_version, sealed)
 
     def _start(self, card_id: str, card: Card, payment: Payment, key: bytes, params: bytes,
                attempt: int) -> LedgerStart:
@@ -185,17 +239,20 @@ class Payments:
         return self._recorded(key, params, entry)
 
     def _charge(self, card_id: str, card: Card, payment: Payment,
-                start: LedgerStart) -> Authorization:
+                start: LedgerStart, step: ShareStep | None) -> Authorization:
         outcome = self._ask_acquirer(card, payment, start)
         approved = outcome.approved
         recorded = False
         try:
+            # An approval re-splits the shares in the same transaction (``step``):
+            # recorded together or not at all.
             recorded = self._store.finish_payment(
                 start.key, self._owner, "approved" if approved else "declined",
                 self._ledger.seal_result(start.key, outcome), self._clock(),
                 AuditEvent("authorized" if approved else "declined", card_id),
                 () if self._outbox is None else self._outbox.receipts(outcome,
-                                                                      start.reference))
+                                                                      start.reference),
+                step=step if approved else None)
         except Exception:
             recorded = False  # handled below, outside the except block
         if not recorded:
@@ -314,8 +371,9 @@ class Payments:
         return any(w.worker_id == owner for w in self._store.workers(since))
 
     def _open_card(self, card_id: str, wrapped_share: bytes, challenge_id: str,
-                   envelope: bytes) -> Card | None:
-        """The card, or None if the device's data does not open."""
+                   envelope: bytes) -> tuple[Card, Resplit] | None:
+        """The card and the re-split an approval will write (drawn while the server's
+        share is unwrapped anyway), or None if the device's data does not open."""
         buffers: list[bytearray] = []
         try:
             plain = open_to_server(self._keys, envelope,
@@ -330,7 +388,10 @@ class Payments:
             buffers += [device_share, data_key]
             record = open_sealed(data_key, bytes(plain[KEY_LEN:]), card_record_aad(card_id))
             buffers.append(record)
-            return Card._from_record(record)
+            card = Card._from_record(record)
+            fresh, r = new_share(server_share)
+            buffers.append(fresh)
+            return card, Resplit(self._keyring.wrap("share", card_id, fresh), r)
         except (AuthenticationFailed, TamperedData, ValueError):
             return None
         finally:

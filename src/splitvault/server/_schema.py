@@ -18,7 +18,8 @@ __all__ = ["SCHEMA_VERSION", "Dialect", "migrations", "schema"]
 SCHEMA_VERSION = 2
 """2: keyring, worker heartbeats, device nonces, ledger leases, references and
 attempts, settled ledger states (reversed, failed), the audit chain's head row, the
-fraud rules' per-card history, the outbox. 1 was
+fraud rules' per-card history, the outbox, the versioned shares of the re-split after
+every payment (``_refresh.py``). 1 was
 the single-process SQLite schema of 0.1.0."""
 
 
@@ -31,9 +32,13 @@ class Dialect:
     strict: str
 
     def fill(self, ddl: str) -> str:
-        return ddl.format(blob=self.blob, real=self.real, int=self.int, strict=self.strict,
-                          authorizations=_AUTHORIZATIONS.format(blob=self.blob, real=self.real,
-                                                                int=self.int))
+        types = {"blob": self.blob, "real": self.real, "int": self.int}
+        return ddl.format(strict=self.strict, **types,
+                          authorizations=_AUTHORIZATIONS.format(**types),
+                          share_columns=_SHARE_COLUMNS.format(**types),
+                          add_share_columns=";\n".join(
+                              f"ALTER TABLE cards ADD COLUMN {column.strip()}"
+                              for column in _SHARE_COLUMNS.format(**types).split(",\n")))
 
 
 # The ledger's columns, shared by the schema and the 1 -> 2 rebuild. ``result`` holds,
@@ -52,6 +57,20 @@ _AUTHORIZATIONS = """    key_digest {blob} PRIMARY KEY,
     lease_until {real} NOT NULL DEFAULT 0,
     reference TEXT NOT NULL DEFAULT '',
     attempt {int} NOT NULL DEFAULT 0"""
+
+
+# The card's versioned shares (``_refresh.py``), shared by the schema and the 1 -> 2
+# migration. ``share`` (above) is version ``share_version``; ``share_next``, wrapped
+# like it, is version + 1 while a re-split waits for the device to show it holds its
+# half (``refresh_key``: the device's X25519 key the re-split is sealed to). A request
+# below ``share_version`` is a copy of the device (``cloned``); below ``share_floor``
+# (the version a re-enrollment started) one that re-enrollment already cut off.
+_SHARE_COLUMNS = """    share_version {int} NOT NULL DEFAULT 0,
+    share_floor {int} NOT NULL DEFAULT 0,
+    share_next {blob},
+    refresh_key {blob},
+    refreshed_at {real},
+    cloned {int} NOT NULL DEFAULT 0"""
 
 
 _TABLES = """
@@ -89,7 +108,8 @@ CREATE TABLE IF NOT EXISTS cards (
     expires_at {real},
     unproven {int} NOT NULL DEFAULT 0,
     unproven_since {real} NOT NULL DEFAULT 0,
-    origin {blob}
+    origin {blob},
+{share_columns}
 ){strict};
 CREATE INDEX IF NOT EXISTS cards_pending_expiry ON cards (state, expires_at);
 -- origin: a keyed MAC of the address that began a pending enrollment (never the
@@ -101,7 +121,8 @@ CREATE TABLE IF NOT EXISTS challenges (
     state TEXT NOT NULL CHECK (state IN ('issued', 'evaluated', 'pin_change', 'reenroll',
                                          'used')),
     expires_at {real} NOT NULL,
-    new_oprf_key {blob}
+    new_oprf_key {blob},
+    share_version {int} NOT NULL DEFAULT 0
 ){strict};
 CREATE INDEX IF NOT EXISTS challenges_expiry ON challenges (expires_at);
 CREATE INDEX IF NOT EXISTS challenges_card ON challenges (card_id, state);
@@ -168,6 +189,7 @@ _V1_TO_V2 = """
 ALTER TABLE cards ADD COLUMN unproven INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE cards ADD COLUMN unproven_since REAL NOT NULL DEFAULT 0;
 ALTER TABLE cards ADD COLUMN origin BLOB;
+{add_share_columns};
 DROP TABLE IF EXISTS challenges;
 CREATE TABLE authorizations_v2 (
 {authorizations}

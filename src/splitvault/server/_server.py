@@ -22,12 +22,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from .._authorization import Authorization
 from .._card import Card
 from .._card_state import CardState
 from .._errors import ConfigurationError, UnknownCard
 from .._profiles import ServerProfile
 from .._protocol import (
+    AuthorizeReply,
     AuthorizeRequest,
     CardStatusReply,
     CardStatusRequest,
@@ -203,7 +203,7 @@ class ShareServer:
         self._maybe_refresh()
         return self._guesses.evaluate(request)
 
-    def authorize(self, request: AuthorizeRequest) -> Authorization:
+    def authorize(self, request: AuthorizeRequest) -> AuthorizeReply:
         self._maybe_refresh()
         return self._payments.authorize(request)
 
@@ -241,7 +241,8 @@ class ShareServer:
         card = self._store.card(check_id(card_id, "card id"))
         if card is None:
             raise UnknownCard()
-        return CardState(card.guesses_used, self.profile.guess_limit, card.locked)
+        return CardState(card.guesses_used, self.profile.guess_limit, card.locked,
+                         card.cloned, card.share_version)
 
     def ready(self) -> bool:
         """True if the database answers (for health checks)."""

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, Protocol, TypeVar, cast
 
 from .._errors import ConfigurationError
+from ._refresh import REENROLL_STEP, judge
 from ._schema import SCHEMA_VERSION, Dialect, migrations, schema
 from ._store import (
     SETTLED,
@@ -38,6 +39,7 @@ from ._store import (
     PendingCard,
     ProofOutcome,
     RiskCheck,
+    ShareStep,
     Spend,
     WorkerRecord,
     WrappedRef,
@@ -56,6 +58,7 @@ _WRAPPED: tuple[tuple[str, str, str, str], ...] = (
     ("server_keys", "name", "wrapped", "server-key"),
     ("cards", "card_id", "oprf_key", "oprf-key"),
     ("cards", "card_id", "share", "share"),
+    ("cards", "card_id", "share_next", "share"),  # the re-split waiting for the device
     ("challenges", "challenge_id", "new_oprf_key", "oprf-key"),
     ("authorizations", "key_digest", "result", "ledger"),
     ("card_risk", "row_key", "history", "risk"),
@@ -320,14 +323,17 @@ class SqlStore:
                     params.append(limit - len(out))
                 for key, blob in tx.all(sql, *params):
                     row = key.hex() if isinstance(key, bytes | memoryview) else str(key)
-                    out.append(WrappedRef(table, row, purpose, bytes(blob)))
+                    out.append(WrappedRef(table, row, purpose, bytes(blob), col))
                 if limit is not None and len(out) >= limit:
                     return
         self._db.read(go)
         return out
 
     def replace_wrapped(self, ref: WrappedRef, blob: bytes) -> bool:
-        col = next(c for t, _, c, p in _WRAPPED if t == ref.table and p == ref.purpose)
+        col = ref.column or next(c for t, _, c, p in _WRAPPED
+                                 if t == ref.table and p == ref.purpose)
+        if (ref.table, col, ref.purpose) not in {(t, c, p) for t, _, c, p in _WRAPPED}:
+            raise ValueError("not a wrapped column")
         key_col = _KEY_COLUMN[ref.table]
         key: object = bytes.fromhex(ref.row) if ref.table in _BLOB_KEYS else ref.row
         return bool(self._db.write(lambda tx: tx.run(
@@ -411,12 +417,15 @@ class SqlStore:
 
     def card(self, card_id: str) -> CardRecord | None:
         row = self._db.read(lambda tx: tx.one(
-            "SELECT device_key, verifier, oprf_key, share, guesses_used, locked FROM cards "
-            "WHERE card_id = ? AND state = 'active'", card_id))
+            "SELECT device_key, verifier, oprf_key, share, guesses_used, locked, "
+            "share_version, share_floor, share_next, refresh_key, refreshed_at, cloned "
+            "FROM cards WHERE card_id = ? AND state = 'active'", card_id))
         if row is None:
             return None
         return CardRecord(card_id, bytes(row[0]), bytes(row[1]), bytes(row[2]), bytes(row[3]),
-                          int(row[4]), bool(row[5]))
+                          int(row[4]), bool(row[5]), int(row[6]), int(row[7]),
+                          _blob(row[8]), _blob(row[9]),
+                          None if row[10] is None else float(row[10]), bool(row[11]))
 
     def card_count(self) -> int:
         row = self._db.read(lambda tx: tx.one(
@@ -425,22 +434,27 @@ class SqlStore:
 
     def challenge(self, challenge_id: str) -> ChallengeRecord | None:
         row = self._db.read(lambda tx: tx.one(
-            "SELECT card_id, nonce, state, expires_at, new_oprf_key FROM challenges "
-            "WHERE challenge_id = ?", challenge_id))
+            "SELECT card_id, nonce, state, expires_at, new_oprf_key, share_version "
+            "FROM challenges WHERE challenge_id = ?", challenge_id))
         if row is None:
             return None
         return ChallengeRecord(challenge_id, row[0], bytes(row[1]), row[2], float(row[3]),
-                               None if row[4] is None else bytes(row[4]))
+                               _blob(row[4]), int(row[5]))
 
     def spend_guess(self, card_id: str, nonce: bytes, nonce_expires: float,
                     challenge: ChallengeRecord, limit: int, now: float, *,
                     unproven_limit: int = UNPROVEN_LIMIT,
-                    unproven_window: float = UNPROVEN_WINDOW) -> Spend:
+                    unproven_window: float = UNPROVEN_WINDOW,
+                    share_version: int = 0, refresh_key: bytes = b"") -> Spend:
         def go(tx: Tx) -> Spend:
             if not tx.all("INSERT INTO nonces (nonce, expires_at) VALUES (?, ?) "
                           "ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
                           nonce, nonce_expires):
                 return Spend("replayed")
+            shares = self._judge_shares(tx, card_id, share_version, refresh_key, now)
+            if shares.outcome != "spent":
+                return shares
+            version = shares.share_version
             # An evaluation alone tests no PIN (every value the PIN key makes travels
             # sealed to the server), so it does not count toward the lock: only a wrong
             # proof does (settle_proof). It spends from its own budget, renewed per
@@ -458,12 +472,13 @@ class SqlStore:
             if row is not None:
                 used = int(row[0])
                 tx.run("INSERT INTO challenges (challenge_id, card_id, nonce, state, "
-                       "expires_at) VALUES (?, ?, ?, 'evaluated', ?)",
-                       challenge.challenge_id, card_id, challenge.nonce, challenge.expires_at)
+                       "expires_at, share_version) VALUES (?, ?, ?, 'evaluated', ?, ?)",
+                       challenge.challenge_id, card_id, challenge.nonce, challenge.expires_at,
+                       version)
                 self._append(tx, AuditEvent("guess_used", card_id,
                                             {"guesses_used": used, "limit": limit,
                                              "unproven": int(row[1])}), now)
-                return Spend("spent", used)
+                return Spend("spent", used, version, shares.share, shares.share_next)
             state = tx.one("SELECT locked, guesses_used FROM cards WHERE card_id = ? "
                            "AND state = 'active'", card_id)
             if state is None:
@@ -475,6 +490,49 @@ class SqlStore:
             # unlock this card once the window renews).
             return Spend("busy", int(state[1]))
         return self._db.write(go)
+
+    def _judge_shares(self, tx: Tx, card_id: str, presented: int, presented_key: bytes,
+                      now: float) -> Spend:
+        """Apply ``_refresh.judge`` to the presented share version, in the evaluation's
+        transaction: ``spent`` (go on, at ``share_version``) or the refusal."""
+        row = tx.one("SELECT share_version, share_floor, refresh_key, cloned, share, "
+                     "share_next FROM cards WHERE card_id = ? AND state = 'active'", card_id)
+        if row is None:
+            return Spend("unknown")
+        version, floor = int(row[0]), int(row[1])
+        if row[3]:
+            return Spend("cloned", share_version=version)
+        next_key = _blob(row[2]) if row[5] is not None else None
+        verdict = judge(version, floor, next_key, presented, presented_key)
+        if verdict == "commit":
+            # The device holds D_v+1: S_v+1 becomes the share and S_v is gone. The
+            # compare-and-set on the version makes one of racing commits win; a
+            # loser finds the card at v+1 already, which is where it wanted it.
+            if tx.run("UPDATE cards SET share = share_next, share_next = NULL, "
+                      "refresh_key = NULL, share_version = share_version + 1 "
+                      "WHERE card_id = ? AND share_version = ? AND share_next IS NOT NULL",
+                      card_id, version):
+                self._append(tx, AuditEvent("shares_committed", card_id,
+                                            {"share_version": version + 1}), now)
+            return Spend("spent", share_version=version + 1)
+        if verdict == "stale":
+            # A copy of the device from before a payment: refused before any PIN is
+            # evaluated, and the card is refused to every copy until re-enrolled.
+            tx.run("UPDATE cards SET cloned = 1 WHERE card_id = ?", card_id)
+            self._append(tx, AuditEvent("clone_detected", card_id,
+                                        {"presented": presented, "share_version": version}),
+                         now)
+            return Spend("cloned", share_version=version)
+        if verdict in ("cut_off", "ahead"):
+            self._append(tx, AuditEvent("stale_copy_refused" if verdict == "cut_off"
+                                        else "share_version_ahead", card_id,
+                                        {"presented": presented, "share_version": version}),
+                         now)
+            return Spend(verdict, share_version=version)
+        if verdict == "resend":
+            return Spend("spent", share_version=version, share=_blob(row[4]),
+                         share_next=_blob(row[5]))
+        return Spend("spent", share_version=version)
 
     def _lock(self, tx: Tx, card_id: str, now: float) -> None:
         if tx.run("UPDATE cards SET locked = 1 WHERE card_id = ? AND locked = 0", card_id):
@@ -609,9 +667,12 @@ class SqlStore:
             if tx.one("SELECT 1 FROM cards WHERE card_id = ? AND state = 'active'",
                       card_id) is None:
                 return "unknown"
+            # share_version: the card's version the device saw; finishing requires the
+            # card to be still there (a copy paying meanwhile makes it fail).
             tx.run("INSERT INTO challenges (challenge_id, card_id, nonce, state, expires_at, "
-                   "new_oprf_key) VALUES (?, ?, ?, 'reenroll', ?, ?)", challenge.challenge_id,
-                   card_id, challenge.nonce, challenge.expires_at, challenge.new_oprf_key)
+                   "new_oprf_key, share_version) VALUES (?, ?, ?, 'reenroll', ?, ?, ?)",
+                   challenge.challenge_id, card_id, challenge.nonce, challenge.expires_at,
+                   challenge.new_oprf_key, challenge.share_version)
             return "ok"
         return self._db.write(go)
 
@@ -619,14 +680,24 @@ class SqlStore:
                             verifier: bytes, share: bytes, now: float,
                             event: AuditEvent) -> bool:
         def go(tx: Tx) -> bool:
-            if not tx.run("UPDATE challenges SET state = 'used', new_oprf_key = NULL "
-                          "WHERE challenge_id = ? AND card_id = ? AND state = 'reenroll' "
-                          "AND expires_at >= ?", challenge_id, card_id, now):
+            claimed = tx.one("UPDATE challenges SET state = 'used', new_oprf_key = NULL "
+                             "WHERE challenge_id = ? AND card_id = ? AND state = 'reenroll' "
+                             "AND expires_at >= ? RETURNING share_version", challenge_id,
+                             card_id, now)
+            if claimed is None:
                 return False
+            # The new share starts REENROLL_STEP (2) versions above the one the device saw at begin
+            # (a waiting re-split would have been one above), and that version is the
+            # floor: every copy of the device, at or below any version before it, is
+            # cut off. Only if no copy paid between begin and finish.
+            began = int(claimed[0])
             if not tx.run("UPDATE cards SET oprf_key = ?, verifier = ?, share = ?, "
-                          "guesses_used = 0, unproven = 0, locked = 0 "
-                          "WHERE card_id = ? AND state = 'active'", oprf_key, verifier, share,
-                          card_id):
+                          "guesses_used = 0, unproven = 0, locked = 0, cloned = 0, "
+                          "share_next = NULL, refresh_key = NULL, refreshed_at = NULL, "
+                          "share_version = ?, share_floor = ? "
+                          "WHERE card_id = ? AND state = 'active' AND share_version = ?",
+                          oprf_key, verifier, share, began + REENROLL_STEP,
+                          began + REENROLL_STEP, card_id, began):
                 return False
             # Proofs in flight were made under the old OPRF key: none may settle now.
             tx.run("DELETE FROM challenges WHERE card_id = ? AND challenge_id <> ?", card_id,
@@ -648,7 +719,8 @@ class SqlStore:
 
     def finish_payment(self, key: bytes, owner: str, state: Literal["approved", "declined"],
                        result: bytes, now: float, event: AuditEvent,
-                       outbox: Sequence[OutboxMessage] = ()) -> bool:
+                       outbox: Sequence[OutboxMessage] = (), *,
+                       step: ShareStep | None = None) -> bool:
         def go(tx: Tx) -> bool:
             # The owner records what the acquirer said even if a retry has meanwhile
             # called its expired lease in doubt: the truth beats "in doubt".
@@ -657,6 +729,13 @@ class SqlStore:
                           "AND state IN ('pending', 'in_doubt')", state, result, now, key,
                           owner):
                 return False
+            if step is not None:
+                # With the approval, or not at all: a re-split waiting already (a
+                # racing approval of the same card) is kept, and this one dropped.
+                tx.run("UPDATE cards SET share_next = ?, refresh_key = ?, refreshed_at = ? "
+                       "WHERE card_id = ? AND state = 'active' AND share_version = ? "
+                       "AND share_next IS NULL", step.share_next, step.refresh_key, now,
+                       step.card_id, step.version)
             self._append(tx, event, now)
             self._queue(tx, outbox, now)
             return True
@@ -796,6 +875,10 @@ AUDIT_GRANULARITY = 60.0
 def audit_minute(now: float) -> float:
     """``now`` rounded down to :data:`AUDIT_GRANULARITY`, as the audit log stores it."""
     return float(int(now // AUDIT_GRANULARITY) * AUDIT_GRANULARITY)
+
+
+def _blob(value: object) -> bytes | None:
+    return None if value is None else bytes(value)  # type: ignore[call-overload]
 
 
 def _ledger_row(row: Row) -> LedgerEntry:

@@ -36,4 +36,5 @@ class CardStatus:
                                       request.signature)
         if not self._store.use_nonce(nonce, nonce_expires):
             raise InvalidChallenge("request already used (replayed nonce)")
-        return CardStatusReply(card.guesses_used, self._profile.guess_limit, card.locked)
+        return CardStatusReply(card.guesses_used, self._profile.guess_limit, card.locked,
+                               card.cloned, card.share_version)

@@ -47,6 +47,7 @@ __all__ = [
     "ProofOutcome",
     "RiskCheck",
     "RiskVerdict",
+    "ShareStep",
     "Spend",
     "Store",
     "WorkerRecord",
@@ -96,6 +97,12 @@ class CardRecord:
     share: bytes = field(repr=False)
     guesses_used: int
     locked: bool
+    share_version: int = 0
+    share_floor: int = 0
+    share_next: bytes | None = field(default=None, repr=False)
+    refresh_key: bytes | None = None
+    refreshed_at: float | None = None
+    cloned: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,7 @@ class ChallengeRecord:
     state: Literal["evaluated", "pin_change", "reenroll", "used"]
     expires_at: float
     new_oprf_key: bytes | None = field(default=None, repr=False)
+    share_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -124,11 +132,22 @@ class Spend:
     ``spent``: the evaluation is counted against the unproven budget (``guesses_used``:
     the wrong proofs so far); ``locked``: the card is locked (now or before);
     ``busy``: the unproven budget of this window is spent (the card is *not* locked);
-    ``replayed``: the device nonce was used before; ``unknown``: no such active card.
+    ``replayed``: the device nonce was used before; ``unknown``: no such active card;
+    ``cloned``: the presented share version is a copy's (now, or the card was marked
+    before); ``cut_off``: a copy from before the card's re-enrollment; ``ahead``: a
+    version this server never made (``_refresh.judge``).
+
+    ``share_version``: the card's version after this request (a commit moves it on);
+    ``share``/``share_next``: the two wrapped versions when the verdict was
+    ``resend`` (the owner lost R; it is recomputed from them).
     """
 
-    outcome: Literal["spent", "locked", "busy", "replayed", "unknown"]
+    outcome: Literal["spent", "locked", "busy", "replayed", "unknown", "cloned", "cut_off",
+                     "ahead"]
     guesses_used: int = 0
+    share_version: int = 0
+    share: bytes | None = field(default=None, repr=False)
+    share_next: bytes | None = field(default=None, repr=False)
 
 
 LedgerState = Literal["pending", "in_doubt", "settling", "approved", "declined", "reversed",
@@ -169,6 +188,19 @@ class LedgerStart:
     reference: str
     intent: bytes | None = field(default=None, repr=False)
     attempt: int = 0
+
+
+@dataclass(frozen=True)
+class ShareStep:
+    """The re-split an approval writes with its outcome (``Store.finish_payment``):
+    ``share_next`` (wrapped) becomes version ``version + 1`` once the device shows it
+    holds its half; ``refresh_key`` is what R was sealed to. Written only if the card
+    is still at ``version`` with no re-split waiting (compare-and-set)."""
+
+    card_id: str
+    version: int
+    share_next: bytes = field(repr=False)
+    refresh_key: bytes
 
 
 @dataclass(frozen=True)
@@ -249,6 +281,7 @@ class WrappedRef:
     row: str
     purpose: str
     blob: bytes = field(repr=False)
+    column: str = ""  # the column, where a table holds two values of one purpose
 
 
 class Store(Protocol):
@@ -358,23 +391,30 @@ class Store(Protocol):
     def spend_guess(self, card_id: str, nonce: bytes, nonce_expires: float,
                     challenge: ChallengeRecord, limit: int, now: float, *,
                     unproven_limit: int = UNPROVEN_LIMIT,
-                    unproven_window: float = UNPROVEN_WINDOW) -> Spend:
-        """Take the nonce, count one unproven evaluation, issue ``challenge``."""
+                    unproven_window: float = UNPROVEN_WINDOW,
+                    share_version: int = 0, refresh_key: bytes = b"") -> Spend:
+        """Take the nonce; judge the presented ``share_version`` (``_refresh.judge``):
+        commit a waiting re-split, or mark the card cloned (audited), or refuse;
+        then count one unproven evaluation and issue ``challenge`` at the card's
+        version."""
         ...
 
     def begin_reenrollment(self, card_id: str, nonce: bytes, nonce_expires: float,
                            challenge: ChallengeRecord, now: float
                            ) -> Literal["ok", "replayed", "unknown"]:
         """Take the nonce and store ``challenge`` (state ``reenroll``, carrying the new
-        OPRF key) for an active card, locked or not."""
+        OPRF key and, as ``share_version``, the card's version the caller read) for an
+        active card, locked or cloned or not."""
         ...
 
     def finish_reenrollment(self, card_id: str, challenge_id: str, oprf_key: bytes,
                             verifier: bytes, share: bytes, now: float,
                             event: AuditEvent) -> bool:
         """Consume the ``reenroll`` challenge and replace OPRF key, verifier and share,
-        clearing the counters and the lock, in one transaction; False if the challenge
-        is gone."""
+        clearing the counters, the lock and the clone mark, in one transaction; the
+        share's version becomes the challenge's + 2, and the floor below which every
+        older copy is cut off. False if the challenge is gone or the card's version
+        moved since it was issued (a copy paid meanwhile: re-enroll again)."""
         ...
 
     def settle_proof(self, card_id: str, challenge_id: str, *, verified: bool, limit: int,
@@ -407,8 +447,10 @@ class Store(Protocol):
 
     def finish_payment(self, key: bytes, owner: str, state: Literal["approved", "declined"],
                        result: bytes, now: float, event: AuditEvent,
-                       outbox: Sequence[OutboxMessage] = ()) -> bool:
-        """Record the acquirer's answer, and queue ``outbox`` in the same transaction."""
+                       outbox: Sequence[OutboxMessage] = (), *,
+                       step: ShareStep | None = None) -> bool:
+        """Record the acquirer's answer, and queue ``outbox`` and write ``step`` (an
+        approval's re-split) in the same transaction."""
         ...
 
     def abandon_payment(self, key: bytes, owner: str) -> bool:
