@@ -507,3 +507,32 @@ def test_d_current_xor_s_current_is_always_the_data_key(
         finally:
             device.close()
             server.close()
+
+
+def test_a_device_store_from_before_the_resplit_is_upgraded_on_open(tmp_path: Path) -> None:
+    """A store written before the re-split's columns existed opens, gains them (version
+    0, nothing staged) and keeps its cards."""
+    import sqlite3
+
+    path = tmp_path / "old" / "device.db"
+    path.parent.mkdir(mode=0o700)
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE cards (card_id TEXT PRIMARY KEY, state TEXT NOT NULL CHECK (state IN
+        ('pending', 'active')), brand TEXT NOT NULL, last4 TEXT NOT NULL, expiry TEXT NOT NULL,
+        sealed_record BLOB NOT NULL, device_share BLOB NOT NULL, sign_seed BLOB NOT NULL,
+        device_secret BLOB NOT NULL, salt BLOB NOT NULL, kdf_t INTEGER NOT NULL,
+        kdf_m INTEGER NOT NULL, kdf_p INTEGER NOT NULL, server_key BLOB NOT NULL,
+        security_phrase TEXT, created_at REAL NOT NULL) STRICT;
+        INSERT INTO cards VALUES ('ab', 'active', 'visa', '1111', '12/30', x'00', x'11',
+        x'22', x'33', x'44', 1, 8, 1, x'55', NULL, 0);
+    """)
+    conn.close()
+    path.chmod(0o600)
+    store = DeviceStore(path)
+    try:
+        card = store.get("ab")
+        assert (card.share_version, card.next_share, card.refresh_secret) == (0, None, None)
+        assert card.device_share == b"\x11"
+    finally:
+        store.close()
