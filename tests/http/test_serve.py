@@ -79,3 +79,16 @@ def test_key_file_from_the_environment(tmp_path: Path) -> None:
     """SPLITVAULT_KEK_FILE is read; here with a missing file, to stop at once."""
     result = serve(tmp_path, env={"SPLITVAULT_KEK_FILE": str(tmp_path / "env.key")})
     _one_line_error(result, "env.key")
+
+
+@pytest.mark.parametrize(("flags", "needle"), [
+    (["--simulated-faults", "7"], "SEED:RATE"),
+    (["--simulated-faults", "7:2", "--workers", "2"], "SEED:RATE"),
+    (["--simulated-books", "/nonexistent/dir/books.jsonl", "--workers", "2"],
+     "cannot open the simulated books"),
+])
+def test_simulated_acquirer_options_are_checked(tmp_path: Path, flags: list[str],
+                                                needle: str) -> None:
+    key = tmp_path / "k.key"
+    Kek.generate().write(key)
+    _one_line_error(serve(tmp_path, "--kek-file", str(key), *flags), needle)

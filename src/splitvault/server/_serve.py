@@ -168,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
         limits = _limits(args)
         kek_file, args.kek = _kek_file(args.kek_file), _kek_specs(args)
         ssl_files = _tls(args)
+        # A bad SEED:RATE or books file is one line here, not one per worker.
+        simulated_acquirer(args.simulated_books, args.simulated_faults)
         sock = _bind(args.host, port)
     except (_StartupError, VaultError) as exc:
         print(f"splitvault serve: error: {exc}", file=sys.stderr)
