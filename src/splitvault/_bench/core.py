@@ -19,39 +19,63 @@ against one real authorization, so the two cannot drift apart silently):
 device   blind           ristretto255 scalar_random, scalar_reduce (canonical check),
                          2 SHA-512 (expand_message_xmd), from_hash, scalarmult
 device   sign            1 random (the request's nonce); Ed25519 keygen from the device
-                         seed, sign (evaluate request)
+                         seed, sign (evaluate request, presenting the version of the
+                         share staged by the last payment's re-split)
 server   evaluate        read: SELECT card; Ed25519 verify; XChaCha20-Poly1305 decrypt
                          (KEK unwrap of the OPRF key); scalar_reduce, is_valid_point,
                          scalarmult (BlindEvaluate); 2 random (the proof's challenge);
                          **commit 1** (the evaluation counted against the card's
-                         unproven budget): INSERT nonce, UPDATE card, INSERT
-                         challenge, UPDATE audit head x2, BLAKE2b, INSERT audit
+                         unproven budget, and the last re-split committed: the device
+                         shows it holds D_v+1): INSERT nonce, SELECT card (its share
+                         versions), UPDATE card (S_v+1 becomes the share), UPDATE audit
+                         head x2, BLAKE2b, INSERT audit (shares committed), UPDATE card,
+                         INSERT challenge, UPDATE audit head x2, BLAKE2b, INSERT audit
 device   finalize        scalar_reduce, is_valid_point, scalar_invert, scalarmult, SHA-512
 device   PIN key         Argon2id (TEST_ONLY), HKDF-SHA512
+device   refresh key     1 random (this payment's refresh secret); **committed** on the
+                         device store with the staged share's promotion: UPDATE cards;
+                         PRAGMA wal_checkpoint (the old share's pages out of the WAL)
 device   envelope        2 random; X25519 base and scalarmult, HKDF-SHA512, XChaCha encrypt
-device   sign            Ed25519 keygen from the PIN seed, sign (authorize request); the
+device   sign            X25519 base (the refresh key's public half, in the request);
+                         Ed25519 keygen from the PIN seed, sign (authorize request); the
                          signature sealed to the server: 2 random, X25519 base and
                          scalarmult, HKDF-SHA512, XChaCha encrypt
 server   authorize       read: SELECT challenge; read: SELECT card; X25519 scalarmult,
                          HKDF-SHA512, XChaCha decrypt (the sealed PIN signature); Ed25519
                          verify; BLAKE2b x2 (ledger digests); read: SELECT ledger; X25519
                          scalarmult, HKDF-SHA512, XChaCha decrypt (envelope); XChaCha
-                         decrypt x2 (KEK unwrap of the share, card record); BLAKE2b (the
-                         payment's reference); 1 random, XChaCha encrypt (KEK wrap of the
-                         pending row's intent); BLAKE2b x2 (the fraud rules' merchant and
-                         device MACs; no rule is set by default); **commit 2** (the proof
-                         and the pending ledger row): UPDATE challenge, SELECT card, UPDATE
-                         card, INSERT ledger; 1 random, XChaCha encrypt (KEK wrap of the result);
-                         **commit 3** (the outcome): UPDATE ledger, UPDATE audit head x2,
-                         BLAKE2b, INSERT audit
+                         decrypt x2 (KEK unwrap of the share, card record); 1 random
+                         (S_v+1, drawn while S_v is unwrapped), 1 random, XChaCha encrypt
+                         (its KEK wrap); BLAKE2b (the payment's reference); 1 random,
+                         XChaCha encrypt (KEK wrap of the pending row's intent); BLAKE2b
+                         x2 (the fraud rules' merchant and device MACs; no rule is set by
+                         default); **commit 2** (the proof and the pending ledger row):
+                         UPDATE challenge, SELECT card, UPDATE card, INSERT ledger; 1
+                         random, XChaCha encrypt (KEK wrap of the result); **commit 3**
+                         (the outcome, and the approval's re-split): UPDATE ledger, UPDATE
+                         card (S_v+1 wrapped, the refresh key), UPDATE audit head x2,
+                         BLAKE2b, INSERT audit; read: SELECT card (the re-split for the
+                         reply); R sealed to the refresh key: 2 random, X25519 base and
+                         scalarmult, HKDF-SHA512, XChaCha encrypt
+device   re-split        R opened: X25519 base (the secret's public half) and scalarmult,
+                         HKDF-SHA512, XChaCha decrypt; D_v+1 = D_v xor R staged beside
+                         D_v, **committed**: UPDATE cards
 device   history         its own record of the answer (``Device.history``): INSERT
                          payments, **committed** (fsynced) on the device store
 =======  ==============  ================================================================
 
 Each read is its own ``BEGIN`` ... ``COMMIT`` (no fsync); each commit is a ``BEGIN
 IMMEDIATE`` ... ``COMMIT`` through the server's own SQLite backend, fsynced. Three
-durable commits per authorization on the server: the evaluation counted; the proof with
-the pending ledger row; the outcome; and one on the device, its record of the answer.
+durable commits per authorization on the server: the evaluation counted (with the last
+re-split committed); the proof with the pending ledger row; the outcome (with this
+payment's re-split): the re-split rides in commits the payment makes anyway. Three on
+the device: the last re-split's share promoted (with this payment's refresh secret,
+which must be on disk before the request whose reply R is sealed to it), this
+payment's share staged, and its record of the answer; and one WAL checkpoint.
+
+The re-split's own operations (those marked with a share, a refresh key or R above)
+are also left out of a second floor, ``_Floor(resplit=False)``: the same loop as before
+issue 12, whose time against the full floor is what the re-split itself costs.
 
 Not in the floor, so counted as protocol overhead: the device's read of its own store,
 message encoding, dataclasses, checks, the card record's parsing, the simulated acquirer.
@@ -196,7 +220,9 @@ def _kind(sql: str) -> str:
 
 def count_operations(workdir: Path) -> dict[str, dict[str, int]]:
     """Library calls and SQL statements of one real authorization and of one floor
-    iteration, by name. They must be equal; ``tests/test_bench.py`` says so."""
+    iteration, by name. They must be equal; ``tests/test_bench.py`` says so. Also
+    ``floor_without_resplit``: one iteration of the floor less the re-split's
+    operations (the test names what that leaves out, kind by kind)."""
     workdir.mkdir(parents=True, exist_ok=True)
     with _vault(Path(tempfile.mkdtemp(dir=workdir)), KdfProfile.TEST_ONLY, 1) as vault:
         vault.authorize(0, "count-warm")  # first use opens connections and caches
@@ -205,12 +231,14 @@ def count_operations(workdir: Path) -> dict[str, dict[str, int]]:
         with _OpCounter(_traceable(_backend_of(vault.server)),
                         _device_connection(vault.device)) as real:
             vault.authorize(0, "count")
-    with _floor(Path(tempfile.mkdtemp(dir=workdir)), 1) as floor:
-        floor.authorize(0, "count-warm")
-        with _OpCounter(_traceable(floor.db), floor.device_db) as bare:
-            floor.authorize(0, "count")
-    return {"authorization": dict(sorted(real.counts.items())),
-            "floor": dict(sorted(bare.counts.items()))}
+    bare: dict[str, dict[str, int]] = {}
+    for name, resplit in (("floor", True), ("floor_without_resplit", False)):
+        with _floor(Path(tempfile.mkdtemp(dir=workdir)), 1, resplit=resplit) as floor:
+            floor.authorize(0, "count-warm")
+            with _OpCounter(_traceable(floor.db), floor.device_db) as counter:
+                floor.authorize(0, "count")
+        bare[name] = dict(sorted(counter.counts.items()))
+    return {"authorization": dict(sorted(real.counts.items())), **bare}
 
 
 def _backend_of(server: ShareServer) -> SqliteBackend:
@@ -297,10 +325,27 @@ _RESULT = json.dumps({"amount": 12000, "approval_code": "ABC234", "approved": Tr
                       "masked_pan": "•••• 1111", "merchant": "Gift Shop",
                       "timestamp": 1.7e9}).encode()
 _GUESS_DETAIL = '{"guesses_used":1,"limit":5}'
-_SELECT_CARD = ("SELECT device_key, verifier, oprf_key, share, guesses_used, locked FROM cards "
-                "WHERE card_id = ? AND state = 'active'")
-_SELECT_CHALLENGE = ("SELECT card_id, nonce, state, expires_at, new_oprf_key FROM challenges "
-                     "WHERE challenge_id = ?")
+# The statements of server/_sql.py the floor makes, as that file spells them.
+_SELECT_CARD = ("SELECT device_key, verifier, oprf_key, share, guesses_used, locked, "
+                "share_version, share_floor, share_next, refresh_key, refreshed_at, cloned "
+                "FROM cards WHERE card_id = ? AND state = 'active'")
+_SELECT_CHALLENGE = ("SELECT card_id, nonce, state, expires_at, new_oprf_key, share_version "
+                     "FROM challenges WHERE challenge_id = ?")
+_SELECT_SHARES = ("SELECT share_version, share_floor, refresh_key, cloned, share, "
+                  "share_next FROM cards WHERE card_id = ? AND state = 'active'")
+_COMMIT_SHARES = ("UPDATE cards SET share = share_next, share_next = NULL, "
+                  "refresh_key = NULL, share_version = share_version + 1 "
+                  "WHERE card_id = ? AND share_version = ? AND share_next IS NOT NULL")
+_STAGE_SERVER_SHARE = ("UPDATE cards SET share_next = ?, refresh_key = ?, refreshed_at = ? "
+                       "WHERE card_id = ? AND state = 'active' AND share_version = ? "
+                       "AND share_next IS NULL")
+# And those of device/_store.py: begin_refresh, promote_share, stage_share.
+_DEVICE_BEGIN_REFRESH = "UPDATE cards SET refresh_secret = ? WHERE card_id = ?"
+_DEVICE_PROMOTE = ("UPDATE cards SET device_share = next_share, next_share = NULL, "
+                   "share_version = ?, refresh_secret = coalesce(?, refresh_secret) "
+                   "WHERE card_id = ? AND share_version = ? AND next_share IS NOT NULL")
+_DEVICE_STAGE = ("UPDATE cards SET next_share = ?, refreshed_at = ?, refresh_secret = NULL "
+                 "WHERE card_id = ? AND share_version = ? AND next_share IS NULL")
 _SELECT_LEDGER = ("SELECT key_digest, state, params_digest, result, owner, lease_until, "
                   "reference, attempt FROM authorizations WHERE key_digest = ?")
 # Evaluations without a proof: the budget and window of _store.UNPROVEN_LIMIT/_WINDOW.
@@ -351,6 +396,10 @@ class _FloorCard:
     device_secret: bytes
     device_share: bytes = b""
     sealed_record: bytes = b""
+    # The device's side of the re-split, as its store keeps it (device/_store.py).
+    share_version: int = 0
+    next_share: bytes | None = None
+    refresh_secret: bytes | None = None
 
     @property
     def id_bytes(self) -> bytes:
@@ -360,7 +409,8 @@ class _FloorCard:
 @dataclass
 class _Floor:
     """The floor's state (a scratch server database, the keys a vault holds) and its loop
-    body: each step below is one row of the module docstring's table."""
+    body: each step below is one row of the module docstring's table. With ``resplit``
+    False, the re-split's operations are left out (the loop as it was before it)."""
 
     db: SqliteBackend
     kek: bytes
@@ -371,6 +421,7 @@ class _Floor:
     cards: list[_FloorCard]
     device_db: sqlite3.Connection
     kdf: KdfProfile = KdfProfile.TEST_ONLY
+    resplit: bool = True
 
     def add_card(self, tx: Tx) -> None:
         """Enroll a card: the rows and keys the real enrollment leaves behind."""
@@ -392,15 +443,28 @@ class _Floor:
                _wrap(self.kek, oprf_key, b"oprf-key" + card.id_bytes),
                _wrap(self.kek, _xor(data_key, card.device_share), b"share" + card.id_bytes),
                time.time())
+        # The device's row too: its re-split writes must change a row, as the real ones
+        # do (an UPDATE that matches nothing commits without writing anything).
+        self.device_db.execute(
+            "INSERT INTO cards (card_id, state, brand, last4, expiry, sealed_record, "
+            "device_share, sign_seed, device_secret, salt, kdf_t, kdf_m, kdf_p, server_key, "
+            "created_at) VALUES (?, 'active', 'visa', '1111', '12/30', ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?, ?)", (card.card_id, card.sealed_record, card.device_share,
+                         card.device_seed, card.device_secret, card.salt,
+                         self.kdf.time_cost, self.kdf.memory_cost_kib, self.kdf.parallelism,
+                         self.server_public, time.time()))
         self.cards.append(card)
 
     def authorize(self, n: int, key: str) -> None:
         card = self.cards[n % len(self.cards)]
+        secret = secrets.token_bytes(32) if self.resplit else None
         blind, blinded, signature, message = self.blind(card)
         challenge_id, nonce, evaluated = self.evaluate(card, blinded, signature, message)
         envelope, signature, message = self.prove(card, blind, evaluated, challenge_id, nonce,
-                                                  key)
-        self.pay(card, challenge_id, envelope, signature, message, key)
+                                                  key, secret)
+        sealed = self.pay(card, challenge_id, envelope, signature, message, key)
+        if secret is not None and sealed is not None:
+            self.take_refresh(card, secret, sealed)
         self.remember(card, key)
 
     def remember(self, card: _FloorCard, key: str) -> None:
@@ -414,13 +478,49 @@ class _Floor:
                       "ABC234", None))
         conn.execute("COMMIT")
 
+    def keep_refresh_key(self, card: _FloorCard, secret: bytes) -> bytes:
+        """This payment's refresh secret on disk before the request: in the write that
+        promotes the staged share (the server has just committed its half), else its
+        own (``Device._authorize_request``); its public half, for the request."""
+        conn = self.device_db
+        conn.execute("BEGIN IMMEDIATE")
+        if card.next_share is not None:
+            conn.execute(_DEVICE_PROMOTE, (card.share_version + 1, secret, card.card_id,
+                                           card.share_version))
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            card.device_share, card.next_share = card.next_share, None
+            card.share_version += 1
+        else:
+            conn.execute(_DEVICE_BEGIN_REFRESH, (secret, card.card_id))
+            conn.execute("COMMIT")
+        card.refresh_secret = secret
+        return bytes(nb.crypto_scalarmult_base(secret))
+
+    def take_refresh(self, card: _FloorCard, secret: bytes, sealed: bytes) -> None:
+        """R opened with the refresh secret and D_v+1 staged beside D_v: one commit."""
+        public = nb.crypto_scalarmult_base(secret)
+        r = self.open_sealed(sealed, b"refresh" + card.id_bytes
+                             + (card.share_version + 1).to_bytes(8, "big"),
+                             secret=secret, public=public)
+        next_share = _xor(card.device_share, r)
+        conn = self.device_db
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_DEVICE_STAGE, (next_share, time.time(), card.card_id,
+                                     card.share_version))
+        conn.execute("COMMIT")
+        card.next_share, card.refresh_secret = next_share, None
+
     @staticmethod
     def blind(card: _FloorCard) -> tuple[bytes, bytes, bytes, bytes]:
         blind = pysodium.crypto_core_ristretto255_scalar_random()
         pysodium.crypto_core_ristretto255_scalar_reduce(blind + _ZERO)
         blinded = pysodium.crypto_scalarmult_ristretto255(blind, _hash_to_group(card.pin_input))
         nonce, millis = secrets.token_bytes(16), int(time.time() * 1000)
-        message = b"evaluate" + card.id_bytes + nonce + millis.to_bytes(8, "big") + blinded
+        # The version presented: the staged share's, if the last payment left one.
+        presented = card.share_version + (card.next_share is not None)
+        message = (b"evaluate" + card.id_bytes + nonce + millis.to_bytes(8, "big") + blinded
+                   + presented.to_bytes(8, "big"))
         secret = nb.crypto_sign_seed_keypair(card.device_seed)[1]
         return blind, blinded, nb.crypto_sign(message, secret)[:64], message
 
@@ -442,6 +542,9 @@ class _Floor:
             tx.all("INSERT INTO nonces (nonce, expires_at) VALUES (?, ?) "
                    "ON CONFLICT (nonce) DO NOTHING RETURNING nonce", request_nonce,
                    now + 120.0)
+            version = int(row[6])
+            if self.resplit:
+                version = self.commit_shares(tx, card, now)
             start = now - _UNPROVEN_WINDOW
             tx.one("UPDATE cards SET "
                    "unproven = CASE WHEN unproven_since < ? THEN 1 ELSE unproven + 1 END, "
@@ -451,42 +554,63 @@ class _Floor:
                    "AND guesses_used < ? AND (unproven_since < ? OR unproven < ?) "
                    "RETURNING guesses_used, unproven",
                    start, start, now, card.card_id, 5, start, _UNPROVEN_LIMIT)
-            tx.run("INSERT INTO challenges (challenge_id, card_id, nonce, state, expires_at) "
-                   "VALUES (?, ?, ?, 'evaluated', ?)", challenge_id, card.card_id, nonce,
-                   now + 60.0)
+            tx.run("INSERT INTO challenges (challenge_id, card_id, nonce, state, expires_at, "
+                   "share_version) VALUES (?, ?, ?, 'evaluated', ?, ?)", challenge_id,
+                   card.card_id, nonce, now + 60.0, version)
             self.audit(tx, "guess_used", card.card_id, _GUESS_DETAIL, now)
         self.db.write(spend)
         return challenge_id, nonce, evaluated
 
+    def commit_shares(self, tx: Tx, card: _FloorCard, now: float) -> int:
+        """The presented version judged (``_sql._judge_shares``): the device shows the
+        staged share, so S_v+1 becomes the server's (compare-and-set, audited)."""
+        row = tx.one(_SELECT_SHARES, card.card_id)
+        if row is None:
+            raise RuntimeError("floor card missing")
+        version = int(row[0])
+        if row[5] is not None and card.next_share is not None:
+            if tx.run(_COMMIT_SHARES, card.card_id, version):
+                self.audit(tx, "shares_committed", card.card_id,
+                           f'{{"share_version":{version + 1}}}', now)
+            version += 1
+        return version
+
     def prove(self, card: _FloorCard, blind: bytes, evaluated: bytes, challenge_id: str,
-              nonce: bytes, key: str) -> tuple[bytes, bytes, bytes]:
+              nonce: bytes, key: str, refresh_secret: bytes | None
+              ) -> tuple[bytes, bytes, bytes]:
         pysodium.crypto_core_ristretto255_scalar_reduce(blind + _ZERO)
         pysodium.crypto_core_ristretto255_is_valid_point(evaluated)
         inverse = pysodium.crypto_core_ristretto255_scalar_invert(blind)
         unblinded = pysodium.crypto_scalarmult_ristretto255(inverse, evaluated)
         output = hashlib.sha512(card.pin_input + unblinded + b"Finalize").digest()
         pin_seed = _pin_seed(output, card, self.kdf)
+        refresh_key = (b"" if refresh_secret is None
+                       else self.keep_refresh_key(card, refresh_secret))
         envelope = self.seal(card.device_share + card.sealed_record,
                              b"authorize-envelope" + card.id_bytes + challenge_id.encode())
         message = (b"authorize" + card.id_bytes + challenge_id.encode() + nonce
-                   + (12000).to_bytes(8, "big") + b"KRWGift Shop" + key.encode() + envelope)
+                   + (12000).to_bytes(8, "big") + b"KRWGift Shop" + key.encode() + envelope
+                   + refresh_key)
         secret = nb.crypto_sign_seed_keypair(pin_seed)[1]
         # The PIN signature travels sealed to the server (_protocol.proof_aad).
         signature = self.seal(nb.crypto_sign(message, secret)[:64],
                               b"sealed-proof" + b"authorize" + card.id_bytes)
         return envelope, signature, message
 
-    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+    def seal(self, plaintext: bytes, aad: bytes, recipient: bytes | None = None) -> bytes:
+        recipient = self.server_public if recipient is None else recipient
         ephemeral = secrets.token_bytes(32)
         public = nb.crypto_scalarmult_base(ephemeral)
-        key = _hkdf(nb.crypto_scalarmult(ephemeral, self.server_public),
-                    public + self.server_public, b"envelope-key")
+        key = _hkdf(nb.crypto_scalarmult(ephemeral, recipient), public + recipient,
+                    b"envelope-key")
         nonce = secrets.token_bytes(24)
         return public + nonce + nb.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, aad,
                                                                                nonce, key)
 
     def pay(self, card: _FloorCard, challenge_id: str, envelope: bytes, signature: bytes,
-            message: bytes, key: str) -> None:
+            message: bytes, key: str) -> bytes | None:
+        """The server's authorize; R sealed to the device's refresh key (None without
+        the re-split)."""
         db, card_id = self.db, card.card_id
         db.read(lambda tx: tx.one(_SELECT_CHALLENGE, challenge_id))
         row = db.read(lambda tx: tx.one(_SELECT_CARD, card_id))
@@ -498,7 +622,15 @@ class _Floor:
         params = _blake2b(b"ledger-params" + card.id_bytes + b"12000KRWGift Shop",
                           self.ledger_key)
         db.read(lambda tx: tx.one(_SELECT_LEDGER, digest))
-        self.open_card(card, row[3], envelope, challenge_id)
+        _, server_share = self.open_card(card, row[3], envelope, challenge_id)
+        # The re-split drawn while S_v is unwrapped: S_v+1 and R = S_v xor S_v+1, for
+        # the request's refresh key (the signed message's last 32 bytes).
+        version, refresh_key = int(row[6]), message[-32:]
+        share_next = r = b""
+        if self.resplit:
+            fresh = secrets.token_bytes(32)
+            r = _xor(server_share, fresh)
+            share_next = _wrap(self.kek, fresh, b"share" + card.id_bytes)
         reference = "sv-" + _blake2b(b"payment-reference" + card.id_bytes + key.encode(),
                                      self.ledger_key)[:16].hex()
         # The pending row's intent: the payment's details, wrapped, for a reconciler.
@@ -531,22 +663,41 @@ class _Floor:
             tx.run("UPDATE authorizations SET state = ?, result = ?, completed_at = ? "
                    "WHERE key_digest = ? AND owner = ? AND state IN ('pending', 'in_doubt')",
                    "approved", result, done, digest, "floor")
+            if self.resplit:
+                # With the approval: S_v+1 waits for the device to show D_v+1.
+                tx.run(_STAGE_SERVER_SHARE, share_next, refresh_key, done, card_id, version)
             self.audit(tx, "authorized", card_id, "{}", done)
         db.write(finish)
+        if not self.resplit:
+            return None
+        # The reply reads the card once more, for the re-split waiting for this key.
+        again = db.read(lambda tx: tx.one(_SELECT_CARD, card_id))
+        if again is None or again[8] is None or bytes(again[8]) != share_next:
+            raise RuntimeError("floor re-split not written")
+        return self.seal(r, b"refresh" + card.id_bytes + (version + 1).to_bytes(8, "big"),
+                         recipient=refresh_key)
 
-    def open_sealed(self, envelope: bytes, aad: bytes) -> bytes:
-        public, nonce = envelope[:32], envelope[32:56]
-        key = _hkdf(nb.crypto_scalarmult(self.server_secret, public),
-                    public + self.server_public, b"envelope-key")
+    def open_sealed(self, envelope: bytes, aad: bytes, *, secret: bytes | None = None,
+                    public: bytes | None = None) -> bytes:
+        """An envelope sealed to the server's key (or to ``secret``, whose ``public``
+        half the caller passes)."""
+        secret = self.server_secret if secret is None else secret
+        own = self.server_public if public is None else public
+        ephemeral, nonce = envelope[:32], envelope[32:56]
+        key = _hkdf(nb.crypto_scalarmult(secret, ephemeral), ephemeral + own,
+                    b"envelope-key")
         return nb.crypto_aead_xchacha20poly1305_ietf_decrypt(envelope[56:], aad, nonce, key)
 
     def open_card(self, card: _FloorCard, wrapped_share: bytes, envelope: bytes,
-                  challenge_id: str) -> bytes:
+                  challenge_id: str) -> tuple[bytes, bytes]:
+        """The card record, recombined (it opens only if D_v and S_v are one version's
+        halves: the floor's re-split checks itself here), and the server's share."""
         plain = self.open_sealed(envelope, b"authorize-envelope" + card.id_bytes
                                  + challenge_id.encode())
-        data_key = _xor(plain[:32], _unwrap(self.kek, wrapped_share, b"share" + card.id_bytes))
+        server_share = _unwrap(self.kek, wrapped_share, b"share" + card.id_bytes)
+        data_key = _xor(plain[:32], server_share)
         return nb.crypto_aead_xchacha20poly1305_ietf_decrypt(
-            plain[56:], b"card-record" + card.id_bytes, plain[32:56], data_key)
+            plain[56:], b"card-record" + card.id_bytes, plain[32:56], data_key), server_share
 
     def audit(self, tx: Tx, event: str, card_id: str, detail: str, at: float) -> None:
         head = tx.one("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, mac")
@@ -561,7 +712,7 @@ class _Floor:
 
 
 @contextmanager
-def _floor(directory: Path, cards: int) -> Iterator[_Floor]:
+def _floor(directory: Path, cards: int, *, resplit: bool = True) -> Iterator[_Floor]:
     # The server's own SQLite backend and schema: the same pragmas, connection settings
     # and transactions (BEGIN IMMEDIATE ... COMMIT, fsynced), without the rules.
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -573,7 +724,7 @@ def _floor(directory: Path, cards: int) -> Iterator[_Floor]:
         secret = secrets.token_bytes(32)
         floor = _Floor(db, secrets.token_bytes(32), secret, nb.crypto_scalarmult_base(secret),
                        secrets.token_bytes(32), secrets.token_bytes(32), [],
-                       _device_connection(device_store))
+                       _device_connection(device_store), resplit=resplit)
 
         def enroll(tx: Tx) -> None:
             for _ in range(cards):
@@ -616,20 +767,27 @@ def _summary(times: list[float], cpu: list[float]) -> dict[str, float]:
 
 
 def _throughput(directory: Path, seconds: float) -> dict[str, dict[str, float]]:
-    inprocess: list[float] = []
-    bare: list[float] = []
-    cpu: dict[str, list[float]] = {"inprocess": [], "floor": []}
+    """The in-process loop, the floor, and the floor less the re-split's operations
+    (what the re-split itself costs), in alternating slices."""
+    times: dict[str, list[float]] = {name: [] for name in _LOOPS}
+    cpu: dict[str, list[float]] = {name: [] for name in _LOOPS}
     with (_vault(directory / "inprocess", KdfProfile.TEST_ONLY, CARDS) as vault,
-          _floor(directory, CARDS) as floor):
-        for n in range(CARDS):  # warm: connections, statement caches, WAL pages
-            vault.authorize(n, f"warm-{n}")
-            floor.authorize(n, f"warm-{n}")
+          _floor(directory, CARDS) as floor,
+          _floor(directory / "without-resplit", CARDS, resplit=False) as without):
+        steps = dict(zip(_LOOPS, (vault.authorize, floor.authorize, without.authorize),
+                         strict=True))
+        for n in range(CARDS):  # warm: connections, statement caches, WAL pages, and
+            for step in steps.values():  # each card's first re-split (its steady state)
+                step(n, f"warm-{n}")
         for _ in range(ROUNDS):
-            inprocess += _time_loop(vault.authorize, seconds / ROUNDS, len(inprocess),
-                                    cpu["inprocess"])
-            bare += _time_loop(floor.authorize, seconds / ROUNDS, len(bare), cpu["floor"])
-    return {"inprocess": _summary(inprocess, cpu["inprocess"]),
-            "floor": _summary(bare, cpu["floor"])}
+            for name, step in steps.items():
+                times[name] += _time_loop(step, seconds / ROUNDS, len(times[name]),
+                                          cpu[name])
+    return {name: _summary(times[name], cpu[name]) for name in _LOOPS}
+
+
+#: The throughput loops, in the order their slices alternate.
+_LOOPS = ("inprocess", "floor", "floor_without_resplit")
 
 
 def _argon2id(profile: KdfProfile) -> float:
@@ -770,8 +928,9 @@ def run(*, seconds: float = 3.0, workdir: Path | None = None,
         interactive_runs: int = 5) -> dict[str, Any]:
     """Measure everything once; a JSON-able dict (see benchmarks/README.md).
 
-    In-process and floor each run for about ``seconds``; their databases are created on
-    ``workdir``'s filesystem (a temporary directory if None) and removed afterwards.
+    In-process, floor and the floor less the re-split each run for about ``seconds``;
+    their databases are created on ``workdir``'s filesystem (a temporary directory if
+    None) and removed afterwards.
     """
     if not seconds > 0 or interactive_runs < 1:
         raise ValueError("seconds must be positive and interactive_runs at least 1")
@@ -787,6 +946,7 @@ def run(*, seconds: float = 3.0, workdir: Path | None = None,
         "inprocess_auth_per_s": inprocess["per_s"],
         "floor_auth_per_s": floor["per_s"],
         "ratio": round(ratio, 3),
+        "resplit": _resplit_cost(throughput, counts),
         "latency_ms": {name: {"mean": stats["mean_ms"], "median": stats["median_ms"],
                               "cpu": stats["cpu_ms"]}
                        for name, stats in throughput.items()},
@@ -798,6 +958,7 @@ def run(*, seconds: float = 3.0, workdir: Path | None = None,
         "counts": {
             "inprocess_authorizations": inprocess["count"],
             "floor_iterations": floor["count"],
+            "floor_without_resplit_iterations": throughput["floor_without_resplit"]["count"],
             "interactive_runs": interactive_runs,
             "per_authorization": None if counts is None else counts["authorization"],
             "floor_matches": None if counts is None
@@ -806,9 +967,33 @@ def run(*, seconds: float = 3.0, workdir: Path | None = None,
     }
 
 
+def _resplit_cost(throughput: dict[str, dict[str, float]],
+                  counts: dict[str, dict[str, int]] | None) -> dict[str, Any]:
+    """What the re-split after every payment costs: the floor against the same loop
+    without the re-split's operations (both bare, so the difference is the operations
+    themselves: the extra device commits and WAL checkpoint above all), and the
+    in-process loop against that floor (what re-split and protocol cost together)."""
+    inprocess, floor = throughput["inprocess"], throughput["floor"]
+    without = throughput["floor_without_resplit"]
+    cost = floor["mean_ms"] - without["mean_ms"]
+    return {
+        "floor_without_auth_per_s": without["per_s"],
+        "cost_ms": round(cost, 3),
+        "cost_cpu_ms": round(floor["cpu_ms"] - without["cpu_ms"], 3),
+        "share_of_floor": round(cost / floor["mean_ms"], 3),
+        "inprocess_ratio_to_floor_without": round(inprocess["per_s"] / without["per_s"], 3),
+        # The re-split's operations, by kind: a real authorization's less the floor's
+        # without them (None when not counted).
+        "operations": None if counts is None else dict(
+            collections.Counter(counts["authorization"])
+            - collections.Counter(counts["floor_without_resplit"])),
+    }
+
+
 def render(result: dict[str, Any]) -> str:
     """``result`` of :func:`run` as a table for people."""
     m, i, t, lat = result["machine"], result["interactive"], result["targets"], result["latency_ms"]
+    resplit = result["resplit"]
     kdf = i["kdf"]
     server = " / ".join(f"{i['server_ms'][k]:.1f}" for k in _ROUND_TRIPS)
     per_auth = result["counts"]["per_authorization"]
@@ -824,6 +1009,15 @@ def render(result: dict[str, Any]) -> str:
              _latency(lat["floor"])),
         _row("ratio in-process / floor", f"{result['ratio']:.2f}",
              _verdict(t["ratio_met"], f">= {t['ratio_min']}")),
+        _row("floor less the re-split's operations",
+             f"{resplit['floor_without_auth_per_s']:.1f}/s",
+             _latency(lat["floor_without_resplit"])),
+        _row("  the re-split after every payment costs",
+             f"{resplit['cost_ms']:+.2f} ms",
+             f"({resplit['share_of_floor']:.0%} of the floor; CPU "
+             f"{resplit['cost_cpu_ms']:+.2f} ms)"),
+        _row("  ratio in-process / floor less the re-split",
+             f"{resplit['inprocess_ratio_to_floor_without']:.2f}"),
         "",
         _row(f"PIN to result, INTERACTIVE KDF (median of {i['runs']})",
              f"{i['pin_to_result_ms']:.1f} ms"),
