@@ -2,8 +2,9 @@
 serve`` over SQLite or PostgreSQL, its simulated acquirer's books in a file that
 survives the kill (``--simulated-books``) and seeded acquirer faults of every kind
 (``--simulated-faults``), killed at seeded random points while devices pay and retry,
-restarted, retried, then settled by the server's own reconciliation and at the end by
-the operator's ``splitvault reconcile``. Per idempotency key the books must show 0 or
+restarted and retried while the server's own reconciliation settles; then killed for
+good in the middle of a last burst of payments, and settled by the operator's
+``splitvault reconcile``. Per idempotency key the books must show 0 or
 exactly the amount taken, the amount iff the ledger says approved, nothing in doubt,
 and no reference charged twice (``_attack.money.verify``). ``pytest -s`` shows counts.
 """
@@ -37,6 +38,9 @@ SEED = 1111
 PAYMENTS = 80
 """Fewer than the in-process test's 1,000: each kill costs a server start."""
 KILLS = 4
+"""Kills with a restart after each; then one more, and a last one for good."""
+LAST_BURST = 16
+"""Payments sent just before the last kill (also checked)."""
 DEVICES = 3
 FAULTS = 0.15
 """Acquirer faults per call: enough that some payment is with the acquirer or in doubt
@@ -58,6 +62,8 @@ class Run:
     told: dict[tuple[str, str], str] = field(default_factory=dict)
     doubted: set[str] = field(default_factory=set)
     """Keys a device was told were in doubt, at any point."""
+    left_for_operator: int = 0
+    """Keys unsettled when the server died for good (``splitvault reconcile`` settles)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def attempt(self, device: sv.Device, order: Order) -> str:
@@ -106,14 +112,14 @@ def run_with_kills(root: Path, db: str, *, payments: int = PAYMENTS, kills: int 
     books = root / "books.jsonl"
     server = ServerProcess(root / "srv")
     server.db = db  # type: ignore[assignment]  # a path or a postgresql:// URL
-    base = ["--profile", "test-only", "--simulated-books", str(books),
-            "--reconcile-every", "0.5"]
+    base = ["--profile", "test-only", "--simulated-books", str(books)]
     starts = 0
 
-    def start() -> None:
+    def start(every: str = "0.5", rate: float = faults) -> None:
         nonlocal starts
         # A new fault schedule each start: one process's schedule dies with it.
-        server.args = [*base, "--simulated-faults", f"{seed * 100 + starts}:{faults}"]
+        server.args = [*base, "--reconcile-every", every,
+                       "--simulated-faults", f"{seed * 100 + starts}:{rate}"]
         starts += 1
         server.start()
 
@@ -128,15 +134,18 @@ def run_with_kills(root: Path, db: str, *, payments: int = PAYMENTS, kills: int 
                      for pan in PANS]
         orders: list[Order] = [(cards[i % len(cards)], f"order-{seed}-{i}",
                                 rng.choice(AMOUNTS), rng.random() < 0.1)
-                               for i in range(payments)]
-        pay_under_kills(run, server, start, devices, orders, rng, kills)
-        retry_until_settled(run, devices[0], orders)
-        server.stop()
+                               for i in range(payments + LAST_BURST)]
+        pay_under_kills(run, server, start, devices, orders[:payments], rng, kills)
+        retry_until_settled(run, devices[0], orders[:payments])
+        server.kill()  # and back without reconciling, faults at every other call:
+        run.kills += 1
+        start("0", 0.5)
+        die_for_good(run, server, devices, orders[payments:], rng)
         db_states = settle_offline(server, books, orders)
         with server.inspect() as inspector:
-            found = Schedule(seed, payments, attempts=run.attempts)
+            found = Schedule(seed, len(orders), attempts=run.attempts)
             found.in_doubt_before = len(run.doubted)
-            left_for_operator = sum(s in UNSETTLED for s in db_states[0].values())
+            run.left_for_operator = sum(s in UNSETTLED for s in db_states[0].values())
             states = {key: inspector.payment_state(card_id, key)
                       for card_id, key, _, _ in orders}
             found.in_doubt_after = sum(s in UNSETTLED for s in states.values())
@@ -144,10 +153,10 @@ def run_with_kills(root: Path, db: str, *, payments: int = PAYMENTS, kills: int 
             verify(inspector, acquirer, orders, states, run.told, found)
             found.reversals = sum(b.reversals for b in acquirer.statement())
             inspector.verify_audit()
-        print(f"seed {seed}: {payments} payments ({run.attempts} attempts), {run.kills} "
+        print(f"seed {seed}: {len(orders)} payments ({run.attempts} attempts), {run.kills} "
               f"kill -9s, acquirer faults at {faults:.0%} of calls; {len(run.doubted)} keys "
-              f"in doubt at some point, {left_for_operator} still in doubt when the "
-              f"server stopped, {found.in_doubt_after} after `splitvault reconcile`; "
+              f"in doubt at some point, {run.left_for_operator} unsettled when the server "
+              f"died, {found.in_doubt_after} after `splitvault reconcile`; "
               f"{found.reversals} reversals in the books; answers {dict(run.answers)}; "
               f"ledger {dict(found.outcomes)}")
     finally:
@@ -187,15 +196,16 @@ def pay_under_kills(run: Run, server: ServerProcess, start: object,
                 return
             with run.lock:
                 taken[0] += 1
-            if order[3]:  # the same payment from a second device at once
-                twin = threading.Thread(target=run.attempt,
-                                        args=(devices[(devices.index(device) + 1)
-                                                      % len(devices)], order))
-                twin.start()
-                pay(device, order)
-                twin.join()
-            else:
-                pay(device, order)
+            if order[3]:  # the same payment from two devices at once, then as usual
+                # (joined first, so what the customer was told last is the loop's answer)
+                other = devices[(devices.index(device) + 1) % len(devices)]
+                both = [threading.Thread(target=run.attempt, args=(d, order))
+                        for d in (device, other)]
+                for t in both:
+                    t.start()
+                for t in both:
+                    t.join()
+            pay(device, order)
 
     threads = [threading.Thread(target=worker, args=(d,)) for d in devices]
     for t in threads:
@@ -216,6 +226,37 @@ def pay_under_kills(run: Run, server: ServerProcess, start: object,
     assert not any(t.is_alive() for t in threads)
 
 
+def die_for_good(run: Run, server: ServerProcess, devices: list[sv.Device],
+                 burst: list[Order], rng: random.Random) -> None:
+    """A last burst of payments, and a last kill -9 in its middle (once one of them is in
+    doubt) with no restart: that server settles nothing, so what it was charging and
+    what is in doubt are left for the operator's reconciliation."""
+    doubted = len(run.doubted)
+    todo: queue.Queue[Order] = queue.Queue()
+    for order in burst:
+        todo.put(order)
+
+    def worker(device: sv.Device) -> None:
+        while True:
+            try:
+                order = todo.get_nowait()
+            except queue.Empty:
+                return
+            run.attempt(device, order)
+
+    threads = [threading.Thread(target=worker, args=(d,)) for d in devices]
+    for t in threads:
+        t.start()
+    while (todo.qsize() > len(burst) // 2 or len(run.doubted) == doubted) and any(
+            t.is_alive() for t in threads):
+        time.sleep(0.002)
+    time.sleep(rng.uniform(0, 0.02))
+    server.kill()
+    run.kills += 1
+    for t in threads:
+        t.join(120)
+
+
 def retry_until_settled(run: Run, device: sv.Device, orders: list[Order]) -> None:
     """After the kills: retry every order without a final answer while the server's
     own reconciliation settles what is in doubt (a reversed or failed one then charges
@@ -231,7 +272,7 @@ def retry_until_settled(run: Run, device: sv.Device, orders: list[Order]) -> Non
 
 def settle_offline(server: ServerProcess, books: Path,
                    orders: list[Order]) -> list[dict[str, str | None]]:
-    """The server stopped: the operator runs ``splitvault reconcile`` over the same
+    """The server is gone: the operator runs ``splitvault reconcile`` over the same
     books until nothing is in doubt (a killed worker's row is in doubt once its lease
     ran out). Returns the states before the first run, then after each."""
     def states() -> dict[str, str | None]:
@@ -260,8 +301,9 @@ def test_kill_9_never_takes_money_for_a_failed_payment(database: str, tmp_path: 
     assert found.in_doubt_after == 0
     # It really was hostile: every kill happened, devices met a dead server and
     # payments in doubt, and there were retries.
-    assert run.kills == KILLS
+    assert run.kills == KILLS + 2
     assert run.answers["unreachable"] > 0 and found.in_doubt_before > 0
+    assert run.left_for_operator > 0
     assert run.attempts > run.payments
 
 
