@@ -246,13 +246,16 @@ class Lab:
         calls = getattr(self.server.acquirer, "calls", None)
         return len(calls) if isinstance(calls, list) else None
 
-    def restart(self) -> ShareServer:
-        """Stop the in-process server and open it again on the same files; every device's
-        wire now reaches the new process."""
+    def restart(self, *, while_stopped: Callable[[], None] | None = None) -> ShareServer:
+        """Stop the in-process server and open it again on the same files (after
+        ``while_stopped``, which may replace them: a restore from a backup); every
+        device's wire now reaches the new process."""
         if self.server is None:
             raise RuntimeError("restart needs the in-process server")
         acquirer = self.server.acquirer
         self.server.close()
+        if while_stopped is not None:
+            while_stopped()
         self.server = self._factory(self.server_path, self.clock)
         self.server.acquirer = acquirer
         for victim in self.victims:

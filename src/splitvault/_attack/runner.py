@@ -6,7 +6,7 @@ SKIP when it could not run here. The exit status is 1 if any attack FAILs, else 
 
 In-process by default: a fresh share server and devices in a temporary folder, with
 the TEST_ONLY KDF (the attacks target the protocol, not Argon2's cost). With
-``--server URL`` the network-reachable scenarios (1, 4, 5, 10) run against that
+``--server URL`` the network-reachable scenarios (1, 4, 5, 10, 20, ...) run against that
 deployment through the real HTTP client, with test cards the suite enrolls and deletes
 itself (it says so first, and asks; off a terminal it needs ``--yes``); the others
 need the server's files and are skipped. ``--slow`` also runs
@@ -32,6 +32,7 @@ from . import (
     at_rest,
     audit_log,
     card_ids,
+    device_copy,
     device_theft,
     double_charge,
     dropped_packets,
@@ -44,6 +45,7 @@ from . import (
     leakage,
     money,
     protocol,
+    server_backup,
     server_breach,
     shutdown,
     slow_clients,
@@ -90,6 +92,10 @@ SCENARIOS: tuple[Scenario, ...] = (
              interrupted_enrollment.run, False),
     Scenario(19, "enrollment-flood", "Strangers flood enrollment", enrollment_flood.run,
              False),
+    Scenario(20, "device-copy", "A copy of the device from before a payment",
+             device_copy.run, True),
+    Scenario(21, "old-server-backup", "An old server backup with the current device",
+             server_backup.run, False),
 )
 
 
