@@ -54,6 +54,7 @@ def _d(name: str) -> bytes:
 # Domain tags. A signature for one of these never verifies as another.
 D_PIN_INPUT = _d("pin-input")
 D_ENROLL_BEGIN = _d("enroll-begin")
+D_ENROLL_BEGIN_WALLET = b"splitvault/v5/enroll-begin"  # v5: the wallet key
 D_ENROLL_FINISH = _d("enroll-finish")
 D_ENROLL_ENVELOPE = _d("enroll-envelope")
 D_EVALUATE = b"splitvault/v4/evaluate"  # v4: share version and refresh key (v2: nonce, time)
@@ -114,15 +115,32 @@ class ServerInfo:
 
 @dataclass(frozen=True)
 class EnrollBegin:
-    """Device -> server: register a card's device key and get the PIN's first evaluation."""
+    """Device -> server: register a card's device key and get the PIN's first evaluation.
+
+    ``wallet_key``: the device's one wallet public key (Ed25519), the same for every
+    card it enrolls, so the server can give the device one PIN-guess budget across
+    its cards (an owner using one PIN for all of them gets the limit once, not once
+    per card). ``wallet_signature``: the wallet key's signature over the same bytes
+    as ``signature`` (possession: else anyone who learned the key could spend the
+    wallet's budget). Both or neither; a device or client from before wallets sends
+    neither, and its card has its own limit only."""
 
     card_id: str
     device_key: bytes
     blinded: bytes
     signature: bytes = field(repr=False)
+    wallet_key: bytes | None = None
+    wallet_signature: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.wallet_key is None) != (self.wallet_signature is None):
+            raise ValueError("a wallet key comes with its signature")
 
     def signed_bytes(self) -> bytes:
-        return encode(D_ENROLL_BEGIN, _s(self.card_id), self.device_key, self.blinded)
+        if self.wallet_key is None:
+            return encode(D_ENROLL_BEGIN, _s(self.card_id), self.device_key, self.blinded)
+        return encode(D_ENROLL_BEGIN_WALLET, _s(self.card_id), self.device_key, self.blinded,
+                      self.wallet_key)
 
 
 @dataclass(frozen=True)

@@ -392,7 +392,9 @@ def _empty() -> Empty:
 
 
 ENROLL_BEGIN = Message("EnrollBegin", EnrollBegin, {
-    "card_id": _ID, "device_key": _KEY32, "blinded": _KEY32, "signature": _SIG})
+    "card_id": _ID, "device_key": _KEY32, "blinded": _KEY32, "signature": _SIG,
+    "wallet_key": _KEY32, "wallet_signature": _SIG},
+    optional=frozenset({"wallet_key", "wallet_signature"}))
 ENROLL_BEGIN_REPLY = Message("EnrollBeginReply", EnrollBeginReply, {
     "evaluated": _KEY32, "server_key": _KEY32})
 ENROLL_FINISH = Message("EnrollFinish", EnrollFinish, {

@@ -835,3 +835,142 @@ def test_concurrent_outbox_claims_one_winner(store: SqlStore) -> None:
     for t in threads:
         t.join()
     assert len(claimed) == 6 and len(set(claimed)) == 6
+
+
+# -- wallets: one PIN-guess budget across a device's cards --------------------------------
+
+
+def _wallet_card(store: SqlStore, row: bytes) -> str:
+    """A card in the wallet ``row`` (its reference stored 'wrapped': KID_A + row)."""
+    card_id = secrets.token_hex(16)
+    assert store.begin_enrollment(card_id, b"d" * 32, _blob(), NOW, NOW + 600,
+                                  wallet=KID_A + row) == "ok"
+    assert store.finish_enrollment(card_id, b"v" * 32, _blob(), NOW,
+                                   AuditEvent("enrolled", card_id))
+    return card_id
+
+
+def _unwrap(blob: bytes) -> bytes:
+    return blob[len(KID_A):]
+
+
+def _prove(store: SqlStore, card_id: str, row: bytes | None, *, verified: bool = False):
+    challenge = _challenge(card_id)
+    spend = store.spend_guess(card_id, secrets.token_bytes(16), NOW + 120, challenge, LIMIT,
+                              NOW, wallet=row, share_version=store.card(card_id).share_version)
+    if spend.outcome != "spent":
+        return spend.outcome
+    return store.settle_proof(card_id, challenge.challenge_id, verified=verified,
+                              limit=LIMIT, now=NOW, wallet=_unwrap)
+
+
+def _wallet_count(store: SqlStore, row: bytes) -> int:
+    found = store.query("SELECT guesses FROM wallets WHERE wallet = ?", row)
+    return int(found[0][0]) if found else 0
+
+
+def test_wallet_counts_wrong_proofs_across_its_cards(store: SqlStore) -> None:
+    """Three cards of one wallet (one PIN, say) get LIMIT wrong proofs between them,
+    not LIMIT each: the LIMIT-th locks its card, and every other card of the wallet is
+    refused from then on, at evaluation and at proof. A card without a wallet (enrolled
+    before wallets) keeps its own limit only."""
+    row = secrets.token_bytes(16)
+    cards = [_wallet_card(store, row) for _ in range(3)]
+    alone = _card(store)
+    assert store.card(cards[0]).wallet == KID_A + row and store.card(alone).wallet is None
+    left = []
+    for i in range(LIMIT - 1):
+        outcome = _prove(store, cards[i % 3], row)
+        left.append(outcome.attempts_left)
+    assert left == [LIMIT - 1 - i for i in range(LIMIT - 1)]
+    # A challenge issued before the wallet reached its limit is refused after it.
+    late = _challenge(cards[2])
+    assert store.spend_guess(cards[2], secrets.token_bytes(16), NOW + 120, late, LIMIT, NOW,
+                             wallet=row).outcome == "spent"
+    assert _prove(store, cards[1], row).outcome == "locked"  # the LIMIT-th wrong proof
+    assert _wallet_count(store, row) == LIMIT
+    assert store.settle_proof(cards[2], late.challenge_id, verified=True, limit=LIMIT,
+                              now=NOW, wallet=_unwrap).outcome == "locked"  # right or not
+    assert _prove(store, cards[0], row) == "locked"  # refused before any evaluation
+    assert all(store.card(c).locked for c in cards)
+    assert sum(store.card(c).guesses_used for c in cards) == LIMIT
+    assert _prove(store, alone, None, verified=True).outcome == "ok"
+    verify(store.audit_rows(), AUDIT_KEY)
+
+
+def test_right_proof_takes_back_only_its_own_wrong_proofs(store: SqlStore) -> None:
+    """A right proof resets its card and takes that card's wrong proofs off the wallet,
+    no others: the owner's typos are forgiven as before, but knowing one card's PIN
+    buys no guesses at another's."""
+    row = secrets.token_bytes(16)
+    a, b = _wallet_card(store, row), _wallet_card(store, row)
+    for card in (a, a, b, b):
+        assert _prove(store, card, row).outcome == "wrong"
+    assert _wallet_count(store, row) == 4
+    assert _prove(store, a, row, verified=True).outcome == "ok"
+    assert _wallet_count(store, row) == 2 and store.card(a).guesses_used == 0
+    assert _prove(store, a, row, verified=True).outcome == "ok"  # nothing more to take
+    assert _wallet_count(store, row) == 2
+    outcome = _prove(store, b, row)
+    assert (outcome.outcome, outcome.attempts_left) == ("wrong", LIMIT - 3)
+    # b's spend reports the wallet's count where it is the larger.
+    spend = store.spend_guess(a, secrets.token_bytes(16), NOW + 120, _challenge(a), LIMIT,
+                              NOW, wallet=row)
+    assert (spend.outcome, spend.guesses_used) == ("spent", 3)
+
+
+def test_wallet_count_survives_delete_and_reenrollment(store: SqlStore) -> None:
+    """Deleting or re-enrolling a card never refunds its wrong proofs to the wallet (a
+    thief with the device could do both, to buy more guesses at the other cards); a
+    re-enrolled card leaves the wallet, so a wallet at its limit does not keep it
+    locked."""
+    row = secrets.token_bytes(16)
+    a, b, c = (_wallet_card(store, row) for _ in range(3))
+    for card in (a, a, b):
+        assert _prove(store, card, row).outcome == "wrong"
+    assert store.delete_card(a, secrets.token_bytes(16), NOW + 120, NOW)
+    assert _wallet_count(store, row) == 3
+    nonce = secrets.token_bytes(16)
+    slot = ChallengeRecord(secrets.token_hex(16), b, secrets.token_bytes(32), "reenroll",
+                           NOW + 60, _blob(body=b"n" * 24))
+    assert store.begin_reenrollment(b, nonce, NOW + 120, slot, NOW) == "ok"
+    assert store.finish_reenrollment(b, slot.challenge_id, _blob(), b"w" * 32, _blob(), NOW,
+                                     AuditEvent("reenrolled", b))
+    assert store.card(b).wallet is None and _wallet_count(store, row) == 3
+    outcome = _prove(store, c, row)
+    assert (outcome.outcome, outcome.attempts_left) == ("wrong", LIMIT - 4)
+    assert _prove(store, c, row).outcome == "locked"
+    assert _prove(store, b, None).outcome == "wrong"  # its own limit only now
+
+
+def test_concurrent_wrong_proofs_on_a_wallet_never_exceed_its_limit(store: SqlStore) -> None:
+    """Wrong proofs racing on three cards of one wallet (LIMIT each would allow 3 x
+    LIMIT): at most LIMIT are counted, between card and wallet alike, and every other
+    one finds the wallet at its limit (which tells it nothing)."""
+    row = secrets.token_bytes(16)
+    cards = [_wallet_card(store, row) for _ in range(3)]
+    challenges = []
+    for card in cards:
+        for _ in range(LIMIT):
+            challenge = _challenge(card)
+            assert store.spend_guess(card, secrets.token_bytes(16), NOW + 120, challenge,
+                                     LIMIT, NOW, wallet=row).outcome == "spent"
+            challenges.append(challenge)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(len(challenges))
+
+    def prove(challenge: ChallengeRecord) -> None:
+        barrier.wait()
+        out = store.settle_proof(challenge.card_id, challenge.challenge_id, verified=False,
+                                 limit=LIMIT, now=NOW, wallet=_unwrap)
+        with lock:
+            outcomes.append(out.outcome)
+    pending = list(challenges)
+    _race(lambda: prove(pending.pop()), len(challenges))
+    assert outcomes.count("wrong") == LIMIT - 1
+    assert outcomes.count("locked") == len(challenges) - LIMIT + 1
+    assert _wallet_count(store, row) == LIMIT
+    assert sum(store.card(c).guesses_used for c in cards) == LIMIT
+    assert Counter(r.event for r in store.audit_rows())["wrong_pin"] == LIMIT - 1
+    verify(store.audit_rows(), AUDIT_KEY)

@@ -71,6 +71,10 @@ def _change_pin(victim: Victim, card_id: str, old: str, new: str) -> None:
 
 
 def _failures(lab: Lab, victim: Victim, flows: Flows) -> None:
+    # The card to lock gets a wallet of its own, as if enrolled from another device:
+    # its five wrong PINs spend its wallet's budget, which would lock main and korean
+    # too (threat_model.md S8), and the steps below still pay with main.
+    victim.device._store.forget_wallet()
     locked = lab.enroll(victim)
     flows.cards["locked"] = locked
     for i in range(6):

@@ -12,6 +12,9 @@ device ever sent or received.
   evaluation from the server with the stolen device key does match, so the harness
   would see a match if there were one.
 - :func:`files_hold_nothing_of_the_pin`: no form of the PIN or the verifier in the files.
+- :func:`one_pin_for_three_cards`: a device holding three cards under one PIN gives
+  the thief the wallet's limit (5) of PIN tests between them, not 5 per card: the
+  owner's PIN, the thief's sixth guess, is never tried.
 
 Every attack here runs against a remote deployment too (``--server``).
 """
@@ -51,7 +54,8 @@ from ._needles import Needles
 from ._requests import presented_version, signed_evaluate
 from .scan import sqlite_files
 
-__all__ = ["brute_force", "files_hold_nothing_of_the_pin", "offline_pin_test", "run"]
+__all__ = ["brute_force", "files_hold_nothing_of_the_pin", "offline_pin_test",
+           "one_pin_for_three_cards", "run"]
 
 HAD = "a byte copy of the device's files"
 HAD_TRANSCRIPT = "the device's files and every message it exchanged"
@@ -87,6 +91,46 @@ def brute_force(lab: Lab) -> AttackResult:
         got = (f"locked at wrong guess {tried} (limit {CLAIMED_GUESS_LIMIT}); right PIN "
                f"then refused: {thief_got}, {owner_got}" if locked
                else f"{tried} wrong guesses and still not locked")
+        return AttackResult(name, HAD, got, passed)
+
+    return guarded(name, HAD, attack)
+
+
+def one_pin_for_three_cards(lab: Lab) -> AttackResult:
+    name = "guess one PIN across the three cards of a stolen device"
+
+    def attack() -> AttackResult:
+        owner = lab.device("owner")
+        cards = [lab.enroll(owner) for _ in range(3)]  # one PIN for all three
+        pay(owner, cards[0])
+        thief = lab.steal(owner)
+        # The thief's list holds the owner's PIN right after the limit: with 5 tests
+        # per card (15 in all) he would reach it; with the wallet's 5 he must not.
+        guesses = [*GUESSES[:CLAIMED_GUESS_LIMIT], PIN, *GUESSES[CLAIMED_GUESS_LIMIT:]]
+        wrong, locked, card = 0, 0, 0
+        for n, guess in enumerate(guesses):
+            while card < len(cards):
+                try:
+                    pay(thief, cards[card], guess, key=f"shared-{n}-{card}")
+                except _errors.WrongPin:
+                    wrong += 1
+                    break
+                except _errors.CardLocked:
+                    locked, card = locked + 1, card + 1  # this guess again, next card
+                    continue
+                return AttackResult(name, HAD, f"PIN {guess} (guess {n + 1}) paid with card "
+                                    f"{card + 1} after {wrong} wrong answers", False)
+            if card == len(cards):
+                break
+        owner_ok, owner_got = _refused_right_pin(owner, cards[-1], "owner")
+        # The wrong answers, plus the proof that locked (it said "wrong" as a lock).
+        tests = wrong + (1 if locked else 0)
+        passed = locked == len(cards) and tests <= CLAIMED_GUESS_LIMIT and owner_ok
+        got = (f"{wrong} wrong-PIN answers across {len(cards)} cards, then all {locked} "
+               f"locked: at most {tests} PIN tests (limit {CLAIMED_GUESS_LIMIT}); the "
+               f"owner's PIN, guess {CLAIMED_GUESS_LIMIT + 1}, never tried; {owner_got}"
+               if locked == len(cards) else
+               f"{wrong} wrong-PIN answers and {len(cards) - locked} cards still open")
         return AttackResult(name, HAD, got, passed)
 
     return guarded(name, HAD, attack)
@@ -190,7 +234,8 @@ def files_hold_nothing_of_the_pin(lab: Lab) -> AttackResult:
 
 def run(deployment: Deployment, options: Options) -> list[AttackResult]:
     results = []
-    for attack in (brute_force, offline_pin_test, files_hold_nothing_of_the_pin):
+    for attack in (brute_force, offline_pin_test, files_hold_nothing_of_the_pin,
+                   one_pin_for_three_cards):
         with deployment.lab() as lab:
             results.append(attack(lab))
     return results

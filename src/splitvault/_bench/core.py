@@ -22,13 +22,15 @@ device   sign            1 random (the request's nonce); Ed25519 keygen from the
                          seed, sign (evaluate request, presenting the version of the
                          share staged by the last payment's re-split)
 server   evaluate        read: SELECT card; Ed25519 verify; XChaCha20-Poly1305 decrypt
-                         (KEK unwrap of the OPRF key); scalar_reduce, is_valid_point,
-                         scalarmult (BlindEvaluate); 2 random (the proof's challenge);
+                         x2 (KEK unwrap of the OPRF key, of the wallet reference);
+                         scalar_reduce, is_valid_point, scalarmult (BlindEvaluate); 2
+                         random (the proof's challenge);
                          **commit 1** (the evaluation counted against the card's
                          unproven budget, and the last re-split committed: the device
                          shows it holds D_v+1): INSERT nonce, SELECT card (its share
                          versions), UPDATE card (S_v+1 becomes the share), UPDATE audit
-                         head x2, BLAKE2b, INSERT audit (shares committed), UPDATE card,
+                         head x2, BLAKE2b, INSERT audit (shares committed), SELECT wallet
+                         (not at its limit), UPDATE card,
                          INSERT challenge, UPDATE audit head x2, BLAKE2b, INSERT audit
 device   finalize        scalar_reduce, is_valid_point, scalar_invert, scalarmult, SHA-512
 device   PIN key         Argon2id (TEST_ONLY), HKDF-SHA512
@@ -50,7 +52,9 @@ server   authorize       read: SELECT challenge; read: SELECT card; X25519 scala
                          XChaCha encrypt (KEK wrap of the pending row's intent); BLAKE2b
                          x2 (the fraud rules' merchant and device MACs; no rule is set by
                          default); **commit 2** (the proof and the pending ledger row):
-                         UPDATE challenge, SELECT card, UPDATE card, INSERT ledger; 1
+                         UPDATE challenge, SELECT card, XChaCha decrypt (its wallet
+                         reference), INSERT + UPDATE wallet and UPDATE card (held, in that
+                         order), UPDATE card, INSERT ledger; 1
                          random, XChaCha encrypt (KEK wrap of the result); **commit 3**
                          (the outcome, and the approval's re-split): UPDATE ledger, UPDATE
                          card (S_v+1 wrapped, the refresh key), UPDATE audit head x2,
@@ -327,8 +331,8 @@ _RESULT = json.dumps({"amount": 12000, "approval_code": "ABC234", "approved": Tr
 _GUESS_DETAIL = '{"guesses_used":1,"limit":5}'
 # The statements of server/_sql.py the floor makes, as that file spells them.
 _SELECT_CARD = ("SELECT device_key, verifier, oprf_key, share, guesses_used, locked, "
-                "share_version, share_floor, share_next, refresh_key, refreshed_at, cloned "
-                "FROM cards WHERE card_id = ? AND state = 'active'")
+                "share_version, share_floor, share_next, refresh_key, refreshed_at, cloned, "
+                "wallet FROM cards WHERE card_id = ? AND state = 'active'")
 _SELECT_CHALLENGE = ("SELECT card_id, nonce, state, expires_at, new_oprf_key, share_version "
                      "FROM challenges WHERE challenge_id = ?")
 _SELECT_SHARES = ("SELECT share_version, share_floor, refresh_key, cloned, share, "
@@ -422,6 +426,7 @@ class _Floor:
     device_db: sqlite3.Connection
     kdf: KdfProfile = KdfProfile.TEST_ONLY
     resplit: bool = True
+    wallet: bytes = b"W" * 16  # every floor card is in this wallet (the device's)
 
     def add_card(self, tx: Tx) -> None:
         """Enroll a card: the rows and keys the real enrollment leaves behind."""
@@ -438,11 +443,11 @@ class _Floor:
         card.sealed_record = nonce + nb.crypto_aead_xchacha20poly1305_ietf_encrypt(
             _RECORD, b"card-record" + card.id_bytes, nonce, data_key)
         tx.run("INSERT INTO cards (card_id, state, device_key, verifier, oprf_key, share, "
-               "created_at) VALUES (?, 'active', ?, ?, ?, ?, ?)",
+               "created_at, wallet) VALUES (?, 'active', ?, ?, ?, ?, ?, ?)",
                card.card_id, nb.crypto_sign_seed_keypair(card.device_seed)[0], verifier,
                _wrap(self.kek, oprf_key, b"oprf-key" + card.id_bytes),
                _wrap(self.kek, _xor(data_key, card.device_share), b"share" + card.id_bytes),
-               time.time())
+               time.time(), _wrap(self.kek, self.wallet, b"wallet" + card.id_bytes))
         # The device's row too: its re-split writes must change a row, as the real ones
         # do (an UPDATE that matches nothing commits without writing anything).
         self.device_db.execute(
@@ -531,6 +536,7 @@ class _Floor:
             raise RuntimeError("floor card missing")
         nb.crypto_sign_open(signature + message, row[0])
         key = _unwrap(self.kek, row[2], b"oprf-key" + card.id_bytes)
+        wallet = _unwrap(self.kek, row[12], b"wallet" + card.id_bytes)
         pysodium.crypto_core_ristretto255_scalar_reduce(key + _ZERO)
         pysodium.crypto_core_ristretto255_is_valid_point(blinded)
         evaluated: bytes = pysodium.crypto_scalarmult_ristretto255(key, blinded)
@@ -545,6 +551,7 @@ class _Floor:
             version = int(row[6])
             if self.resplit:
                 version = self.commit_shares(tx, card, now)
+            tx.one("SELECT guesses FROM wallets WHERE wallet = ?", wallet)  # not at its limit
             start = now - _UNPROVEN_WINDOW
             tx.one("UPDATE cards SET "
                    "unproven = CASE WHEN unproven_since < ? THEN 1 ELSE unproven + 1 END, "
@@ -646,8 +653,18 @@ class _Floor:
             tx.run("UPDATE challenges SET state = 'used' WHERE challenge_id = ? "
                    "AND card_id = ? AND state = 'evaluated' AND expires_at >= ?",
                    challenge_id, card_id, now)
-            tx.one("SELECT guesses_used, locked FROM cards WHERE card_id = ? "
-                   "AND state = 'active'", card_id)
+            held = tx.one("SELECT guesses_used, locked, wallet FROM cards WHERE card_id = ? "
+                          "AND state = 'active'", card_id)
+            if held is None:
+                raise RuntimeError("floor card missing")
+            # The card's wallet held first, then the card (``_sql._hold_wallet``).
+            wallet = _unwrap(self.kek, bytes(held[2]), b"wallet" + card.id_bytes)
+            tx.run("INSERT INTO wallets (wallet, guesses) VALUES (?, 0) "
+                   "ON CONFLICT (wallet) DO NOTHING", wallet)
+            tx.one("UPDATE wallets SET guesses = guesses WHERE wallet = ? RETURNING guesses",
+                   wallet)
+            tx.one("UPDATE cards SET locked = locked WHERE card_id = ? AND state = 'active' "
+                   "RETURNING locked, guesses_used", card_id)
             tx.run("UPDATE cards SET guesses_used = 0, unproven = 0 WHERE card_id = ? "
                    "AND state = 'active' AND locked = 0", card_id)
             tx.all("INSERT INTO authorizations (key_digest, params_digest, state, "

@@ -141,9 +141,19 @@ class Device:
         card_id = card_id_for(public_key(sign_seed))  # the server accepts no other
         device_secret = bytearray(secrets.token_bytes(32))
         salt = secrets.token_bytes(16)
+        wallet_seed = self._store.wallet_seed(self._clock())
         with BlindedPin(card_id, pin) as blinded:
-            begin = EnrollBegin(card_id, public_key(sign_seed), blinded.blinded, b"")
-            begin = dataclasses.replace(begin, signature=sign(sign_seed, begin.signed_bytes()))
+            # Named by the device's one wallet key, so that the server counts wrong PINs
+            # across this device's cards too (an owner with one PIN for all cards:
+            # one limit, not one per card), and signed by it (possession).
+            try:
+                begin = EnrollBegin(card_id, public_key(sign_seed), blinded.blinded, b"",
+                                    public_key(wallet_seed), b"")
+                signed = begin.signed_bytes()
+                begin = dataclasses.replace(begin, signature=sign(sign_seed, signed),
+                                            wallet_signature=sign(wallet_seed, signed))
+            finally:
+                wipe(wallet_seed)
             reply = self._server.enroll_begin(begin)
             pin_seed = derive_pin_seed(blinded.finalize(reply.evaluated), salt=salt,
                                        device_secret=bytes(device_secret), card_id=card_id,

@@ -13,6 +13,7 @@ with the ``chmod`` to run (see :mod:`splitvault._files` for which bits and why).
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -50,7 +51,19 @@ CREATE TABLE IF NOT EXISTS cards (
     refresh_secret BLOB,
     refreshed_at REAL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS wallet (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seed BLOB NOT NULL,
+    created_at REAL NOT NULL
+) STRICT;
 """
+
+# ``wallet``: the seed of the device's one wallet key (Ed25519), made at the first
+# enrollment that needs it. Every card enrolled since names its public key, so the
+# server gives them one PIN-guess budget between them (``Device.enroll``). Cards are
+# still unlinkable to anyone without the server's data: the server keeps only a keyed
+# MAC of the key, wrapped per card. A store from before it gets the table on open; its
+# older cards keep their own limit only.
 
 # The re-split after every payment (``Device.authorize``): ``device_share`` is version
 # ``share_version``; ``next_share`` is version + 1, taken from the server's R and kept
@@ -137,6 +150,20 @@ class DeviceStore:
                  card.server_key, card.security_phrase, card.share_version, card.next_share,
                  card.refresh_secret, card.refreshed_at, now),
             )
+
+    def wallet_seed(self, now: float) -> bytearray:
+        """The device's wallet key seed, made (once, atomically) if there is none."""
+        with self._write() as conn:
+            conn.execute("INSERT INTO wallet (id, seed, created_at) VALUES (1, ?, ?) "
+                         "ON CONFLICT (id) DO NOTHING", (secrets.token_bytes(32), now))
+            row = conn.execute("SELECT seed FROM wallet WHERE id = 1").fetchone()
+        return bytearray(row[0])
+
+    def forget_wallet(self) -> None:
+        """Drop the wallet key: the next enrollment starts a new wallet, and the cards
+        enrolled so far stay in theirs (the server bound each at its enrollment)."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM wallet")
 
     def activate(self, card_id: str) -> None:
         with self._write() as conn:

@@ -45,6 +45,7 @@ from ._store import AuditEvent, ChallengeRecord, Store
 __all__ = ["Enrollment"]
 
 _D_ORIGIN = b"splitvault/v1/enrollment-origin\x00"
+_D_WALLET = b"splitvault/v5/wallet-row\x00"
 
 
 class Enrollment:
@@ -64,6 +65,13 @@ class Enrollment:
         return hmac.new(bytes(self._keys.ledger), _D_ORIGIN + address.encode("utf-8"),
                         "sha256").digest()[:16]
 
+    def wallet_row(self, wallet_key: bytes) -> bytes:
+        """The ``wallets`` row key of a device's wallet public key: a keyed MAC, so a
+        dump cannot be matched against a wallet key seen elsewhere (a device's files,
+        a log of enrollment requests) without the server's MAC key."""
+        return hmac.new(bytes(self._keys.ledger), _D_WALLET + wallet_key,
+                        "sha256").digest()[:16]
+
     def begin(self, request: EnrollBegin, origin: str | None = None) -> EnrollBeginReply:
         card_id = check_id(request.card_id, "card id")
         device_key = check_bytes(request.device_key, "device key", 32)
@@ -73,6 +81,12 @@ class Enrollment:
         if not hmac.compare_digest(card_id, card_id_for(device_key)):
             raise MalformedRequest("card id is not the one its device key names")
         check_signature(device_key, request.signed_bytes(), request.signature)  # possession
+        wallet_key = request.wallet_key
+        if wallet_key is not None:
+            # Possession of the wallet key too: else anyone who learned it could put
+            # cards of his own in the wallet and spend its budget with wrong PINs.
+            wallet_key = check_bytes(wallet_key, "wallet key", 32)
+            check_signature(wallet_key, request.signed_bytes(), request.wallet_signature)
         now = self._clock()
         key = oprf.generate_key()
         try:
@@ -80,10 +94,19 @@ class Enrollment:
             wrapped = self._keyring.wrap("oprf-key", card_id, key)
         finally:
             wipe(key)
+        wallet = None
+        if wallet_key is not None:
+            row = self.wallet_row(wallet_key)
+            # A wallet its budget already locked would lock a new card at its first
+            # use: the new card gets its own limit instead (a thief adding cards of
+            # his own gains nothing from them).
+            if self._store.wallet_guesses(row) < self._profile.guess_limit:
+                wallet = self._keyring.wrap("wallet", card_id, row)
         slot = self._store.begin_enrollment(
             card_id, device_key, wrapped, now, now + self._profile.enrollment_ttl,
             origin=None if origin is None else self.origin(origin),
-            per_origin=self._profile.pending_per_origin, total=self._profile.pending_total)
+            per_origin=self._profile.pending_per_origin, total=self._profile.pending_total,
+            wallet=wallet)
         if slot == "full":
             raise RateLimited("too many unfinished enrollments; retry in a few minutes")
         if slot == "taken":

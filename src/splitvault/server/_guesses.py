@@ -114,7 +114,9 @@ class Guesses:
         # evaluation, before the evaluation leaves: a copy of the device is refused
         # without learning anything about a PIN (``_refresh.py``).
         spend = self._store.spend_guess(card_id, nonce, nonce_expires, challenge, limit, now,
-                                        share_version=version, refresh_key=refresh_key)
+                                        share_version=version, refresh_key=refresh_key,
+                                        wallet=None if card.wallet is None
+                                        else self._wallet_row(card_id, card.wallet))
         if spend.outcome == "replayed":
             raise InvalidChallenge("request already used (replayed nonce)")
         if spend.outcome == "unknown":
@@ -136,6 +138,17 @@ class Guesses:
         return EvaluateReply(evaluated, max(limit - spend.guesses_used - 1, 0),
                              challenge.challenge_id, challenge.nonce, challenge.expires_at,
                              spend.share_version, refresh)
+
+    def _wallet_row(self, card_id: str, wrapped: bytes) -> bytes:
+        """The card's wallet row key, unwrapped (it is not a secret like a share, but
+        kept wrapped so that a dump does not show which cards share a wallet)."""
+        return bytes(self._keyring.unwrap("wallet", card_id, wrapped))
+
+    def wallet_guesses(self, card: CardRecord) -> int:
+        """The wrong PINs counted against the card's wallet (0 for a card without)."""
+        if card.wallet is None:
+            return 0
+        return self._store.wallet_guesses(self._wallet_row(card.card_id, card.wallet))
 
     def proof_card(self, card_id: str, challenge_id: object, state: str = "evaluated", *,
                    resent: bool = False) -> tuple[CardRecord, ChallengeRecord]:
@@ -177,7 +190,8 @@ class Guesses:
         outcome = self._store.settle_proof(card_id, challenge_id, verified=verified,
                                            limit=self._profile.guess_limit, now=self._clock(),
                                            ledger=ledger, pin_change_key=pin_change_key,
-                                           risk=risk)
+                                           risk=risk,
+                                           wallet=lambda blob: self._wallet_row(card_id, blob))
         if outcome.outcome == "gone":
             raise InvalidChallenge()
         if outcome.outcome == "locked":

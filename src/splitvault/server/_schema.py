@@ -19,7 +19,8 @@ SCHEMA_VERSION = 2
 """2: keyring, worker heartbeats, device nonces, ledger leases, references and
 attempts, settled ledger states (reversed, failed), the audit chain's head row, the
 fraud rules' per-card history, the outbox, the versioned shares of the re-split after
-every payment (``_refresh.py``). 1 was
+every payment (``_refresh.py``), the wallets that share one PIN-guess budget
+across a device's cards (``wallets``, ``cards.wallet``). 1 was
 the single-process SQLite schema of 0.1.0."""
 
 
@@ -109,11 +110,21 @@ CREATE TABLE IF NOT EXISTS cards (
     unproven {int} NOT NULL DEFAULT 0,
     unproven_since {real} NOT NULL DEFAULT 0,
     origin {blob},
+    wallet {blob},
 {share_columns}
 ){strict};
 CREATE INDEX IF NOT EXISTS cards_pending_expiry ON cards (state, expires_at);
 -- origin: a keyed MAC of the address that began a pending enrollment (never the
 -- address), for the per-address cap; cleared when the enrollment finishes.
+-- wallet: the card's wallet row key (below), wrapped under the KEK: a dump does not
+-- show which cards share a wallet. NULL for a card with its own limit only.
+-- A device's PIN-guess budget across its cards: wrong proofs counted per wallet as
+-- well as per card (``_sql.settle_proof``). Keyed by a keyed MAC of the device's
+-- wallet public key (never the key); nothing here names a card.
+CREATE TABLE IF NOT EXISTS wallets (
+    wallet {blob} PRIMARY KEY,
+    guesses {int} NOT NULL DEFAULT 0
+){strict};
 CREATE TABLE IF NOT EXISTS challenges (
     challenge_id TEXT PRIMARY KEY,
     card_id TEXT NOT NULL,
@@ -189,6 +200,7 @@ _V1_TO_V2 = """
 ALTER TABLE cards ADD COLUMN unproven INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE cards ADD COLUMN unproven_since REAL NOT NULL DEFAULT 0;
 ALTER TABLE cards ADD COLUMN origin BLOB;
+ALTER TABLE cards ADD COLUMN wallet BLOB;
 {add_share_columns};
 DROP TABLE IF EXISTS challenges;
 CREATE TABLE authorizations_v2 (

@@ -112,7 +112,7 @@ class ShareServer:
         self._guesses = Guesses(store, keyring, profile, clock, self._keys)
         self._enrollment = Enrollment(store, keyring, self._keys, profile, clock)
         self._pin_change = PinChange(store, keyring, self._guesses, profile, clock, self._keys)
-        self._status = CardStatus(store, profile, clock)
+        self._status = CardStatus(store, profile, clock, self._guesses.wallet_guesses)
         self._risk = RiskBook(risk or RiskRules.NONE, keyring, self._keys.ledger)
         self._outbox = Outbox(store, keyring, clock, lambda: self.receipts)
         self._payments = Payments(store, keyring, self._keys, self._ledger, self._guesses,

@@ -59,6 +59,7 @@ _WRAPPED: tuple[tuple[str, str, str, str], ...] = (
     ("cards", "card_id", "oprf_key", "oprf-key"),
     ("cards", "card_id", "share", "share"),
     ("cards", "card_id", "share_next", "share"),  # the re-split waiting for the device
+    ("cards", "card_id", "wallet", "wallet"),  # which wallet: not visible in a dump
     ("challenges", "challenge_id", "new_oprf_key", "oprf-key"),
     ("authorizations", "key_digest", "result", "ledger"),
     ("card_risk", "row_key", "history", "risk"),
@@ -365,8 +366,8 @@ class SqlStore:
 
     def begin_enrollment(self, card_id: str, device_key: bytes, oprf_key: bytes, now: float,
                          expires_at: float, *, origin: bytes | None = None,
-                         per_origin: int | None = None, total: int | None = None
-                         ) -> Literal["ok", "taken", "full"]:
+                         per_origin: int | None = None, total: int | None = None,
+                         wallet: bytes | None = None) -> Literal["ok", "taken", "full"]:
         def go(tx: Tx) -> Literal["ok", "taken", "full"]:
             if per_origin is not None or total is not None:
                 # The gate row serializes capped enrollments: under READ COMMITTED a
@@ -384,9 +385,9 @@ class SqlStore:
                     return "full"
             inserted = tx.all(
                 "INSERT INTO cards (card_id, state, device_key, oprf_key, created_at, "
-                "expires_at, origin) VALUES (?, 'pending', ?, ?, ?, ?, ?) "
+                "expires_at, origin, wallet) VALUES (?, 'pending', ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (card_id) DO NOTHING RETURNING card_id",
-                card_id, device_key, oprf_key, now, expires_at, origin)
+                card_id, device_key, oprf_key, now, expires_at, origin, wallet)
             return "ok" if inserted else "taken"
         return self._db.write(go)
 
@@ -400,6 +401,11 @@ class SqlStore:
             "SELECT device_key, oprf_key FROM cards WHERE card_id = ? AND state = 'pending' "
             "AND expires_at >= ?", card_id, now))
         return None if row is None else PendingCard(card_id, bytes(row[0]), bytes(row[1]))
+
+    def wallet_guesses(self, wallet: bytes) -> int:
+        row = self._db.read(lambda tx: tx.one(
+            "SELECT guesses FROM wallets WHERE wallet = ?", wallet))
+        return 0 if row is None else int(row[0])
 
     def finish_enrollment(self, card_id: str, verifier: bytes, share: bytes, now: float,
                           event: AuditEvent) -> bool:
@@ -418,14 +424,15 @@ class SqlStore:
     def card(self, card_id: str) -> CardRecord | None:
         row = self._db.read(lambda tx: tx.one(
             "SELECT device_key, verifier, oprf_key, share, guesses_used, locked, "
-            "share_version, share_floor, share_next, refresh_key, refreshed_at, cloned "
-            "FROM cards WHERE card_id = ? AND state = 'active'", card_id))
+            "share_version, share_floor, share_next, refresh_key, refreshed_at, cloned, "
+            "wallet FROM cards WHERE card_id = ? AND state = 'active'", card_id))
         if row is None:
             return None
         return CardRecord(card_id, bytes(row[0]), bytes(row[1]), bytes(row[2]), bytes(row[3]),
                           int(row[4]), bool(row[5]), int(row[6]), int(row[7]),
                           _blob(row[8]), _blob(row[9]),
-                          None if row[10] is None else float(row[10]), bool(row[11]))
+                          None if row[10] is None else float(row[10]), bool(row[11]),
+                          _blob(row[12]))
 
     def card_count(self) -> int:
         row = self._db.read(lambda tx: tx.one(
@@ -445,7 +452,8 @@ class SqlStore:
                     challenge: ChallengeRecord, limit: int, now: float, *,
                     unproven_limit: int = UNPROVEN_LIMIT,
                     unproven_window: float = UNPROVEN_WINDOW,
-                    share_version: int = 0, refresh_key: bytes = b"") -> Spend:
+                    share_version: int = 0, refresh_key: bytes = b"",
+                    wallet: bytes | None = None) -> Spend:
         def go(tx: Tx) -> Spend:
             if not tx.all("INSERT INTO nonces (nonce, expires_at) VALUES (?, ?) "
                           "ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
@@ -455,6 +463,15 @@ class SqlStore:
             if shares.outcome != "spent":
                 return shares
             version = shares.share_version
+            spent = 0  # the wallet's wrong proofs (0: no wallet)
+            if wallet is not None:
+                # A wallet at its limit refuses every card of it before anything is
+                # evaluated (settle_proof enforces it again, with the wallet row held).
+                row = tx.one("SELECT guesses FROM wallets WHERE wallet = ?", wallet)
+                spent = 0 if row is None else int(row[0])
+                if spent >= limit:
+                    self._lock(tx, card_id, now, {"wallet": True})
+                    return Spend("locked")
             # An evaluation alone tests no PIN (every value the PIN key makes travels
             # sealed to the server), so it does not count toward the lock: only a wrong
             # proof does (settle_proof). It spends from its own budget, renewed per
@@ -478,7 +495,8 @@ class SqlStore:
                 self._append(tx, AuditEvent("guess_used", card_id,
                                             {"guesses_used": used, "limit": limit,
                                              "unproven": int(row[1])}), now)
-                return Spend("spent", used, version, shares.share, shares.share_next)
+                return Spend("spent", max(used, spent), version, shares.share,
+                             shares.share_next)
             state = tx.one("SELECT locked, guesses_used FROM cards WHERE card_id = ? "
                            "AND state = 'active'", card_id)
             if state is None:
@@ -534,14 +552,16 @@ class SqlStore:
                          share_next=_blob(row[5]))
         return Spend("spent", share_version=version)
 
-    def _lock(self, tx: Tx, card_id: str, now: float) -> None:
+    def _lock(self, tx: Tx, card_id: str, now: float,
+              detail: dict[str, int | str | bool] | None = None) -> None:
         if tx.run("UPDATE cards SET locked = 1 WHERE card_id = ? AND locked = 0", card_id):
-            self._append(tx, AuditEvent("locked", card_id), now)
+            self._append(tx, AuditEvent("locked", card_id, detail or {}), now)
 
     def settle_proof(self, card_id: str, challenge_id: str, *, verified: bool, limit: int,
                      now: float, ledger: LedgerStart | None = None,
                      pin_change_key: bytes | None = None,
-                     risk: RiskCheck | None = None) -> ProofOutcome:
+                     risk: RiskCheck | None = None,
+                     wallet: Callable[[bytes], bytes] | None = None) -> ProofOutcome:
         def go(tx: Tx) -> ProofOutcome:
             # One evaluation, one proof: the challenge is consumed whatever happens next.
             if pin_change_key is not None and verified:
@@ -555,28 +575,39 @@ class SqlStore:
                                  "AND expires_at >= ?", challenge_id, card_id, now)
             if not claimed:
                 return ProofOutcome("gone")
-            card = tx.one("SELECT guesses_used, locked FROM cards WHERE card_id = ? "
+            card = tx.one("SELECT guesses_used, locked, wallet FROM cards WHERE card_id = ? "
                           "AND state = 'active'", card_id)
             if card is None:
                 return ProofOutcome("gone")
             if card[1]:
                 return ProofOutcome("locked")
-            if not verified:
-                # A wrong proof is the one PIN test there is: counted by one conditional
-                # UPDATE, so racing proofs never count past the limit.
-                counted = tx.one("UPDATE cards SET guesses_used = guesses_used + 1 "
-                                 "WHERE card_id = ? AND state = 'active' AND locked = 0 "
-                                 "AND guesses_used < ? RETURNING guesses_used", card_id, limit)
-                left = 0 if counted is None else limit - int(counted[0])
-                if left <= 0:
-                    self._lock(tx, card_id, now)
+            row = None if card[2] is None or wallet is None else wallet(bytes(card[2]))
+            used, spent = int(card[0]), 0
+            if row is not None:
+                held = self._hold_wallet(tx, card_id, row)
+                if held is None:
+                    return ProofOutcome("gone")
+                if held[0]:
                     return ProofOutcome("locked")
-                self._append(tx, AuditEvent("wrong_pin", card_id, {"attempts_left": left}),
-                             now)
-                return ProofOutcome("wrong", attempts_left=left)
+                used, spent = held[1], held[2]
+                if spent >= limit:
+                    # Right PIN or wrong: a proof past the wallet's budget would be
+                    # one more PIN test, so it is refused unjudged.
+                    self._lock(tx, card_id, now, {"wallet": True})
+                    return ProofOutcome("locked")
+            if not verified:
+                return self._wrong_proof(tx, card_id, row, limit, now)
             if not tx.run("UPDATE cards SET guesses_used = 0, unproven = 0 WHERE card_id = ? "
                           "AND state = 'active' AND locked = 0", card_id):
                 return ProofOutcome("locked")  # a racing wrong proof locked it first
+            if row is not None and used:
+                # The right PIN of this card takes back this card's wrong proofs, and
+                # only those: the wallet's count stays the sum of its cards' counts
+                # (plus those of cards deleted or re-enrolled, never refunded). So the
+                # owner's typos are forgiven as on a card alone, while a thief who
+                # learned one card's PIN gains no guesses at the others'.
+                tx.run("UPDATE wallets SET guesses = CASE WHEN guesses > ? "
+                       "THEN guesses - ? ELSE 0 END WHERE wallet = ?", used, used, row)
             if ledger is None:
                 return ProofOutcome("ok")
             if tx.all("INSERT INTO authorizations (key_digest, params_digest, state, "
@@ -591,6 +622,45 @@ class SqlStore:
                 return ProofOutcome("ok", ledger="new")
             return ProofOutcome("ok", ledger="recorded", entry=self._entry(tx, ledger.key))
         return self._db.write(go)
+
+    @staticmethod
+    def _hold_wallet(tx: Tx, card_id: str, row: bytes) -> tuple[bool, int, int] | None:
+        """Hold the wallet row, then the card's: (locked, card's count, wallet's count)
+        as committed, or None if the card is gone. Every proof of a wallet's cards
+        takes the two rows in this order, so under READ COMMITTED racing proofs queue
+        on the wallet row (and re-read it committed) instead of deadlocking; under
+        SERIALIZABLE the loser is rerun."""
+        tx.run("INSERT INTO wallets (wallet, guesses) VALUES (?, 0) "
+               "ON CONFLICT (wallet) DO NOTHING", row)
+        wallet = tx.one("UPDATE wallets SET guesses = guesses WHERE wallet = ? "
+                        "RETURNING guesses", row)
+        card = tx.one("UPDATE cards SET locked = locked WHERE card_id = ? "
+                      "AND state = 'active' RETURNING locked, guesses_used", card_id)
+        if card is None or wallet is None:
+            return None
+        return bool(card[0]), int(card[1]), int(wallet[0])
+
+    def _wrong_proof(self, tx: Tx, card_id: str, row: bytes | None, limit: int,
+                     now: float) -> ProofOutcome:
+        # A wrong proof is the one PIN test there is: counted by one conditional UPDATE
+        # on the card and, for a card in a wallet, one on the wallet (whose row this
+        # transaction holds), so racing proofs never count past either limit.
+        counted = tx.one("UPDATE cards SET guesses_used = guesses_used + 1 "
+                         "WHERE card_id = ? AND state = 'active' AND locked = 0 "
+                         "AND guesses_used < ? RETURNING guesses_used", card_id, limit)
+        left = 0 if counted is None else limit - int(counted[0])
+        detail: dict[str, int | str | bool] = {}
+        if row is not None and counted is not None:
+            wallet = tx.one("UPDATE wallets SET guesses = guesses + 1 WHERE wallet = ? "
+                            "AND guesses < ? RETURNING guesses", row, limit)
+            wallet_left = 0 if wallet is None else limit - int(wallet[0])
+            if wallet_left < left:
+                left, detail = wallet_left, {"wallet": True}
+        if left <= 0:
+            self._lock(tx, card_id, now, detail)
+            return ProofOutcome("locked")
+        self._append(tx, AuditEvent("wrong_pin", card_id, {"attempts_left": left}), now)
+        return ProofOutcome("wrong", attempts_left=left)
 
     def _risk_declined(self, tx: Tx, key: bytes, risk: RiskCheck, now: float) -> bool:
         """Run the fraud rules on the card's history, held for this transaction; True
@@ -694,7 +764,7 @@ class SqlStore:
             if not tx.run("UPDATE cards SET oprf_key = ?, verifier = ?, share = ?, "
                           "guesses_used = 0, unproven = 0, locked = 0, cloned = 0, "
                           "share_next = NULL, refresh_key = NULL, refreshed_at = NULL, "
-                          "share_version = ?, share_floor = ? "
+                          "share_version = ?, share_floor = ?, wallet = NULL "
                           "WHERE card_id = ? AND state = 'active' AND share_version = ?",
                           oprf_key, verifier, share, began + REENROLL_STEP,
                           began + REENROLL_STEP, card_id, began):

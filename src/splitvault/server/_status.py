@@ -16,17 +16,18 @@ from .._protocol import CardStatusReply, CardStatusRequest
 from ._checks import check_id
 from ._guesses import check_fresh
 from ._signatures import check_device_signature
-from ._store import Store
+from ._store import CardRecord, Store
 
 __all__ = ["CardStatus"]
 
 
 class CardStatus:
-    def __init__(self, store: Store, profile: ServerProfile,
-                 clock: Callable[[], float]) -> None:
+    def __init__(self, store: Store, profile: ServerProfile, clock: Callable[[], float],
+                 wallet_guesses: Callable[[CardRecord], int] = lambda card: 0) -> None:
         self._store = store
         self._profile = profile
         self._clock = clock
+        self._wallet_guesses = wallet_guesses
 
     def query(self, request: CardStatusRequest) -> CardStatusReply:
         card_id = check_id(request.card_id, "card id")
@@ -36,5 +37,8 @@ class CardStatus:
                                       request.signature)
         if not self._store.use_nonce(nonce, nonce_expires):
             raise InvalidChallenge("request already used (replayed nonce)")
-        return CardStatusReply(card.guesses_used, self._profile.guess_limit, card.locked,
+        # The card's own wrong PINs, or its wallet's where those are more: what is
+        # left before a lock is the smaller of the two budgets (``_sql.settle_proof``).
+        used = max(card.guesses_used, self._wallet_guesses(card))
+        return CardStatusReply(used, self._profile.guess_limit, card.locked,
                                card.cloned, card.share_version)

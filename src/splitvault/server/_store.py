@@ -103,6 +103,7 @@ class CardRecord:
     refresh_key: bytes | None = None
     refreshed_at: float | None = None
     cloned: bool = False
+    wallet: bytes | None = field(default=None, repr=False)  # wrapped wallet row key
 
 
 @dataclass(frozen=True)
@@ -365,15 +366,20 @@ class Store(Protocol):
 
     def begin_enrollment(self, card_id: str, device_key: bytes, oprf_key: bytes, now: float,
                          expires_at: float, *, origin: bytes | None = None,
-                         per_origin: int | None = None, total: int | None = None
-                         ) -> Literal["ok", "taken", "full"]:
-        """Insert a pending card (``origin``: a MAC of the client's address); ``taken``
+                         per_origin: int | None = None, total: int | None = None,
+                         wallet: bytes | None = None) -> Literal["ok", "taken", "full"]:
+        """Insert a pending card (``origin``: a MAC of the client's address;
+        ``wallet``: its wallet row key, wrapped, kept when it becomes active); ``taken``
         if the id is; ``full`` if live pending rows already number ``total``, or
         ``per_origin`` of this origin. Exact across workers: the check and the insert
         serialize on one gate row."""
         ...
 
     def pending_card(self, card_id: str, now: float) -> PendingCard | None: ...
+
+    def wallet_guesses(self, wallet: bytes) -> int:
+        """The wrong proofs counted against the wallet row ``wallet`` (0 if none)."""
+        ...
 
     def finish_enrollment(self, card_id: str, verifier: bytes, share: bytes, now: float,
                           event: AuditEvent) -> bool:
@@ -392,11 +398,14 @@ class Store(Protocol):
                     challenge: ChallengeRecord, limit: int, now: float, *,
                     unproven_limit: int = UNPROVEN_LIMIT,
                     unproven_window: float = UNPROVEN_WINDOW,
-                    share_version: int = 0, refresh_key: bytes = b"") -> Spend:
+                    share_version: int = 0, refresh_key: bytes = b"",
+                    wallet: bytes | None = None) -> Spend:
         """Take the nonce; judge the presented ``share_version`` (``_refresh.judge``):
         commit a waiting re-split, or mark the card cloned (audited), or refuse;
         then count one unproven evaluation and issue ``challenge`` at the card's
-        version."""
+        version. ``wallet``: the card's wallet row key (unwrapped); a wallet at
+        ``limit`` locks the card (``locked``), and ``guesses_used`` is the larger of
+        the card's and the wallet's count."""
         ...
 
     def begin_reenrollment(self, card_id: str, nonce: bytes, nonce_expires: float,
@@ -411,7 +420,8 @@ class Store(Protocol):
                             verifier: bytes, share: bytes, now: float,
                             event: AuditEvent) -> bool:
         """Consume the ``reenroll`` challenge and replace OPRF key, verifier and share,
-        clearing the counters, the lock and the clone mark, in one transaction; the
+        clearing the counters, the lock and the clone mark, in one transaction (the
+        card leaves its wallet, whose count stays: see ``_sql.settle_proof``); the
         share's version becomes the challenge's + 2, and the floor below which every
         older copy is cut off. False if the challenge is gone or the card's version
         moved since it was issued (a copy paid meanwhile: re-enroll again)."""
@@ -420,8 +430,14 @@ class Store(Protocol):
     def settle_proof(self, card_id: str, challenge_id: str, *, verified: bool, limit: int,
                      now: float, ledger: LedgerStart | None = None,
                      pin_change_key: bytes | None = None,
-                     risk: RiskCheck | None = None) -> ProofOutcome:
-        """Consume the challenge and record the proof. For a good proof of a new
+                     risk: RiskCheck | None = None,
+                     wallet: Callable[[bytes], bytes] | None = None) -> ProofOutcome:
+        """Consume the challenge and record the proof. A card in a wallet (``wallet``
+        turns its stored, wrapped wallet reference into the row key) is counted
+        against the wallet too, with the wallet row held: a wrong proof counts on
+        both, a wallet at ``limit`` refuses (locks) every card of it, right PIN or
+        wrong, and a right proof takes the card's own wrong proofs back off the
+        wallet. For a good proof of a new
         ledger key with ``risk``: the card's history row is held and ``risk.decide``
         runs in this transaction; a decline is recorded as the key's result
         (``ledger="recorded"``), else its new history is written with the pending row,
