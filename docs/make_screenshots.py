@@ -82,6 +82,20 @@ async def shoot(folder: Path) -> None:
         await press(app, "Lab")
         await settle(pilot)
         app.save_screenshot("lab.svg", str(OUT))
+        # The re-split pane: copy this device, pay with it, then with the copy.
+        for label in ("Re-split & copy (s)", "Copy this device", "Pay with this device",
+                      "Pay with PIN"):
+            await press(app, label)
+            await settle(pilot)
+        await tap_pin(pilot, PIN)
+        await press(app, "Done")
+        await settle(pilot)
+        await press(app, "Pay with the copy")
+        await settle(pilot)
+        await tap_pin(pilot, PIN)
+        await press(app, "Done")
+        await settle(pilot)
+        app.save_screenshot("resplit.svg", str(OUT))
         app.exit()
 
 
@@ -91,7 +105,7 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(shoot(Path(tmp)))
-    for name in ("wallet", "keypad", "result", "lab"):
+    for name in ("wallet", "keypad", "result", "lab", "resplit"):
         print(OUT / f"{name}.svg")
     return 0
 

@@ -16,14 +16,18 @@ from textual.widgets import Input
 
 from splitvault.tui import DemoApp
 from splitvault.tui._atrest import Field
+from splitvault.tui._shares import ShareView, SideShares
+from splitvault.tui._vault import DemoVault
 
 from .helpers import (
+    PIN,
     SIZE,
     click_button,
     enroll_directly,
     fill_card,
     pay,
     settle,
+    tap_pin,
 )
 
 SnapCompare = Callable[..., bool]
@@ -120,6 +124,39 @@ def test_security_lab(snap_compare: SnapCompare, demo: Demo,
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await click_button(pilot, "Lab")
+        await _steady(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+BEFORE = ShareView(SideShares(0, "4f1c09a2"), SideShares(0, "b71e0c55"), "5d02e9c1")
+AFTER = ShareView(SideShares(1, "9e33d0b7", True), SideShares(1, "20a8f4d1", True),
+                  "5d02e9c1")
+
+
+def test_security_lab_copy_refused(snap_compare: SnapCompare, demo: Demo,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The re-split pane at the end of the experiment: both shares changed, the sealed
+    card the same, the copy refused with nothing charged, and re-enrollment offered.
+    (Fixed fingerprints: real ones are hashes of random shares.)"""
+    monkeypatch.setattr("splitvault.tui._lab.read_server_row", lambda *_: SERVER_ROW)
+    monkeypatch.setattr("splitvault.tui._lab.read_device_row", lambda *_: DEVICE_ROW)
+    monkeypatch.setattr(DemoVault, "share_view", lambda self, card_id: AFTER)
+    monkeypatch.setattr(DemoVault, "shares_before", lambda self, card_id: BEFORE)
+    app = demo()
+    enroll_directly(app)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await click_button(pilot, "Lab")
+        await click_button(pilot, "Re-split & copy (s)")
+        await click_button(pilot, "Copy this device")
+        await click_button(pilot, "Pay with this device")
+        await click_button(pilot, "Pay with PIN")
+        await tap_pin(pilot, PIN)
+        await click_button(pilot, "Done")
+        await click_button(pilot, "Pay with the copy")
+        await tap_pin(pilot, PIN)
+        await click_button(pilot, "Done")
         await _steady(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

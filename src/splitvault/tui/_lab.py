@@ -27,6 +27,7 @@ from .._card import normalise_pan
 from .._errors import InvalidCard
 from ._atrest import Field, read_device_row, read_server_row
 from ._base import DemoScreen
+from ._resplit_pane import ResplitScreen
 from ._vault import ScanReport, SideScan
 from ._wallet import card_label
 from ._widgets import ErrorLine
@@ -76,11 +77,17 @@ class LabScreen(DemoScreen[None]):
 
     SCREEN_TITLE = "Security lab"
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("r", "reload", "Reload")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "reload", "Reload"),
+        Binding("s", "resplit", "Re-split & copy"),
+    ]
 
     DEFAULT_CSS = """
     LabScreen {
-        #lead { padding: 0 1; height: 1; color: $text-primary; text-style: bold; }
+        #lead-row { height: 1; }
+        #lead { padding: 0 1; height: 1; width: 1fr; color: $text-primary;
+                text-style: bold; }
+        #resplit-button { margin-right: 1; }
         #sides { height: auto; }
         .side { width: 1fr; height: auto; border: round $primary; padding: 0 1; }
         #device-side { border: round $accent; }
@@ -93,7 +100,7 @@ class LabScreen(DemoScreen[None]):
            field and button by their colours (they have no border to light up). */
         #body:focus #lead { background: $accent 30%; }
         #pan:focus { background: $accent 30%; }
-        #search-button:focus { text-style: bold reverse; }
+        #search-button:focus, #resplit-button:focus { text-style: bold reverse; }
     }
     """
 
@@ -105,8 +112,10 @@ class LabScreen(DemoScreen[None]):
     def compose(self) -> ComposeResult:
         yield from self.frame()
         with VerticalScroll(id="body"):
-            yield Static(Content(f"What each side stores for {card_label(self._card)}"),
-                         id="lead")
+            with Horizontal(id="lead-row"):
+                yield Static(Content(f"What each side stores for {card_label(self._card)}"),
+                             id="lead")
+                yield Button("Re-split & copy (s)", id="resplit-button", compact=True)
             with Horizontal(id="sides"):
                 with Vertical(id="server-side", classes="side"):
                     yield Static(id="server-row")
@@ -127,9 +136,20 @@ class LabScreen(DemoScreen[None]):
         self._describe_scan()
         self.query_one("#body").focus()
 
+    def on_screen_resume(self) -> None:
+        self.action_reload()  # back from the re-split: new shares, maybe a new state
+
     def action_reload(self) -> None:
         self._show_server()
         self._show_device()
+
+    def action_resplit(self) -> None:
+        """The re-split and the copy of this device, on a screen of their own."""
+        self.app.push_screen(ResplitScreen(self._card))
+
+    @on(Button.Pressed, "#resplit-button")
+    def _resplit_pressed(self) -> None:
+        self.action_resplit()
 
     # -- the two sides -------------------------------------------------------------------
 
@@ -219,7 +239,7 @@ class LabScreen(DemoScreen[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         done = finished(event)
-        if done is None:
+        if done is None or done[0] != "scan":
             return
         outcome = done[1]
         hint = self.query_one("#search-hint", ErrorLine)

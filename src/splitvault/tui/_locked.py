@@ -21,11 +21,15 @@ from textual.widgets import Button, Static
 from .._authorization import CardSummary
 from ._wallet import card_label
 
-__all__ = ["LOCKED_NEXT", "LockedScreen"]
+__all__ = ["CLONED_WHY", "LOCKED_NEXT", "LockedScreen"]
 
 LOCKED_NEXT = ("To use it again, re-enroll it on this device: you need the card "
                "itself (number, expiry, name) and you choose a new PIN. Nobody else "
                "can unlock it: not this app, not a thief with a copy of this phone.")
+CLONED_WHY = ("A copy of this device tried to pay with shares the server had already "
+              "re-split. The server cannot tell the real device from a copy, so it "
+              "refuses this card to both, this device too, until its owner proves it "
+              "is theirs with the card itself.")
 
 
 class LockedScreen(ModalScreen[str | None]):
@@ -47,16 +51,25 @@ class LockedScreen(ModalScreen[str | None]):
     }
     """
 
-    def __init__(self, card: CardSummary, *, can_reenroll: bool) -> None:
+    def __init__(self, card: CardSummary, *, can_reenroll: bool, cloned: bool = False) -> None:
+        """``cloned``: refused because a copy of the device was caught (not five wrong
+        PINs); the way back is the same."""
         super().__init__()
         self._card = card
         self._can_reenroll = can_reenroll
+        self._cloned = cloned
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(f"{card_label(self._card)} is locked", id="title", markup=False)
-            yield Static("Five wrong PINs: the server has locked it and answers no more "
-                         f"guesses, so it cannot pay.\n\n{LOCKED_NEXT}", markup=False)
+            if self._cloned:
+                yield Static(f"{card_label(self._card)} is refused: a copy was caught",
+                             id="title", markup=False)
+                yield Static(f"{CLONED_WHY}\n\n{LOCKED_NEXT}", id="why", markup=False)
+            else:
+                yield Static(f"{card_label(self._card)} is locked", id="title", markup=False)
+                yield Static("Five wrong PINs: the server has locked it and answers no "
+                             f"more guesses, so it cannot pay.\n\n{LOCKED_NEXT}", id="why",
+                             markup=False)
             with Horizontal(id="buttons"):
                 if self._can_reenroll:
                     yield Button("Re-enroll (r)", id="reenroll", variant="warning")

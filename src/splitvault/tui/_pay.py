@@ -8,6 +8,7 @@ go through is never charged twice), and a new one for a new payment.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -20,7 +21,7 @@ from textual.widgets import Button, Input, Label, Static
 from textual.worker import Worker
 
 from .._authorization import Authorization, CardSummary
-from .._errors import CardLocked, InvalidPayment, WrongPin
+from .._errors import CardLocked, DeviceCloned, InvalidPayment, WrongPin
 from .._payment import format_amount, validate_payment
 from .._pin import Pin
 from ..keypad import SecureKeypad
@@ -144,9 +145,10 @@ class PayScreen(DemoScreen[None]):
         if purchase is None:
             return
         state = self.vault.card_state(self._card.card_id)
-        if state is not None and state.locked:
+        if state is not None and (state.locked or state.cloned):
             # No PIN to ask for: the server would refuse before looking at it.
-            self._show_result(purchase, Outcome(error=CardLocked()))
+            error = CardLocked() if state.locked else DeviceCloned()
+            self._show_result(purchase, Outcome(error=error))
             return
         self._ask_pin(purchase)
 
@@ -182,7 +184,8 @@ class PayScreen(DemoScreen[None]):
     def _paid(self, purchase: Purchase, outcome: Outcome[Authorization] | None) -> None:
         if outcome is None:
             return  # cancelled on the keypad
-        if isinstance(outcome.value, Authorization) or isinstance(outcome.error, CardLocked):
+        if isinstance(outcome.value, Authorization) or isinstance(outcome.error,
+                                                                  CardLocked | DeviceCloned):
             self._attempt = None  # a recorded result: the next payment is a new one
         self._show_result(purchase, outcome)
 
@@ -220,24 +223,32 @@ class PayPinScreen(KeypadScreen[Outcome[Authorization] | None]):
 
     def on_mount(self) -> None:
         super().on_mount()
-        amount = format_amount(self._purchase.amount, CURRENCY)
-        self.prompt(f"Pay {amount} to {self._purchase.merchant} with {card_label(self._card)}")
+        self.prompt(self.prompt_text())
         self.keypad.status = self._status
+
+    def prompt_text(self) -> str:
+        amount = format_amount(self._purchase.amount, CURRENCY)
+        return f"Pay {amount} to {self._purchase.merchant} with {card_label(self._card)}"
 
     def on_secure_keypad_submitted(self, event: SecureKeypad.Submitted) -> None:
         event.stop()
         pin: Pin = event.pin
-        vault, card_id, purchase, key = self.vault, self._card.card_id, self._purchase, self._key
+        pay = self.payer()
+        card_id, purchase, key = self._card.card_id, self._purchase, self._key
 
         def job() -> Authorization:
             try:
-                return vault.authorize(card_id, pin, amount=purchase.amount,
-                                       merchant=purchase.merchant, idempotency_key=key)
+                return pay(card_id, pin, amount=purchase.amount,
+                           merchant=purchase.merchant, idempotency_key=key)
             finally:
                 pin.wipe()
 
         self.begin_work("Proving the PIN to the server: OPRF, then Argon2id on this device…")
         start(self, "authorize", job)
+
+    def payer(self) -> Callable[..., Authorization]:
+        """What pays (in the worker): this device; the lab's copy pays with its own."""
+        return self.vault.authorize
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         done = finished(event)

@@ -29,6 +29,7 @@ from .._authorization import Authorization, CardSummary
 from .._errors import (
     AcquirerUnavailable,
     CardLocked,
+    DeviceCloned,
     PaymentInDoubt,
     ServerUnavailable,
     WrongPin,
@@ -45,6 +46,11 @@ LOCKED_TEXT = ("Five wrong PINs: the server has locked this card. It stays locke
                "across restarts of the app and of the server: the count is kept there, "
                "where a thief with this device cannot reset it. To use it again, "
                "re-enroll it on this device with the card itself and a new PIN.")
+CLONED_TEXT = ("The server re-splits the card's shares after every payment. This request "
+               "showed shares it has already replaced: it came from a copy of the "
+               "device. Refused before the PIN was checked: nothing charged, no guess "
+               "spent. The card is now refused to every copy, the real device too, "
+               "until it is re-enrolled with the card itself.")
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ class ResultView:
     """What the result screen shows."""
 
     kind: str
-    """approved, declined, wrong_pin, locked or error (also the CSS class)."""
+    """approved, declined, wrong_pin, locked, cloned or error (also the CSS class)."""
     title: str
     details: tuple[tuple[str, str], ...]
     message: str
@@ -89,6 +95,9 @@ def result_view(outcome: Outcome[Authorization], card: CardSummary, amount: int,
                           retry="Try the PIN again")
     if isinstance(error, CardLocked):
         return ResultView("locked", "Card locked", base, LOCKED_TEXT)
+    if isinstance(error, DeviceCloned):
+        return ResultView("cloned", "✗ Refused: a copy of this device",
+                          (*base, ("Charged", "nothing")), CLONED_TEXT)
     return ResultView("error", "Not paid", base, _error_text(error), retry="Try again")
 
 
@@ -129,8 +138,8 @@ class ResultScreen(DemoScreen[str | None]):
         &.approved #title { color: $text-success; }
         &.declined #panel, &.wrong_pin #panel { border: round $warning; }
         &.declined #title, &.wrong_pin #title { color: $text-warning; }
-        &.locked #panel, &.error #panel { border: round $error; }
-        &.locked #title, &.error #title { color: $text-error; }
+        &.locked #panel, &.cloned #panel, &.error #panel { border: round $error; }
+        &.locked #title, &.cloned #title, &.error #title { color: $text-error; }
     }
     """
 

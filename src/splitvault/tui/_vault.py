@@ -9,6 +9,7 @@ holder's name are never kept).
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,9 @@ from .._pin import Pin
 from .._profiles import KdfProfile, ServerProfile
 from ..device import Device, PaymentRecord, last_known_state
 from ..server import Acquirer, CardState, ShareServer
+from ._copy import DeviceCopy
 from ._receipts import Delivered, DemoReceipts
+from ._shares import ShareView, device_shares, server_shares
 
 __all__ = ["DemoVault", "ScanReport", "SideScan", "default_data_dir", "scan_sides"]
 
@@ -79,7 +82,8 @@ class DemoVault:
     """A device with its share server: embedded in this process, or remote by URL."""
 
     def __init__(self, data_dir: Path, device: Device, server: ShareServer | None,
-                 server_url: str | None, receipts: DemoReceipts | None = None) -> None:
+                 server_url: str | None, receipts: DemoReceipts | None = None, *,
+                 pin_sha256: str | None = None) -> None:
         self.data_dir = data_dir
         self.device = device
         self.server = server
@@ -94,6 +98,10 @@ class DemoVault:
         """Per re-enrolled card, how many history rows came before: the lock they end
         in is over. Kept in memory only, so a remote demo started again reads the
         old lock until the next answer (the device keeps no row for a re-enrollment)."""
+        self._before: dict[str, ShareView] = {}
+        """Per card, its shares just before its last approved payment (the lab's "before")."""
+        self._copy: DeviceCopy | None = None
+        self._pin_sha256 = pin_sha256
         self._closed = False
         self._lock = threading.Lock()
 
@@ -116,7 +124,7 @@ class DemoVault:
             except BaseException:
                 device.close()
                 raise
-            return cls(folder, device, None, server_url)
+            return cls(folder, device, None, server_url, pin_sha256=pin_sha256)
         inbox = DemoReceipts() if receipts is None else receipts
         server = ShareServer.open(folder / SERVER_DB, acquirer=acquirer, receipts=inbox)
         try:
@@ -130,6 +138,7 @@ class DemoVault:
         if self._closed:
             return  # wipe() closed it; the app closes it again when it quits
         self._closed = True
+        self.discard_copy()
         self.device.close()
         if self.server is not None:
             self.server.close()
@@ -258,6 +267,7 @@ class DemoVault:
         self.device.reenroll(card_id, card, new_pin)
         with self._lock:
             self._reenrolled[card_id] = before
+            self._before.pop(card_id, None)  # sealed anew: "before a payment" is over
         report = scan_sides(self.device_db, self.server_db,
                             {"card number": card.pan, "holder name": card.holder})
         with self._lock:
@@ -266,8 +276,15 @@ class DemoVault:
 
     def authorize(self, card_id: str, pin: Pin, *, amount: int, merchant: str,
                   idempotency_key: str) -> Authorization:
-        return self.device.authorize(card_id, pin, amount=amount, currency=CURRENCY,
+        """Pay with this device; the shares as they were before an approval are kept
+        for the lab, which shows them beside the re-split ones."""
+        before = self.share_view(card_id)
+        auth = self.device.authorize(card_id, pin, amount=amount, currency=CURRENCY,
                                      merchant=merchant, idempotency_key=idempotency_key)
+        if auth.approved and before is not None:
+            with self._lock:
+                self._before[card_id] = before
+        return auth
 
     def deliver_receipts(self) -> int:
         """Embedded: deliver the receipts due from the server's outbox (what ``splitvault
@@ -281,6 +298,7 @@ class DemoVault:
         self.device.delete(card_id)
         with self._lock:
             self._scans.pop(card_id, None)
+            self._before.pop(card_id, None)
 
     def data_files(self) -> list[Path]:
         """The demo's files in its folder: the two databases (with their WAL, shared
@@ -302,6 +320,67 @@ class DemoVault:
         with contextlib.suppress(OSError):
             self.data_dir.rmdir()  # only if empty: a folder the user named may hold more
         return len(cards)
+
+    # -- the re-split and a copy of this device (the security lab) --------------------
+
+    def share_view(self, card_id: str) -> ShareView | None:
+        """Both sides' share versions and fingerprints now (the server's only when it
+        is embedded); None if the card is gone. Fast enough for the UI thread."""
+        try:
+            device = device_shares(self.device_db, card_id)
+            server = None if self.server is None else server_shares(
+                self.server.inspector(), card_id)
+        except (sqlite3.Error, VaultError):
+            return None
+        if device is None:
+            return None
+        return ShareView(device[0], server, device[1])
+
+    def shares_before(self, card_id: str) -> ShareView | None:
+        """The card's shares just before its last approved payment, if one was made
+        since the demo started."""
+        with self._lock:
+            return self._before.get(card_id)
+
+    def ledger_size(self) -> int | None:
+        """How many payments the embedded server's ledger holds (every card, every
+        outcome): a refused copy adds none. None when the server is remote."""
+        if self.server is None:
+            return None
+        [(count,)] = self.server.inspector().query("SELECT count(*) FROM authorizations")
+        return int(count)
+
+    @property
+    def copy(self) -> DeviceCopy | None:
+        """The copy of this device the lab made, if any."""
+        return self._copy
+
+    def take_copy(self) -> DeviceCopy:
+        """In a worker: copy this device's files to a private temporary folder and open
+        them as a second device against the same server (replacing an earlier copy)."""
+        self.discard_copy()
+        service: ShareServer | str = self.server if self.server is not None else \
+            str(self.server_url)
+        kdf = self.device.kdf
+        pin_sha256 = self._pin_sha256
+        copy = DeviceCopy.take(self.device_db, lambda path: Device.open(
+            path, server=service, kdf=kdf, pin_sha256=pin_sha256))
+        self._copy = copy
+        return copy
+
+    def discard_copy(self) -> None:
+        copy, self._copy = self._copy, None
+        if copy is not None:
+            copy.close()
+
+    def authorize_with_copy(self, card_id: str, pin: Pin, *, amount: int, merchant: str,
+                            idempotency_key: str) -> Authorization:
+        """In a worker: pay with the copy, as a thief holding it would."""
+        if self._copy is None:
+            raise UnknownCard("no copy of this device was made")
+        return self._copy.device.authorize(card_id, pin, amount=amount, currency=CURRENCY,
+                                           merchant=merchant,
+                                           idempotency_key=idempotency_key)
 
     def scan_for_pan(self, digits: str) -> ScanReport:
         """Search both sides for a card number the visitor typed in the lab."""

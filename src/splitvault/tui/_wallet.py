@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar
 
 from rich.text import Text
@@ -20,7 +21,7 @@ from ._base import DemoScreen
 from ._wipe import ConfirmWipe, data_line
 from ._work import finished, start
 
-__all__ = ["ConfirmDelete", "WalletScreen", "card_label"]
+__all__ = ["ConfirmDelete", "WalletScreen", "card_label", "resplit_label"]
 
 INTRO = ("Each card is split in two: one share on this device, one on the server.\n"
          "Neither half is the card: the security lab shows you both.")
@@ -31,6 +32,18 @@ REMOTE_GUESSES = ("* the remote server counts PIN guesses; shown as this device 
 def card_label(card: CardSummary) -> str:
     """``Visa •••• 1111``: brand and last four digits, all a screen ever shows."""
     return f"{BRAND_NAMES.get(card.brand, 'Card')} {card.masked_pan}"
+
+
+def resplit_label(card: CardSummary, now: float | None = None) -> str:
+    """``v3 · 14:05``: the card's share version on this device and when it was last
+    re-split (the time today, else the date); ``v0 · never`` before its first payment."""
+    if card.refreshed_at is None:
+        return f"v{card.share_version} · never"
+    when = time.localtime(card.refreshed_at)
+    today = time.localtime(time.time() if now is None else now)
+    shown = (time.strftime("%H:%M", when) if when[:3] == today[:3]
+             else time.strftime("%d %b", when))
+    return f"v{card.share_version} · {shown}"
 
 
 class WalletScreen(DemoScreen[None]):
@@ -94,10 +107,12 @@ class WalletScreen(DemoScreen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_column("Card", key="card", width=28)
-        table.add_column("Expires", key="expiry", width=8)
-        table.add_column(Text("PIN guesses", justify="right"), key="guesses", width=12)
-        table.add_column("Status", key="status", width=10)
+        # 70 cells with their padding: the table's inside at 80 columns is 74.
+        table.add_column("Card", key="card", width=21)
+        table.add_column("Expires", key="expiry", width=7)
+        table.add_column(Text("PIN guesses", justify="right"), key="guesses", width=11)
+        table.add_column("Status", key="status", width=7)
+        table.add_column("Re-split", key="resplit", width=14)
         self.refresh_cards()
         self._ask_server()
 
@@ -119,7 +134,8 @@ class WalletScreen(DemoScreen[None]):
         table.clear()
         for card in self.vault.cards():
             guesses, status = self._state_cells(card.card_id)
-            table.add_row(card_label(card), card.expiry, guesses, status, key=card.card_id)
+            table.add_row(card_label(card), card.expiry, guesses, status,
+                          Text(resplit_label(card), style="dim"), key=card.card_id)
         empty = table.row_count == 0
         self._has_cards = not empty
         table.display = not empty
@@ -141,6 +157,8 @@ class WalletScreen(DemoScreen[None]):
         guesses = Text(f"{state.guesses_used} of {state.guess_limit}{seen}", justify="right")
         if state.locked:
             return guesses, Text("locked", style="bold red")
+        if state.cloned:  # a copy of this device was caught: refused until re-enrolled
+            return guesses, Text("copied", style="bold red")
         return guesses, Text("active", style="green")
 
     @property
@@ -215,19 +233,23 @@ class WalletScreen(DemoScreen[None]):
             self.show_locked(card)
 
     def _locked(self, card: CardSummary) -> bool:
+        """Locked, or refused since a copy of this device was caught: no PIN is asked."""
         state = self.vault.card_state(card.card_id)
-        return state is not None and state.locked
+        return state is not None and (state.locked or state.cloned)
 
     def show_locked(self, card: CardSummary) -> None:
-        """Why a locked card cannot pay and what to do next (also after a payment or a
-        PIN change ends in the lock)."""
+        """Why a locked (or copied) card cannot pay and what to do next (also after a
+        payment or a PIN change ends in the lock)."""
         from ._locked import LockedScreen
 
         def chosen(choice: str | None) -> None:
             if choice == "reenroll":
                 self.reenroll(card)
 
-        self.app.push_screen(LockedScreen(card, can_reenroll=self.can_reenroll), chosen)
+        state = self.vault.card_state(card.card_id)
+        cloned = state is not None and state.cloned and not state.locked
+        self.app.push_screen(LockedScreen(card, can_reenroll=self.can_reenroll,
+                                          cloned=cloned), chosen)
 
     def reenroll(self, card: CardSummary) -> None:
         """The way back for a locked card: its details again, then a new PIN twice
