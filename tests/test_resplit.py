@@ -369,34 +369,46 @@ def test_delete_removes_every_version(tmp_path: Path, server: sv.ShareServer,
 # -- an old server backup ----------------------------------------------------------------
 
 
+def _restore(db: Path, backup: Path) -> None:
+    """Put a copy of the server's SQLite files (``copy_device``) back in place."""
+    for suffix in ("", "-wal", "-shm"):
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
+        source = backup.with_name(backup.name + suffix)
+        if source.exists():
+            source.replace(db.with_name(db.name + suffix))
+
+
+def _backed_up_then_paid(tmp_path: Path, card: sv.Card, pin: sv.Pin, payments: int
+                         ) -> tuple[sv.Device, Lossy, str, Path]:
+    """Enroll, back the server's store up, pay ``payments`` times, stop the server:
+    the device (talking through a ``Lossy`` whose ``server`` can be swapped), the
+    card, and the backup."""
+    db = tmp_path / "server.db"
+    net = Lossy(sv.ShareServer.open(db))
+    device = _open(tmp_path / "d" / "device.db", net)
+    card_id = device.enroll(card, pin)
+    net.server.close()
+    backup = copy_device(db, tmp_path / "backup")
+    net.server = sv.ShareServer.open(db)
+    for n in range(payments):
+        pay(device, card_id, pin, key=f"order-{n}")
+    return device, net, card_id, backup
+
+
 def test_an_old_server_backup_does_not_combine_with_the_current_device(
         tmp_path: Path, card: sv.Card, pin: sv.Pin) -> None:
     """A backup of the server's database from before two payments, restored: its share
     no longer combines with the device's, and the device says so
     (``ServerRolledBack``) without spending or charging anything."""
-    db = tmp_path / "server.db"
-    server = sv.ShareServer.open(db)
-    device = _open(tmp_path / "d" / "device.db", server)
-    card_id = device.enroll(card, pin)
-    server.close()
-    backup = copy_device(db, tmp_path / "backup")
-    server = sv.ShareServer.open(db)
-    device._server = server  # the same device, talking to the reopened server
-    pay(device, card_id, pin)
-    pay(device, card_id, pin, key="order-2")
-    now = sides(server, tmp_path / "d" / "device.db", card_id)
-    server.close()
-    for suffix in ("", "-wal", "-shm"):
-        (tmp_path / f"server.db{suffix}").unlink(missing_ok=True)
-        source = backup.with_name(backup.name + suffix)
-        if source.exists():
-            source.replace(tmp_path / f"server.db{suffix}")
-    restored = sv.ShareServer.open(db)
+    device, net, card_id, backup = _backed_up_then_paid(tmp_path, card, pin, 2)
+    now = sides(net.server, tmp_path / "d" / "device.db", card_id)
+    net.server.close()
+    _restore(tmp_path / "server.db", backup)
+    net.server = restored = sv.ShareServer.open(tmp_path / "server.db")
     try:
         old = sides(restored, tmp_path / "d" / "device.db", card_id)
         assert old.server_version == 0
         assert not opens(now.device_share, old.server_share, now.sealed_record, card_id)
-        device._server = restored
         with pytest.raises(sv.ServerRolledBack):
             pay(device, card_id, pin, key="order-3")
         assert restored.card_state(card_id).guesses_used == 0
@@ -411,24 +423,11 @@ def test_a_server_that_lost_only_the_waiting_resplit_is_gone_back_to(
     """Restored to just before an approval whose re-split the device has not confirmed:
     the device still holds its old half (two versions until both sides confirm) and
     goes back to it; the card pays on."""
-    db = tmp_path / "server.db"
-    server = sv.ShareServer.open(db)
-    device = _open(tmp_path / "d" / "device.db", server)
-    card_id = device.enroll(card, pin)
-    server.close()
-    backup = copy_device(db, tmp_path / "backup")
-    server = sv.ShareServer.open(db)
-    device._server = server
-    pay(device, card_id, pin)  # staged on the device, waiting on the server
-    server.close()
-    for suffix in ("", "-wal", "-shm"):
-        (tmp_path / f"server.db{suffix}").unlink(missing_ok=True)
-        source = backup.with_name(backup.name + suffix)
-        if source.exists():
-            source.replace(tmp_path / f"server.db{suffix}")
-    restored = sv.ShareServer.open(db)
+    device, net, card_id, backup = _backed_up_then_paid(tmp_path, card, pin, 1)
+    net.server.close()
+    _restore(tmp_path / "server.db", backup)
+    net.server = restored = sv.ShareServer.open(tmp_path / "server.db")
     try:
-        device._server = restored
         assert pay(device, card_id, pin, key="order-2").approved
         s = sides(restored, tmp_path / "d" / "device.db", card_id)
         assert current_opens(s, card_id)
