@@ -155,6 +155,13 @@ def check_http(http: dict[str, Any]) -> None:
     assert positive(opened["p50_ms"]) and opened["p99_ms"] >= opened["p50_ms"]
     assert isinstance(http["targets"]["ratio_met"], bool)
     assert isinstance(http["targets"]["open_p99_met"], bool)
+    # The same open loop while strangers flood enrollment: every payment done, the
+    # per-address cap engaged (429s) and held (issue 9 item 4).
+    flood = http["enroll_flood"]
+    assert flood["completed"] == flood["scheduled"] and positive(flood["p50_ms"])
+    assert flood["stranger_answers"].get("429", 0) > 0
+    assert flood["pending_rows_after"] <= sv.ServerProfile.DEFAULT.pending_per_origin
+    assert isinstance(flood["targets"]["p50_ratio_met"], bool)
 
 
 def check_postgres(pg: dict[str, Any]) -> None:

@@ -10,6 +10,8 @@ server share the machine's cores, as the issue asks.
    and the ratio to the in-process rate measured in the same run (target >= 0.7).
 2. **Open loop** at half that throughput: arrivals scheduled at fixed times, latency
    from the scheduled time (no coordinated omission); target p99 < 30 ms.
+3. **The same open loop while strangers flood enrollment** (``enroll_flood.py``):
+   the owners' p50 against the open loop's alone; target at most 2x (issue 9 item 4).
 
 Part of ``splitvault bench``; alone, ``python -m splitvault._bench.http`` prints JSON;
 ``--profile FILE`` also runs py-spy on the server during the closed loop, if installed.
@@ -27,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import enroll_flood
 from ._load import clients, closed_loop, open_loop, percentiles, serve
 
 __all__ = ["TARGET_OPEN_P99_MS", "TARGET_RATIO", "render", "run"]
@@ -57,6 +60,8 @@ def run(duration: float = 5.0, clients_count: int = 32, *, profile: Path | None 
                 spy.wait(60)
             rate = round(max(closed.per_s * OPEN_LOOP_SHARE, 1.0), 1)
             opened = open_loop(group, rate, duration)
+            flood = enroll_flood.run(group, server.url, rate, duration, root / "server.db",
+                                     percentiles(opened.latencies))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     closed_pct, open_pct = percentiles(closed.latencies), percentiles(opened.latencies)
@@ -79,6 +84,7 @@ def run(duration: float = 5.0, clients_count: int = 32, *, profile: Path | None 
             "errors": len(opened.errors),
             **open_pct,
         },
+        "enroll_flood": flood,
         "cpus": os.cpu_count(),
         # CPU the server process used during the closed loop, per authorization.
         "server_cpu_ms_per_auth": (round(cpu * 1e3 / len(closed.latencies), 2)
@@ -121,6 +127,8 @@ def render(result: dict[str, Any]) -> str:
                  f"{o['p50_ms']} ms, p99 {o['p99_ms']} ms, max {o['max_ms']} ms, "
                  f"{o['completed']}/{o['scheduled']} done   "
                  f"target p99 < {t['open_p99_ms_max']:g} ms: {_met(t['open_p99_met'])}")
+    if "enroll_flood" in result:
+        lines.append(enroll_flood.render(result["enroll_flood"]))
     return "\n".join(lines)
 
 
