@@ -195,3 +195,27 @@ def test_only_a_decline_can_say_not_charged() -> None:
     for bad in ("reversed", "refunded"):
         with pytest.raises(ValueError, match="not charged"):
             sv.Receipt("r", "sv-1", approved, bad)  # type: ignore[arg-type]
+
+
+def test_a_fraud_rule_decline_gets_its_receipt(tmp_path: Path, card: sv.Card,
+                                               pin: sv.Pin) -> None:
+    """A payment a fraud rule declines is a recorded result like any other: its receipt
+    (a decline, ``risk:`` reason) is queued in the proof's transaction and delivered;
+    the acquirer is never called, and a retry gets the same decline, no second receipt."""
+    clock, sink = Clock(), Sink()
+    acquirer = SimulatedAcquirer()
+    rules = sv.RiskRules.from_text('[merchants]\nblocked = ["Hanbit Books"]\n')
+    server = sv.ShareServer.open(tmp_path / "s.db", clock=clock, acquirer=acquirer,
+                                 receipts=sink, risk=rules)
+    device = sv.Device(DeviceStore(tmp_path / "d.db"), server, kdf=sv.KdfProfile.TEST_ONLY,
+                       clock=clock)
+    card_id = device.enroll(card, pin)
+    declined = _pay(device, card_id, pin)
+    assert not declined.approved and (declined.decline_reason or "").startswith("risk:")
+    assert server.deliver_outbox().delivered == 1
+    [receipt] = sink.delivered
+    assert receipt.authorization == declined and receipt.reference
+    assert _pay(device, card_id, pin) == declined
+    assert server.deliver_outbox().delivered == 0 and len(sink.delivered) == 1
+    assert acquirer.calls == []
+    server.close()

@@ -68,6 +68,7 @@ from ._store import (
     AuditEvent,
     LedgerEntry,
     LedgerStart,
+    OutboxMessage,
     RiskCheck,
     ShareStep,
     Store,
@@ -151,7 +152,8 @@ class Payments:
         step = None
         if found is not None and resplit is not None:
             start = self._start(card_id, found, payment, key, params, 0)
-            risk = self._risk_check(card_id, card.device_key, found, payment, key)
+            risk = self._risk_check(card_id, card.device_key, found, payment, key,
+                                    start.reference)
             step = ShareStep(card_id, card.share_version, resplit.wrapped_next, refresh_key)
         try:
             outcome = self._guesses.settle(card_id, challenge.challenge_id, verified,
@@ -215,15 +217,22 @@ class Payments:
                            intent, attempt)
 
     def _risk_check(self, card_id: str, device_key: bytes, card: Card, payment: Payment,
-                    key: bytes) -> RiskCheck | None:
+                    key: bytes, reference: str) -> RiskCheck | None:
         """The fraud rules' check for a new payment (None if no rule is set). Only what
         the server may hold enters it: card id, device key, amount, currency, merchant,
-        time; the decline it may record is sealed like any other result."""
+        time; the decline it may record is sealed like any other result, and gets a
+        receipt like any other (queued in the same transaction)."""
         if self._risk is None:
             return None
         fact = self._risk.fact(payment, device_key, self._clock())
+        outbox = self._outbox
+
+        def notify(reason: str) -> tuple[OutboxMessage, ...]:
+            if outbox is None:
+                return ()
+            return outbox.receipts(self._result(card, payment, None, reason), reference)
         return self._risk.check(card_id, fact, lambda reason: self._ledger.seal_result(
-            key, self._result(card, payment, None, reason)))
+            key, self._result(card, payment, None, reason)), notify)
 
     def _resent(self, key: bytes, params: bytes, verified: bool) -> Authorization:
         """A proof sent again for the challenge it already consumed (the device lost

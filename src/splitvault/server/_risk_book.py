@@ -27,7 +27,7 @@ from ..crypto.memory import wipe
 from ._keyring import Keyring
 from ._risk import RiskRules, normalize_merchant
 from ._risk_history import Fact, History, decide, record
-from ._store import AuditEvent, RiskCheck, RiskVerdict, Store
+from ._store import AuditEvent, OutboxMessage, RiskCheck, RiskVerdict, Store
 
 __all__ = ["RiskBook", "WouldDecline"]
 
@@ -72,10 +72,12 @@ class RiskBook:
                     self._merchant(normalize_merchant(payment.merchant)),
                     self._mac(_D_DEVICE, device_key)[:8])
 
-    def check(self, card_id: str, fact: Fact,
-              decline: Callable[[str], bytes]) -> RiskCheck | None:
+    def check(self, card_id: str, fact: Fact, decline: Callable[[str], bytes],
+              notify: Callable[[str], tuple[OutboxMessage, ...]] = lambda _: ()
+              ) -> RiskCheck | None:
         """The store's check for one payment, or None when no rule is set.
-        ``decline(reason)`` seals the decline the ledger records if a rule fires."""
+        ``decline(reason)`` seals the decline the ledger records if a rule fires, and
+        ``notify(reason)`` makes its receipt (queued with it; none without a sink)."""
         if not self.rules.active:
             return None
         row = self.row(card_id)
@@ -86,7 +88,8 @@ class RiskBook:
             if reason is not None:
                 return RiskVerdict(declined=decline(reason),
                                    event=AuditEvent("risk_declined", card_id,
-                                                    {"rule": reason}))
+                                                    {"rule": reason}),
+                                   outbox=notify(reason))
             if not self.rules.counting:
                 return RiskVerdict()
             return RiskVerdict(history=self._seal(row, record(self.rules, history, fact)))

@@ -682,6 +682,7 @@ class SqlStore:
                    verdict.declined, now, key)
             if verdict.event is not None:
                 self._append(tx, verdict.event, now)
+            self._queue(tx, verdict.outbox, now)
             return True
         if verdict.history is not None:
             tx.run("UPDATE card_risk SET history = ? WHERE row_key = ?", verdict.history,

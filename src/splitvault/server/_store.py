@@ -225,11 +225,13 @@ class RiskVerdict:
     """What the fraud rules decided for one payment, inside its proof's transaction.
     ``history``: the card's new history row (wrapped), None to leave it; ``declined``:
     the sealed decline to record instead of a pending row (the acquirer is then never
-    called), with its audit ``event``."""
+    called), with its audit ``event`` and its receipt (``outbox``), queued in the same
+    transaction as any recorded outcome's."""
 
     history: bytes | None = field(default=None, repr=False)
     declined: bytes | None = field(default=None, repr=False)
     event: AuditEvent | None = None
+    outbox: tuple[OutboxMessage, ...] = ()
 
 
 @dataclass(frozen=True)
