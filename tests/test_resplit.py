@@ -535,3 +535,17 @@ def test_a_device_store_from_before_the_resplit_is_upgraded_on_open(tmp_path: Pa
         assert card.device_share == b"\x11"
     finally:
         store.close()
+
+
+def test_reenroll_refuses_a_different_card(tmp_path: Path, server: sv.ShareServer,
+                                           owner: sv.Device, enrolled: str,
+                                           pin: sv.Pin) -> None:
+    """Re-enrollment is for the card enrolled under the id: another card (other last
+    four digits) is refused before anything is sent, and the card is as it was."""
+    before = sides(server, _owner_path(tmp_path), enrolled)
+    other = sv.Card(pan="5555 5555 5555 4444", expiry="12/30", holder="KIM MINSU")
+    with sv.Pin.from_digits("602913") as new_pin, pytest.raises(sv.InvalidCard,
+                                                                 match="ending 1111"):
+        owner.reenroll(enrolled, other, new_pin)
+    assert sides(server, _owner_path(tmp_path), enrolled) == before
+    assert pay(owner, enrolled, pin).approved

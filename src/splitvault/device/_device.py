@@ -371,12 +371,20 @@ class Device:
 
         A crash at any point is mended by calling it again: the device key does not
         change, and until this device stores the new share its old one simply fails
-        to open anything."""
+        to open anything.
+
+        ``card`` must be the card enrolled under ``card_id``: its brand and last four
+        digits are checked against the ones this device keeps (``InvalidCard``
+        otherwise; the whole number cannot be checked, the device never stores it in
+        the clear). A renewed card with a new expiry is the same card."""
         if not isinstance(card, Card):
             raise InvalidCard("card must be a splitvault.Card")
         _check_pin(new_pin)
         check_new_pin(new_pin, self.pin_policy)
         old = self._store.get(card_id)
+        if card.brand != old.brand or card.last4 != old.last4:
+            raise InvalidCard(f"not the card enrolled under this id (that is a {old.brand} "
+                              f"ending {old.last4}); enroll a different card with enroll()")
         device_secret = bytearray(secrets.token_bytes(32))
         salt = secrets.token_bytes(16)
         with BlindedPin(card_id, new_pin) as blinded:
