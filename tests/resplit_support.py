@@ -3,7 +3,7 @@ their stores, and whether the shares of one version still open the card."""
 
 from __future__ import annotations
 
-import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,11 +75,17 @@ def current_opens(s: Sides, card_id: str) -> bool:
 
 
 def copy_device(path: Path, to: Path) -> Path:
-    """A copy of the device's files (as a backup or a forensic image would take)."""
+    """A copy of a SQLite store (the device's, or the server's), as a backup would take
+    it: SQLite's online backup, consistent even while the store is open and written
+    (a byte copy of a live database, its WAL and its shared-memory index is not)."""
     to.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        source = path.with_name(path.name + suffix)
-        if source.exists():
-            shutil.copy(source, to / source.name)
-            (to / source.name).chmod(0o600)
-    return to / path.name
+    target = to / path.name
+    target.touch(mode=0o600)
+    source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    dest = sqlite3.connect(target)
+    try:
+        source.backup(dest)
+    finally:
+        dest.close()
+        source.close()
+    return target
