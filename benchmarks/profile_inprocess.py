@@ -19,8 +19,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from splitvault import KdfProfile
 from splitvault._bench import core
-from splitvault._profiles import KdfProfile
 
 _LIBS = ("site-packages/nacl", "pysodium", "site-packages/argon2", "site-packages/cryptography",
          "_cffi_backend", "_sodium")

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from splitvault._card import BRAND_NAMES, Card, brand_of, luhn_valid, normalise_pan
-from splitvault._errors import InvalidCard
+from splitvault import Card, InvalidCard
+from splitvault._card import BRAND_NAMES, brand_of, luhn_valid, normalise_pan
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "test_cards.json").read_text("utf-8"))
 TODAY = datetime.date(2026, 11, 21)

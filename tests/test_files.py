@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from splitvault._errors import ConfigurationError
+from splitvault import ConfigurationError
 from splitvault._files import (
     check_private,
     check_sqlite,

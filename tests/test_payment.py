@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from splitvault._errors import InvalidPayment
+from splitvault import InvalidPayment
 from splitvault._payment import (
     CURRENCIES,
     MAX_AMOUNT,

@@ -10,8 +10,7 @@ import pytest
 
 import splitvault as sv
 from splitvault._protocol import EvaluateRequest
-from splitvault.hazmat import HttpShareService
-from splitvault.server._ratelimit import RateLimiter
+from splitvault.hazmat import HttpShareService, RateLimiter
 
 CARD = "ab" * 16
 EVALUATE = EvaluateRequest(CARD, bytes(16), 1_700_000_000_000, bytes(32), bytes(64))

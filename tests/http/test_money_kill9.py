@@ -310,11 +310,12 @@ def test_kill_9_never_takes_money_for_a_failed_payment(database: str, tmp_path: 
 SABOTAGE = """
 # A reconciler that never asks: every payment in doubt is called "not found" (so
 # recorded failed, as if nothing was taken), whatever the books say.
-from splitvault.server import _acquirer, _reconcile
+from splitvault import AcquirerStatus
+from splitvault.server import _reconcile
 
 class Blind:
     def status(self, reference):
-        return _acquirer.AcquirerStatus.not_found()
+        return AcquirerStatus.not_found()
 
     def reverse(self, reference):
         return None

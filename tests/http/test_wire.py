@@ -17,8 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from splitvault import MalformedRequest
-from splitvault._authorization import Authorization
+from splitvault import Authorization, MalformedRequest
 from splitvault._wire import (
     AUTHORIZATION,
     MAX_BODY,

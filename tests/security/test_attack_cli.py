@@ -88,14 +88,14 @@ def test_report_gives_the_suite_duration(report: tuple[int, dict[str, object]]) 
 
 SABOTAGE = """
 import sys
-from splitvault.server import _sql
-_settle = _sql.SqlStore.settle_proof
+from splitvault.hazmat import SqlStore
+_settle = SqlStore.settle_proof
 def settle_proof(self, card_id, challenge_id, **kwargs):  # forgets to use up challenges
     outcome = _settle(self, card_id, challenge_id, **kwargs)
     self.tamper("UPDATE challenges SET state = 'evaluated' WHERE challenge_id = ?",
                 challenge_id)
     return outcome
-_sql.SqlStore.settle_proof = settle_proof
+SqlStore.settle_proof = settle_proof
 from splitvault._attack.runner import cli
 raise SystemExit(cli(sys.argv[1:]))
 """

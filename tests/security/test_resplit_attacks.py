@@ -26,7 +26,8 @@ from splitvault._resplit import open_refresh, seal_refresh
 from splitvault.crypto import envelope
 from splitvault.crypto.errors import AuthenticationFailed
 from splitvault.crypto.shares import combine
-from splitvault.server import _refresh, _sql
+from splitvault.hazmat import SqlStore, judge_share_version
+from splitvault.server import _sql  # judge, patched where the store looks it up
 from support import held
 
 pytestmark = pytest.mark.security
@@ -78,16 +79,16 @@ def test_a_restored_old_backup_refuses_the_device_and_spends_nothing(lab: Lab) -
 
 
 def _stale_is_current(version: int, floor: int, next_key: bytes | None, presented: int,
-                      presented_key: bytes) -> _refresh.Verdict:
+                      presented_key: bytes) -> str:
     """The guard broken: every version the server has moved past, or never made, is
     taken as current."""
-    verdict = _refresh.judge(version, floor, next_key, presented, presented_key)
+    verdict = judge_share_version(version, floor, next_key, presented, presented_key)
     return "current" if verdict in ("stale", "cut_off", "ahead") else verdict
 
 
 def _no_resplit(finish: Callable[..., bool]) -> Callable[..., bool]:
     """The guard broken: an approval is recorded without its re-split."""
-    def finish_payment(self: _sql.SqlStore, *args: Any, **kwargs: Any) -> bool:
+    def finish_payment(self: SqlStore, *args: Any, **kwargs: Any) -> bool:
         kwargs["step"] = None
         return finish(self, *args, **kwargs)
     return finish_payment
@@ -110,8 +111,7 @@ def test_the_attacks_fail_when_an_approval_does_not_resplit(
     """``finish_payment`` dropping the re-split it was given: the shares never change,
     so a copy of the device pays and an old backup opens the card; each attack
     reports FAIL."""
-    monkeypatch.setattr(_sql.SqlStore, "finish_payment",
-                        _no_resplit(_sql.SqlStore.finish_payment))
+    monkeypatch.setattr(SqlStore, "finish_payment", _no_resplit(SqlStore.finish_payment))
     result = attack(lab)
     assert not result.passed and not result.skipped, result
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import splitvault as sv
-from splitvault.device._store import DeviceStore
+from splitvault.hazmat import DeviceStore
 
 
 class Clock:

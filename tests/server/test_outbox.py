@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import splitvault as sv
-from splitvault.device._store import DeviceStore
-from splitvault.server._simulated import SimulatedAcquirer
+from splitvault import SimulatedAcquirer
+from splitvault.hazmat import DeviceStore
 from support import PAN_DIGITS
 
 T0 = 1_900_000_000.0

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import splitvault as sv
-from splitvault.server._simulated import SimulatedAcquirer
+from splitvault import SimulatedAcquirer
 from support import PAN_DIGITS, pay
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import splitvault as sv
-from splitvault.device._store import DeviceStore
+from splitvault import SimulatedAcquirer
+from splitvault.hazmat import DeviceStore
 from splitvault.server._risk_history import Fact, History, decide, record
-from splitvault.server._simulated import SimulatedAcquirer
 
 ISSUE_EXAMPLE = """
 [velocity]            # payments per card in a sliding window

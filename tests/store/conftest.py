@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from pg_support import postgres_url
+from splitvault.hazmat import SqlStore
 from splitvault.server import open_store
 from splitvault.server._audit import chain
-from splitvault.server._sql import SqlStore
 
 AUDIT_KEY = bytes(range(32))
 

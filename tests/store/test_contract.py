@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
+from splitvault.hazmat import SqlStore
 from splitvault.server._audit import verify
 from splitvault.server._schema import SCHEMA_VERSION
-from splitvault.server._sql import SqlStore
 from splitvault.server._store import (
     UNPROVEN_LIMIT,
     UNPROVEN_WINDOW,

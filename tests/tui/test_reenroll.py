@@ -9,8 +9,7 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
-from splitvault import Card
-from splitvault._authorization import CardSummary
+from splitvault import Card, CardSummary
 from splitvault.tui import DemoApp
 from splitvault.tui._locked import LockedScreen
 from splitvault.tui._reenroll import ReenrollCardScreen, ReenrollPinScreen, not_this_card
