@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import splitvault as sv
-from splitvault._protocol import CardStatusRequest
 from splitvault.crypto.signing import sign
+from splitvault.hazmat import CardStatusRequest
 from support import PIN, pay
 
 WRONG = "580247"

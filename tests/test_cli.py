@@ -100,7 +100,7 @@ def test_db_upgrade_migrates_version_1(tmp_path: Path) -> None:
     it, and its audit chain, keys, card and recorded payment all still open."""
     import shutil
 
-    from splitvault.server._schema import SCHEMA_VERSION
+    from splitvault.hazmat import SCHEMA_VERSION
 
     db, kek = tmp_path / "server.db", tmp_path / "server.db.kek"
     shutil.copy(V1 / "server.db", db)

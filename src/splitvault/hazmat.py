@@ -8,10 +8,17 @@ is the stable one. What is here:
 
 - the device's PIN glue (``BlindedPin``, ``derive_pin_seed``) and its stored card
   (``DeviceStore``, ``DeviceCard``), which an attacker who copies the device's files has;
+- the protocol's messages a device sends (``EvaluateRequest``, ``AuthorizeRequest``,
+  ``CardStatusRequest``) and the evaluation's reply (``EvaluateReply``), to craft,
+  forge or intercept one below the ``Device`` API;
 - the HTTP client and app (``HttpShareService``, ``create_app``, ``JsonFormatter``,
   ``RateLimiter``);
 - the server's store (``SqlStore``, ``SqliteBackend``, ``Tx``, ``open_store``), its
-  inspector (``ServerInspector``) and its key file (``Kek``);
+  inspector (``ServerInspector``) and its key file (``Kek``); its schema version
+  (``SCHEMA_VERSION``, what ``splitvault db upgrade`` brings a database to) and its
+  budget of evaluations without a proof (``UNPROVEN_LIMIT``);
+- the audit log's MAC chain (``audit_chain``, ``verify_audit_chain``), to rewrite a log
+  as an intruder with a guessed key would, and check one;
 - the re-split's rule (``judge_share_version``) and the sealed card record's AAD
   (``card_record_aad``), to check that the shares of one version open the card.
 """
@@ -22,28 +29,44 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the real names, for type checkers; at run time they load lazily
-    from ._protocol import card_record_aad
+    from ._protocol import (
+        AuthorizeRequest,
+        CardStatusRequest,
+        EvaluateReply,
+        EvaluateRequest,
+        card_record_aad,
+    )
     from .device._device import MAX_PHRASE
     from .device._http import HttpShareService
     from .device._http import _reply as decode_reply
     from .device._pinkey import BlindedPin, derive_pin_seed
     from .device._store import DeviceCard, DeviceStore
     from .server._access import JsonFormatter
+    from .server._audit import chain as audit_chain
+    from .server._audit import verify as verify_audit_chain
     from .server._http import create_app
     from .server._inspect import ServerInspector
     from .server._kek import Kek
     from .server._ratelimit import RateLimiter
     from .server._refresh import judge as judge_share_version
+    from .server._schema import SCHEMA_VERSION
     from .server._server import open_store
     from .server._simulated import SimulatedAcquirer
     from .server._sql import SqlStore, Tx
     from .server._sqlite import SqliteBackend
+    from .server._store import UNPROVEN_LIMIT
 
 __all__ = [
     "MAX_PHRASE",
+    "SCHEMA_VERSION",
+    "UNPROVEN_LIMIT",
+    "AuthorizeRequest",
     "BlindedPin",
+    "CardStatusRequest",
     "DeviceCard",
     "DeviceStore",
+    "EvaluateReply",
+    "EvaluateRequest",
     "HttpShareService",
     "JsonFormatter",
     "Kek",
@@ -53,12 +76,14 @@ __all__ = [
     "SqlStore",
     "SqliteBackend",
     "Tx",
+    "audit_chain",
     "card_record_aad",
     "create_app",
     "decode_reply",
     "derive_pin_seed",
     "judge_share_version",
     "open_store",
+    "verify_audit_chain",
 ]
 
 _WHERE = {
@@ -67,6 +92,10 @@ _WHERE = {
     "DeviceStore": ("splitvault.device._store", "DeviceStore"),
     "DeviceCard": ("splitvault.device._store", "DeviceCard"),
     "MAX_PHRASE": ("splitvault.device._device", "MAX_PHRASE"),
+    "EvaluateRequest": ("splitvault._protocol", "EvaluateRequest"),
+    "EvaluateReply": ("splitvault._protocol", "EvaluateReply"),
+    "AuthorizeRequest": ("splitvault._protocol", "AuthorizeRequest"),
+    "CardStatusRequest": ("splitvault._protocol", "CardStatusRequest"),
     "HttpShareService": ("splitvault.device._http", "HttpShareService"),
     "decode_reply": ("splitvault.device._http", "_reply"),
     "create_app": ("splitvault.server._http", "create_app"),
@@ -76,8 +105,12 @@ _WHERE = {
     "Tx": ("splitvault.server._sql", "Tx"),
     "SqliteBackend": ("splitvault.server._sqlite", "SqliteBackend"),
     "open_store": ("splitvault.server._server", "open_store"),
+    "SCHEMA_VERSION": ("splitvault.server._schema", "SCHEMA_VERSION"),
+    "UNPROVEN_LIMIT": ("splitvault.server._store", "UNPROVEN_LIMIT"),
     "ServerInspector": ("splitvault.server._inspect", "ServerInspector"),
     "Kek": ("splitvault.server._kek", "Kek"),
+    "audit_chain": ("splitvault.server._audit", "chain"),
+    "verify_audit_chain": ("splitvault.server._audit", "verify"),
     "SimulatedAcquirer": ("splitvault.server._simulated", "SimulatedAcquirer"),
     "card_record_aad": ("splitvault._protocol", "card_record_aad"),
     "judge_share_version": ("splitvault.server._refresh", "judge"),

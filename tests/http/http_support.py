@@ -17,9 +17,8 @@ from pathlib import Path
 import httpx
 
 import splitvault as sv
-from splitvault._protocol import EvaluateRequest
 from splitvault.crypto.signing import sign
-from splitvault.hazmat import BlindedPin, DeviceCard
+from splitvault.hazmat import BlindedPin, DeviceCard, EvaluateRequest
 from splitvault.server import Kek
 
 PIN = "739184"

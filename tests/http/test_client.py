@@ -9,8 +9,7 @@ import httpx
 import pytest
 
 import splitvault as sv
-from splitvault._protocol import EvaluateRequest
-from splitvault.hazmat import HttpShareService, RateLimiter
+from splitvault.hazmat import AuthorizeRequest, EvaluateRequest, HttpShareService, RateLimiter
 
 CARD = "ab" * 16
 EVALUATE = EvaluateRequest(CARD, bytes(16), 1_700_000_000_000, bytes(32), bytes(64))
@@ -124,8 +123,6 @@ def test_evaluate_is_never_resent_once_it_may_have_arrived(exc: type[httpx.HTTPE
 
 
 def test_authorize_is_never_resent_by_the_transport() -> None:
-    from splitvault._protocol import AuthorizeRequest
-
     svc, calls = service(failing(httpx.ReadTimeout))
     with pytest.raises(sv.ServerUnavailable):
         svc.authorize(AuthorizeRequest(CARD, "cd" * 16, 1, "USD", "m", "k", b"e", bytes(64)))

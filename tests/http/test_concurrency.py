@@ -11,8 +11,7 @@ import pytest
 from http_support import ServerProcess, device_card, enroll, signed_evaluate
 
 import splitvault as sv
-from splitvault.hazmat import HttpShareService
-from splitvault.server._store import UNPROVEN_LIMIT
+from splitvault.hazmat import UNPROVEN_LIMIT, HttpShareService
 
 ATTEMPTS = 50
 

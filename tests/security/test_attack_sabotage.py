@@ -28,7 +28,7 @@ from splitvault._attack import (
     stranger,
 )
 from splitvault._attack._harness import AttackResult, Clock, Deployment, Lab
-from splitvault._protocol import AuthorizeRequest, EvaluateReply, EvaluateRequest
+from splitvault.hazmat import AuthorizeRequest, EvaluateReply, EvaluateRequest
 from splitvault.server._ledger import Ledger
 from splitvault.server._store import ProofOutcome, Spend
 

@@ -14,8 +14,7 @@ import pytest
 import splitvault as sv
 from splitvault._attack import dropped_packets
 from splitvault._attack._harness import Lab
-from splitvault.hazmat import DeviceStore
-from splitvault.server._store import UNPROVEN_LIMIT
+from splitvault.hazmat import UNPROVEN_LIMIT, DeviceStore
 from support import held
 
 pytestmark = pytest.mark.security

@@ -21,12 +21,11 @@ import splitvault as sv
 from splitvault._attack import device_copy, server_backup
 from splitvault._attack._harness import AttackResult, Lab, Victim, pay
 from splitvault._attack._needles import Needles
-from splitvault._protocol import AuthorizeRequest
 from splitvault._resplit import open_refresh, seal_refresh
 from splitvault.crypto import envelope
 from splitvault.crypto.errors import AuthenticationFailed
 from splitvault.crypto.shares import combine
-from splitvault.hazmat import SqlStore, judge_share_version
+from splitvault.hazmat import AuthorizeRequest, SqlStore, judge_share_version
 from splitvault.server import _sql  # judge, patched where the store looks it up
 from support import held
 

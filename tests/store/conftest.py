@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from pg_support import postgres_url
-from splitvault.hazmat import SqlStore
+from splitvault.hazmat import SqlStore, audit_chain
 from splitvault.server import open_store
-from splitvault.server._audit import chain
 
 AUDIT_KEY = bytes(range(32))
 
@@ -32,6 +31,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
         isolation = "serializable" if kind.endswith("serializable") else "read committed"
         opened = open_store(url, isolation=isolation)
     opened.create()
-    opened.attach_audit(chain(AUDIT_KEY))
+    opened.attach_audit(audit_chain(AUDIT_KEY))
     yield opened
     opened.close()

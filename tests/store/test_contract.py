@@ -10,11 +10,14 @@ from collections.abc import Callable
 
 import pytest
 
-from splitvault.hazmat import SqlStore
-from splitvault.server._audit import verify
-from splitvault.server._schema import SCHEMA_VERSION
-from splitvault.server._store import (
+from splitvault.hazmat import (
+    SCHEMA_VERSION,
     UNPROVEN_LIMIT,
+    SqlStore,
+    audit_chain,
+    verify_audit_chain,
+)
+from splitvault.server._store import (
     UNPROVEN_WINDOW,
     AuditEvent,
     ChallengeRecord,
@@ -258,7 +261,7 @@ def test_audit_chain_verifies(store: SqlStore) -> None:
     for _ in range(3):
         _spend(store, card_id)
     store.append_audit(AuditEvent("key_rotated", "", {"old": "a", "new": "b"}), NOW)
-    report = verify(store.audit_rows(), AUDIT_KEY)
+    report = verify_audit_chain(store.audit_rows(), AUDIT_KEY)
     assert report.entries == 5
     assert [r.seq for r in store.audit_rows()] == [1, 2, 3, 4, 5]
 
@@ -272,8 +275,7 @@ def test_failed_operation_changes_nothing(store: SqlStore) -> None:
     store.attach_audit(broken)
     with pytest.raises(RuntimeError):
         _spend(store, card_id)
-    from splitvault.server._audit import chain
-    store.attach_audit(chain(AUDIT_KEY))
+    store.attach_audit(audit_chain(AUDIT_KEY))
     assert store.card(card_id).guesses_used == 0
     assert store.query("SELECT count(*) FROM challenges")[0][0] == 0
     assert store.query("SELECT count(*) FROM nonces")[0][0] == 0
@@ -368,7 +370,7 @@ def test_concurrent_guesses_never_exceed_limit(store: SqlStore) -> None:
     assert proofs.count("wrong") == LIMIT - 1 and proofs.count("locked") == UNPROVEN_LIMIT - 4
     card = store.card(card_id)
     assert card.locked and card.guesses_used == LIMIT
-    verify(store.audit_rows(), AUDIT_KEY)
+    verify_audit_chain(store.audit_rows(), AUDIT_KEY)
 
 
 def _race(fn: Callable[[], None], n: int) -> None:
@@ -696,7 +698,7 @@ def test_risk_check_counts_and_declines_in_the_proof_transaction(store: SqlStore
     assert seen == [None, b"1", b"2"]
     assert store.risk_histories() == [(b"R" * 32, b"2")]
     assert [r.event for r in store.audit_rows()].count("risk_declined") == 1
-    assert verify(store.audit_rows(), AUDIT_KEY).entries > 0
+    assert verify_audit_chain(store.audit_rows(), AUDIT_KEY).entries > 0
 
 
 def test_risk_check_skipped_for_a_recorded_key(store: SqlStore) -> None:
@@ -895,7 +897,7 @@ def test_wallet_counts_wrong_proofs_across_its_cards(store: SqlStore) -> None:
     assert all(store.card(c).locked for c in cards)
     assert sum(store.card(c).guesses_used for c in cards) == LIMIT
     assert _prove(store, alone, None, verified=True).outcome == "ok"
-    verify(store.audit_rows(), AUDIT_KEY)
+    verify_audit_chain(store.audit_rows(), AUDIT_KEY)
 
 
 def test_right_proof_takes_back_only_its_own_wrong_proofs(store: SqlStore) -> None:
@@ -973,4 +975,4 @@ def test_concurrent_wrong_proofs_on_a_wallet_never_exceed_its_limit(store: SqlSt
     assert _wallet_count(store, row) == LIMIT
     assert sum(store.card(c).guesses_used for c in cards) == LIMIT
     assert Counter(r.event for r in store.audit_rows())["wrong_pin"] == LIMIT - 1
-    verify(store.audit_rows(), AUDIT_KEY)
+    verify_audit_chain(store.audit_rows(), AUDIT_KEY)
