@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 import splitvault as sv
-from splitvault._attack.scan import scan_files, sqlite_files
+from splitvault.hazmat import scan_files, sqlite_files
 
 
 def show_rows(title: str, db: Path, query: str) -> None:

@@ -14,11 +14,14 @@ is the stable one. What is here:
 - the HTTP client and app (``HttpShareService``, ``create_app``, ``JsonFormatter``,
   ``RateLimiter``);
 - the server's store (``SqlStore``, ``SqliteBackend``, ``Tx``, ``open_store``), its
-  inspector (``ServerInspector``) and its key file (``Kek``); its schema version
+  inspector (``ServerInspector``) and its key (``Kek`` in a file, ``Pkcs11Kek`` in an
+  HSM); its schema version
   (``SCHEMA_VERSION``, what ``splitvault db upgrade`` brings a database to) and its
   budget of evaluations without a proof (``UNPROVEN_LIMIT``);
 - the audit log's MAC chain (``audit_chain``, ``verify_audit_chain``), to rewrite a log
   as an intruder with a guessed key would, and check one;
+- the attack suite's byte scanner (``scan_files`` over a database and its WAL and
+  journal, ``sqlite_files``), which looks for a secret in every encoding it might take;
 - the re-split's rule (``judge_share_version``) and the sealed card record's AAD
   (``card_record_aad``), to check that the shares of one version open the card.
 """
@@ -29,6 +32,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the real names, for type checkers; at run time they load lazily
+    from ._attack.scan import scan_files, sqlite_files
     from ._protocol import (
         AuthorizeRequest,
         CardStatusRequest,
@@ -47,6 +51,7 @@ if TYPE_CHECKING:  # the real names, for type checkers; at run time they load la
     from .server._http import create_app
     from .server._inspect import ServerInspector
     from .server._kek import Kek
+    from .server._pkcs11 import Pkcs11Kek
     from .server._ratelimit import RateLimiter
     from .server._refresh import judge as judge_share_version
     from .server._schema import SCHEMA_VERSION
@@ -70,6 +75,7 @@ __all__ = [
     "HttpShareService",
     "JsonFormatter",
     "Kek",
+    "Pkcs11Kek",
     "RateLimiter",
     "ServerInspector",
     "SimulatedAcquirer",
@@ -83,6 +89,8 @@ __all__ = [
     "derive_pin_seed",
     "judge_share_version",
     "open_store",
+    "scan_files",
+    "sqlite_files",
     "verify_audit_chain",
 ]
 
@@ -109,11 +117,14 @@ _WHERE = {
     "UNPROVEN_LIMIT": ("splitvault.server._store", "UNPROVEN_LIMIT"),
     "ServerInspector": ("splitvault.server._inspect", "ServerInspector"),
     "Kek": ("splitvault.server._kek", "Kek"),
+    "Pkcs11Kek": ("splitvault.server._pkcs11", "Pkcs11Kek"),
     "audit_chain": ("splitvault.server._audit", "chain"),
     "verify_audit_chain": ("splitvault.server._audit", "verify"),
     "SimulatedAcquirer": ("splitvault.server._simulated", "SimulatedAcquirer"),
     "card_record_aad": ("splitvault._protocol", "card_record_aad"),
     "judge_share_version": ("splitvault.server._refresh", "judge"),
+    "scan_files": ("splitvault._attack.scan", "scan_files"),
+    "sqlite_files": ("splitvault._attack.scan", "sqlite_files"),
 }
 
 

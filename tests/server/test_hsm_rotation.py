@@ -19,8 +19,8 @@ from test_pkcs11 import PIN, Hsm
 
 import splitvault as sv
 from splitvault import cli
+from splitvault.hazmat import Pkcs11Kek
 from splitvault.server import Kek
-from splitvault.server._pkcs11 import Pkcs11Kek
 from support import pay
 
 pytestmark = pytest.mark.xdist_group("pkcs11")
