@@ -8,8 +8,15 @@ import secrets
 from hypothesis import given
 from hypothesis import strategies as st
 
-from splitvault.keypad import POSITION_HINTS, POSITION_KEYS, POSITIONS, SecureKeypad, new_layout
-from splitvault.keypad._layout import BLANKS, COLUMNS, ROWS, Layout
+from splitvault.keypad import (
+    POSITION_HINTS,
+    POSITION_KEYS,
+    POSITIONS,
+    Layout,
+    SecureKeypad,
+    new_layout,
+)
+from splitvault.keypad._layout import BLANKS, COLUMNS, ROWS
 
 LAYOUTS = 20_000
 """Samples for the uniformity tests: about 1,667 expected per (digit, position) cell."""
