@@ -25,21 +25,25 @@ import pysodium
 import pytest
 from argon2.low_level import ARGON2_VERSION
 
-from splitvault import _protocol, _wire
-from splitvault._card import Card
-from splitvault._errors import ConfigurationError, InvalidCard, MalformedRequest, TamperedData
-from splitvault._pin import Pin
-from splitvault._profiles import KdfProfile
+from splitvault import (
+    Card,
+    ConfigurationError,
+    InvalidCard,
+    KdfProfile,
+    MalformedRequest,
+    Pin,
+    TamperedData,
+    _protocol,
+    _wire,
+)
 from splitvault._resplit import open_refresh, seal_refresh
 from splitvault.crypto import envelope, oprf, shares, signing
 from splitvault.crypto.encoding import decode, encode, u64
 from splitvault.crypto.errors import AuthenticationFailed
 from splitvault.crypto.kdf import argon2id, hkdf
 from splitvault.crypto.sealing import aead_encrypt, open_sealed, seal
-from splitvault.device._pinkey import BlindedPin, derive_pin_seed
-from splitvault.server import _audit
-from splitvault.server._kek import Kek
-from splitvault.server._keyring import Keyring
+from splitvault.hazmat import BlindedPin, derive_pin_seed
+from splitvault.server import Kek, Keyring, _audit
 from splitvault.server._ledger import Ledger
 from splitvault.server._refresh import new_share
 from splitvault.server._store import AuditRow

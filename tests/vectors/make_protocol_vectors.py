@@ -39,10 +39,7 @@ from typing import Any
 
 import pysodium
 
-from splitvault import _wire
-from splitvault._card import Card
-from splitvault._pin import Pin
-from splitvault._profiles import KdfProfile
+from splitvault import Card, KdfProfile, Pin, _wire
 from splitvault._protocol import (
     AuthorizeRequest,
     CardStatusReply,
@@ -66,10 +63,8 @@ from splitvault.crypto import envelope, oprf, shares, signing
 from splitvault.crypto.encoding import encode, u64
 from splitvault.crypto.kdf import argon2id, hkdf
 from splitvault.crypto.sealing import seal
-from splitvault.device._pinkey import derive_pin_seed
-from splitvault.server import _audit
-from splitvault.server._kek import Kek
-from splitvault.server._keyring import Keyring
+from splitvault.hazmat import derive_pin_seed
+from splitvault.server import Kek, Keyring, _audit
 from splitvault.server._ledger import Ledger
 from splitvault.server._refresh import new_share
 
