@@ -2,7 +2,7 @@
 
 A device holding several cards under one PIN gave a thief the limit once per card; the
 wallet key every card of a device is enrolled under (``EnrollBegin.wallet_key``) gives
-the server one budget across them (``_sql.settle_proof``)."""
+the server one budget across them (``_sql_cards.settle_proof``)."""
 
 from __future__ import annotations
 

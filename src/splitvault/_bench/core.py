@@ -329,7 +329,7 @@ _RESULT = json.dumps({"amount": 12000, "approval_code": "ABC234", "approved": Tr
                       "masked_pan": "•••• 1111", "merchant": "Gift Shop",
                       "timestamp": 1.7e9}).encode()
 _GUESS_DETAIL = '{"guesses_used":1,"limit":5}'
-# The statements of server/_sql.py the floor makes, as that file spells them.
+# The statements of server/_sql*.py the floor makes, as those files spell them.
 _SELECT_CARD = ("SELECT device_key, verifier, oprf_key, share, guesses_used, locked, "
                 "share_version, share_floor, share_next, refresh_key, refreshed_at, cloned, "
                 "wallet FROM cards WHERE card_id = ? AND state = 'active'")
@@ -657,7 +657,7 @@ class _Floor:
                           "AND state = 'active'", card_id)
             if held is None:
                 raise RuntimeError("floor card missing")
-            # The card's wallet held first, then the card (``_sql._hold_wallet``).
+            # The card's wallet held first, then the card (``_sql_cards._hold_wallet``).
             wallet = _unwrap(self.kek, bytes(held[2]), b"wallet" + card.id_bytes)
             tx.run("INSERT INTO wallets (wallet, guesses) VALUES (?, 0) "
                    "ON CONFLICT (wallet) DO NOTHING", wallet)

@@ -3,7 +3,7 @@
 For each payment that passed the PIN proof and is new to the ledger, :meth:`RiskBook.
 check` gives the store a :class:`~._store.RiskCheck`: the card's history row key (a MAC
 of the card id) and a pure function from the stored, wrapped history to a verdict. The
-store runs it inside the proof's transaction with the row held (``_sql.py``), so the
+store runs it inside the proof's transaction with the row held (``_sql_risk.py``), so the
 count is exact however many workers pay for one card at once.
 
 Merchant names and device keys enter the history only as MACs under the server's

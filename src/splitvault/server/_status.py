@@ -38,7 +38,7 @@ class CardStatus:
         if not self._store.use_nonce(nonce, nonce_expires):
             raise InvalidChallenge("request already used (replayed nonce)")
         # The card's own wrong PINs, or its wallet's where those are more: what is
-        # left before a lock is the smaller of the two budgets (``_sql.settle_proof``).
+        # left before a lock is the smaller of the two budgets (``_sql_cards.settle_proof``).
         used = max(card.guesses_used, self._wallet_guesses(card))
         return CardStatusReply(used, self._profile.guess_limit, card.locked,
                                card.cloned, card.share_version)

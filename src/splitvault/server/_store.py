@@ -423,7 +423,7 @@ class Store(Protocol):
                             event: AuditEvent) -> bool:
         """Consume the ``reenroll`` challenge and replace OPRF key, verifier and share,
         clearing the counters, the lock and the clone mark, in one transaction (the
-        card leaves its wallet, whose count stays: see ``_sql.settle_proof``); the
+        card leaves its wallet, whose count stays: see ``_sql_cards.settle_proof``); the
         share's version becomes the challenge's + 2, and the floor below which every
         older copy is cut off. False if the challenge is gone or the card's version
         moved since it was issued (a copy paid meanwhile: re-enroll again)."""
