@@ -34,6 +34,7 @@ from splitvault import (
     Pin,
     TamperedData,
     _protocol,
+    _resplit,
     _wire,
 )
 from splitvault._resplit import open_refresh, seal_refresh
@@ -342,10 +343,22 @@ def test_resplit() -> None:
     assert _protocol.refresh_aad(case["card_id"], version_after).hex() == case["aad"]
     row = ENVELOPES["envelope/refresh"]
     with replayed(row["draws"]):
-        sealed = seal_refresh(b(case["refresh_key"]), r, case["card_id"], version_after)
+        sealed = seal_refresh(b(case["refresh_key"]), r, b(case["token_next"]),
+                              b(case["token"]), case["card_id"], version_after)
     assert sealed.hex() == case["sealed"] == row["envelope"]
-    assert open_refresh(b(case["refresh_secret"]), sealed, case["card_id"],
-                        version_after).hex() == case["r"]
+    got_r, got_token = open_refresh(b(case["refresh_secret"]), sealed, case["card_id"],
+                                    version_after, b(case["token"]))
+    assert (got_r.hex(), got_token.hex()) == (case["r"], case["token_next"])
+    with pytest.raises(AuthenticationFailed):  # not tagged under this version's token
+        open_refresh(b(case["refresh_secret"]), sealed, case["card_id"], version_after,
+                     b(case["token_next"]))
+    proof = case["possession"]
+    message = b(proof["message"])
+    assert _resplit.epoch_mac(b(proof["epoch_token"]), message).hex() == proof["epoch_mac"]
+    assert _resplit.possession_mac(b(proof["token"]), b(proof["dh"]),
+                                   message).hex() == proof["version_mac"]
+    assert _resplit.possession_mac(b(proof["token"]), None, message).hex() == proof[
+        "version_mac_without_refresh_key"]
     wrap = case["wrapped_next"]
     with replayed(wrap["draws"]):
         wrapped = kek_of(V["kek_wrap"][0]).wrap(wrap["purpose"], wrap["row"], fresh)
@@ -409,7 +422,8 @@ def _fail_open_sealed(row: dict[str, Any]) -> None:
 
 
 def _fail_open_refresh(row: dict[str, Any]) -> None:
-    open_refresh(b(row["secret"]), b(row["sealed"]), row["card_id"], row["version_after"])
+    open_refresh(b(row["secret"]), b(row["sealed"]), row["card_id"], row["version_after"],
+                 None)
 
 
 def _fail_kek_unwrap(row: dict[str, Any]) -> None:

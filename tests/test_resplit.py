@@ -7,6 +7,8 @@ files (``resplit_support.sides``) to check what each holds after every step.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -549,3 +551,183 @@ def test_reenroll_refuses_a_different_card(tmp_path: Path, server: sv.ShareServe
         owner.reenroll(enrolled, other, new_pin)
     assert sides(server, _owner_path(tmp_path), enrolled) == before
     assert pay(owner, enrolled, pin).approved
+
+
+# -- copies that lie (the review's findings F1-F5) --------------------------------------
+
+
+def _tamper_device(path: Path, **columns: object) -> None:
+    """Rewrite columns of the copy's card row, as someone running changed code would."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        for name, value in columns.items():
+            conn.execute(f"UPDATE cards SET {name} = ?", (value,))  # noqa: S608 (test)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def _evaluate_as(card: Any, server: Any, *, version: int, refresh_key: bytes = b"",
+                 proof_card: Any = None) -> Any:
+    """An evaluation request built by hand with the copy's device key, presenting
+    ``version`` (and ``refresh_key``), its possession proof made from ``proof_card``."""
+    import dataclasses
+    import secrets
+    import time
+
+    from splitvault.crypto.signing import sign
+    from splitvault.hazmat import BlindedPin, EvaluateRequest, device_possession
+
+    with sv.Pin.from_digits(PIN) as pin, BlindedPin(card.card_id, pin) as blinded:
+        request = EvaluateRequest(card.card_id, secrets.token_bytes(16),
+                                  int(time.time() * 1000), blinded.blinded, b"", version,
+                                  refresh_key)
+        request = dataclasses.replace(request, signature=sign(card.sign_seed,
+                                                               request.signed_bytes()))
+        request = dataclasses.replace(request, possession=device_possession(
+            proof_card or card, request))
+        return server.evaluate(request)
+
+
+def test_a_copy_claiming_a_version_it_never_held_gets_nothing(
+        tmp_path: Path, server: sv.ShareServer, lossy: Lossy, owner: sv.Device,
+        enrolled: str, pin: sv.Pin) -> None:
+    """A copy from before a payment, running changed code, claims the waiting version
+    (v+1) or the current one with a made-up token: refused before any evaluation, no
+    commit (the owner's re-split still waits), nothing marked, recorded; the owner pays
+    on. (F1: a signed version alone proved nothing, since a copy has the device key.)"""
+    copy_path = copy_device(_owner_path(tmp_path), tmp_path / "copy")
+    pay(owner, enrolled, pin)  # version 1 waits for the owner
+    store = DeviceStore(copy_path)
+    try:
+        stolen = store.get(enrolled)
+    finally:
+        store.close()
+    liar = dataclasses.replace(stolen, next_share=bytes(32),
+                               next_token=secrets.token_bytes(32))
+    with pytest.raises(sv.DeviceCloned):  # the waiting version: would have committed it
+        _evaluate_as(stolen, server, version=1, proof_card=liar)
+    s = sides(server, _owner_path(tmp_path), enrolled)
+    assert (s.server_version, s.server_next is not None) == (0, True)
+    # A decline commits version 1 and draws none: the copy now claims the current one.
+    assert not pay(owner, enrolled, pin, key="big",
+                   amount=sv.SimulatedAcquirer.DEFAULT_LIMIT + 1).approved
+    with pytest.raises(sv.DeviceCloned):
+        _evaluate_as(dataclasses.replace(stolen, share_version=1), server, version=1,
+                     proof_card=dataclasses.replace(stolen, share_version=1,
+                                                    share_token=secrets.token_bytes(32)))
+    assert not server.card_state(enrolled).cloned
+    assert _audit_events(server).count("share_proof_failed") == 2
+    assert pay(owner, enrolled, pin, key="order-2").approved
+    assert current_opens(sides(server, _owner_path(tmp_path), enrolled), enrolled)
+
+
+def test_a_copy_with_the_owners_refresh_key_from_a_dump_cannot_take_the_resend(
+        tmp_path: Path, server: sv.ShareServer, lossy: Lossy, owner: sv.Device,
+        enrolled: str, pin: sv.Pin) -> None:
+    """The owner's refresh public key is in the server's database; a copy from before
+    the payment presents it with version v (to be taken for the owner whose reply was
+    lost): without the key's secret its proof fails, and it is refused. (F3.)"""
+    copy_path = copy_device(_owner_path(tmp_path), tmp_path / "copy")
+    lossy.drop = ["authorize", "authorize"]
+    with pytest.raises(sv.ServerUnavailable):
+        pay(owner, enrolled, pin)
+    [(owner_key,)] = server.inspector().query(
+        "SELECT refresh_key FROM cards WHERE card_id = ?", enrolled)
+    store = DeviceStore(copy_path)
+    try:
+        stolen = store.get(enrolled)
+    finally:
+        store.close()
+    forger = dataclasses.replace(stolen, refresh_secret=secrets.token_bytes(32))
+    calls = len(server.acquirer.calls)  # type: ignore[attr-defined]
+    with pytest.raises(sv.DeviceCloned):
+        _evaluate_as(stolen, server, version=0, refresh_key=bytes(owner_key),
+                     proof_card=forger)
+    assert len(server.acquirer.calls) == calls  # type: ignore[attr-defined]
+    assert not server.card_state(enrolled).cloned
+    assert pay(owner, enrolled, pin).approved  # the owner still gets its R
+
+
+def test_an_owners_request_held_back_and_delivered_late_does_not_mark_the_card(
+        tmp_path: Path, server: sv.ShareServer, lossy: Lossy, owner: sv.Device,
+        enrolled: str, pin: sv.Pin) -> None:
+    """An on-path attacker (or a queue) holds the owner's evaluation, the owner pays
+    again, and the held request arrives: it presents a version the server has moved
+    past, but it was sent before that: refused as late, the card not marked. (F2.)"""
+    held: list[Any] = []
+    real = server.evaluate
+
+    def hold_first(request: Any) -> Any:
+        if not held:
+            held.append(request)
+            raise sv.ServerUnavailable("held back")
+        return real(request)
+    pay(owner, enrolled, pin)  # approved before: a re-split waits with its key
+    lossy.evaluate = hold_first  # type: ignore[attr-defined]
+    with pytest.raises(sv.ServerUnavailable):
+        pay(owner, enrolled, pin, key="order-2")  # this evaluation is held back
+    assert pay(owner, enrolled, pin, key="order-2").approved
+    with pytest.raises(sv.InvalidChallenge, match="sent before"):
+        real(held[0])
+    assert not server.card_state(enrolled).cloned
+    assert pay(owner, enrolled, pin, key="order-3").approved
+
+
+def test_after_reenrollment_a_copy_cannot_mark_the_card_again(
+        tmp_path: Path, server: sv.ShareServer, lossy: Lossy, owner: sv.Device,
+        enrolled: str, pin: sv.Pin, card: sv.Card) -> None:
+    """Re-enrollment gives the card a new token: a copy that claims the new versions
+    (it knows the numbers: the device key gets them from card_status) has no proof,
+    and is refused without marking the card; the owner pays on. (F4.)"""
+    copy_path = copy_device(_owner_path(tmp_path), tmp_path / "copy")
+    copy = _open(copy_path, lossy)
+    try:
+        pay(copy, enrolled, pin, key="thief-1")
+        pay(copy, enrolled, pin, key="thief-2")
+    finally:
+        copy.close()
+    with sv.Pin.from_digits("602913") as new_pin:
+        owner.reenroll(enrolled, card, new_pin)
+        pay(owner, enrolled, new_pin, key="after-1")
+        pay(owner, enrolled, new_pin, key="after-2")
+        floor = owner.card_state(enrolled).share_version
+        store = DeviceStore(copy_path)
+        try:
+            stolen = store.get(enrolled)
+        finally:
+            store.close()
+        for version in range(floor - 1, floor + 2):
+            with pytest.raises(sv.DeviceCloned):
+                _evaluate_as(stolen, server, version=version)
+        assert not server.card_state(enrolled).cloned
+        assert pay(owner, enrolled, new_pin, key="after-3").approved
+
+
+def test_a_forged_resplit_is_refused_by_the_device(
+        tmp_path: Path, server: sv.ShareServer, lossy: Lossy, owner: sv.Device,
+        enrolled: str, pin: sv.Pin) -> None:
+    """A proxy that knows the device's refresh public key seals its own R' to it: the
+    tag under the current version's token fails, the device keeps its share, and the
+    real R comes with the next evaluation. (F5.)"""
+    from splitvault.hazmat import seal_refresh
+
+    real = server.authorize
+
+    def forge(request: Any) -> Any:
+        reply = real(request)
+        fake = seal_refresh(request.refresh_key, secrets.token_bytes(32),
+                            secrets.token_bytes(32), secrets.token_bytes(32),
+                            request.card_id, reply.share_version + 1)
+        return dataclasses.replace(reply, refresh=fake)
+    lossy.authorize = forge  # type: ignore[attr-defined]
+    assert pay(owner, enrolled, pin).approved
+    s = sides(server, _owner_path(tmp_path), enrolled)
+    assert s.device_next is None and s.server_next is not None  # not taken
+    lossy.authorize = real  # type: ignore[attr-defined]
+    assert pay(owner, enrolled, pin, key="order-2").approved
+    assert pay(owner, enrolled, pin, key="order-3").approved
+    s = sides(server, _owner_path(tmp_path), enrolled)
+    assert s.server_version >= 1 and current_opens(s, enrolled)

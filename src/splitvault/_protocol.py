@@ -78,8 +78,9 @@ SEALED_KEY_LEN = 32 + SEALED_OVERHEAD
 """A PIN verifier (an Ed25519 public key) sealed to the server."""
 SEALED_SIG_LEN = 64 + SEALED_OVERHEAD
 """A PIN-key signature sealed to the server."""
-SEALED_REFRESH_LEN = 32 + SEALED_OVERHEAD
-"""A re-split ``R`` (32 bytes, as long as a share) sealed to the device."""
+SEALED_REFRESH_LEN = 96 + SEALED_OVERHEAD
+"""A re-split sealed to the device: ``R`` (32 bytes, as long as a share), the next
+version's token (32) and the server's tag over both (32): see ``_resplit.py``."""
 
 
 def proof_aad(kind: str, card_id: str) -> bytes:
@@ -151,7 +152,8 @@ class EnrollBeginReply:
 
 @dataclass(frozen=True)
 class EnrollFinish:
-    """Device -> server: the server share (sealed to the server) and the PIN verifier."""
+    """Device -> server: the server share and the first share version's token (sealed
+    to the server together: ``share || token``) and the PIN verifier."""
 
     card_id: str
     verifier: bytes
@@ -180,7 +182,10 @@ class EvaluateRequest:
     shares are re-split after every approved payment, ``_refresh.py``): the server
     checks it before anything is spent, and a stale one is a copy of the device.
     ``refresh_key`` is the X25519 key a re-split still in flight is sealed to (empty
-    if the device has none)."""
+    if the device has none). ``possession`` proves the device holds that version (and
+    that key's secret) and belongs to the card's current enrollment: two MACs over
+    the signed bytes (``_resplit``), since a copy of the device signs as well as the
+    device does."""
 
     card_id: str
     nonce: bytes
@@ -189,6 +194,7 @@ class EvaluateRequest:
     signature: bytes = field(repr=False)
     share_version: int = 0
     refresh_key: bytes = b""
+    possession: bytes = field(default=b"", repr=False)
 
     def signed_bytes(self) -> bytes:
         return encode(D_EVALUATE, _s(self.card_id), self.nonce, u64(self.timestamp),

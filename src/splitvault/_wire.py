@@ -402,7 +402,8 @@ ENROLL_FINISH = Message("EnrollFinish", EnrollFinish, {
     "pin_signature": _SEALED_SIG})
 EVALUATE = Message("EvaluateRequest", EvaluateRequest, {
     "card_id": _ID, "nonce": _NONCE, "timestamp": _MILLIS, "blinded": _KEY32,
-    "signature": _SIG, "share_version": _VERSION, "refresh_key": _REFRESH_KEY})
+    "signature": _SIG, "share_version": _VERSION, "refresh_key": _REFRESH_KEY,
+    "possession": Bytes(0, 64)})
 EVALUATE_REPLY = Message("EvaluateReply", EvaluateReply, {
     "evaluated": _KEY32, "attempts_left": _COUNT, "challenge_id": _ID, "nonce": _KEY32,
     "expires_at": _SECONDS, "share_version": _VERSION, "refresh": _SEALED_REFRESH},

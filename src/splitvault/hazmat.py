@@ -23,7 +23,9 @@ is the stable one. What is here:
 - the attack suite's byte scanner (``scan_files`` over a database and its WAL and
   journal, ``sqlite_files``), which looks for a secret in every encoding it might take;
 - the re-split's rule (``judge_share_version``) and the sealed card record's AAD
-  (``card_record_aad``), to check that the shares of one version open the card.
+  (``card_record_aad``), to check that the shares of one version open the card, and
+  the proof a device's evaluation carries that it holds its share version
+  (``device_possession``), for an attacker who copied the device's files;
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ if TYPE_CHECKING:  # the real names, for type checkers; at run time they load la
         EvaluateRequest,
         card_record_aad,
     )
+    from ._resplit import seal_refresh
     from .device._device import MAX_PHRASE
+    from .device._device import possession as device_possession
     from .device._http import HttpShareService
     from .device._http import _reply as decode_reply
     from .device._pinkey import BlindedPin, derive_pin_seed
@@ -87,9 +91,11 @@ __all__ = [
     "create_app",
     "decode_reply",
     "derive_pin_seed",
+    "device_possession",
     "judge_share_version",
     "open_store",
     "scan_files",
+    "seal_refresh",
     "sqlite_files",
     "verify_audit_chain",
 ]
@@ -98,6 +104,7 @@ _WHERE = {
     "BlindedPin": ("splitvault.device._pinkey", "BlindedPin"),
     "derive_pin_seed": ("splitvault.device._pinkey", "derive_pin_seed"),
     "DeviceStore": ("splitvault.device._store", "DeviceStore"),
+    "device_possession": ("splitvault.device._device", "possession"),
     "DeviceCard": ("splitvault.device._store", "DeviceCard"),
     "MAX_PHRASE": ("splitvault.device._device", "MAX_PHRASE"),
     "EvaluateRequest": ("splitvault._protocol", "EvaluateRequest"),
@@ -123,6 +130,7 @@ _WHERE = {
     "SimulatedAcquirer": ("splitvault.server._simulated", "SimulatedAcquirer"),
     "card_record_aad": ("splitvault._protocol", "card_record_aad"),
     "judge_share_version": ("splitvault.server._refresh", "judge"),
+    "seal_refresh": ("splitvault._resplit", "seal_refresh"),
     "scan_files": ("splitvault._attack.scan", "scan_files"),
     "sqlite_files": ("splitvault._attack.scan", "sqlite_files"),
 }

@@ -18,7 +18,7 @@ import httpx
 
 import splitvault as sv
 from splitvault.crypto.signing import sign
-from splitvault.hazmat import BlindedPin, DeviceCard, EvaluateRequest
+from splitvault.hazmat import BlindedPin, DeviceCard, EvaluateRequest, device_possession
 from splitvault.server import Kek
 
 PIN = "739184"
@@ -52,9 +52,11 @@ def signed_evaluate(stored: DeviceCard, digits: str = WRONG) -> EvaluateRequest:
     current time): one counted guess."""
     with sv.Pin.from_digits(digits) as pin, BlindedPin(stored.card_id, pin) as blinded:
         request = EvaluateRequest(stored.card_id, secrets.token_bytes(16),
-                                  int(time.time() * 1000), blinded.blinded, b"")
-    return dataclasses.replace(
+                                  int(time.time() * 1000), blinded.blinded, b"",
+                                  stored.share_version)
+    request = dataclasses.replace(
         request, signature=sign(stored.sign_seed, request.signed_bytes()))
+    return dataclasses.replace(request, possession=device_possession(stored, request))
 
 
 START_TIMEOUT = 20.0

@@ -51,7 +51,7 @@ def _evaluate_body(card_id: str, *, age: float = 0.0) -> dict[str, Any]:
     return {"card_id": card_id, "nonce": b64(os.urandom(16)),
             "timestamp": int((time.time() - age) * 1000),
             "blinded": b64(bytes(32)), "signature": b64(bytes(64)), "share_version": 0,
-            "refresh_key": ""}
+            "refresh_key": "", "possession": ""}
 
 
 def _variants(good: dict[str, Any]) -> Iterator[tuple[str, bytes]]:

@@ -165,17 +165,24 @@ def test_r_and_the_shares_never_travel_in_the_clear(lab: Lab) -> None:
 
 def test_a_sealed_r_opens_for_its_key_card_and_version_only() -> None:
     """R sealed to the device's refresh key for (card, version) does not open with any
-    other key, for another card or for another version: a captured R cannot be moved."""
+    other key, for another card or for another version: a captured R cannot be moved;
+    and one not tagged under the current version's token (a forgery by someone who
+    knows only the refresh public key) is refused."""
     secret = secrets.token_bytes(32)
-    r = secrets.token_bytes(32)
+    r, token, tag_key = (secrets.token_bytes(32) for _ in range(3))
     card_id = "c" * 32
-    sealed = seal_refresh(envelope.public_key(secret), r, card_id, 3)
-    assert bytes(open_refresh(secret, sealed, card_id, 3)) == r
+    sealed = seal_refresh(envelope.public_key(secret), r, token, tag_key, card_id, 3)
+    got_r, got_token = open_refresh(secret, sealed, card_id, 3, tag_key)
+    assert (bytes(got_r), bytes(got_token)) == (r, token)
     for other_secret, other_card, version in ((secrets.token_bytes(32), card_id, 3),
                                               (secret, "d" * 32, 3), (secret, card_id, 2),
                                               (secret, card_id, 4)):
         with pytest.raises(AuthenticationFailed):
-            open_refresh(other_secret, sealed, other_card, version)
+            open_refresh(other_secret, sealed, other_card, version, tag_key)
+    forged = seal_refresh(envelope.public_key(secret), r, token, secrets.token_bytes(32),
+                          card_id, 3)
+    with pytest.raises(AuthenticationFailed):
+        open_refresh(secret, forged, card_id, 3, tag_key)
 
 
 def test_a_refresh_key_swapped_in_flight_fails_the_proof(lab: Lab) -> None:

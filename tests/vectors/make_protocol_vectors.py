@@ -39,7 +39,7 @@ from typing import Any
 
 import pysodium
 
-from splitvault import Card, KdfProfile, Pin, _wire
+from splitvault import Card, KdfProfile, Pin, _resplit, _wire
 from splitvault._protocol import (
     AuthorizeRequest,
     CardStatusReply,
@@ -408,12 +408,26 @@ def resplit_case(story: Story, kek: Kek, data_key: bytes, device_share: bytes,
         fresh, r = new_share(server_share)
     with injected(ShakeRng("resplit/wrap")) as wrap_draws:
         wrapped_next = kek.wrap("share", story.card_id, fresh)
-    sealed = story.seal_to("envelope/refresh", story.refresh_secret, bytes(r),
+    token, token_next = ShakeRng("resplit/token-3")(32), ShakeRng("resplit/token-4")(32)
+    tag = _resplit._tag(token, story.card_id, version + 1, r, token_next)
+    sealed = story.seal_to("envelope/refresh", story.refresh_secret,
+                           bytes(r) + token_next + tag,
                            refresh_aad(story.card_id, version + 1),
                            "refresh_aad(card_id, version + 1)")
     device_next = shares.combine(device_share, r)
     assert shares.combine(device_next, fresh) == data_key
+    message = b"the signed bytes of an EvaluateRequest"
+    dh = ShakeRng("resplit/dh")(32)
     return {
+        "token": h(token), "token_next": h(token_next), "tag": h(tag),
+        "tag_recipe": "BLAKE2b-256 keyed by token over encode(D_REFRESH_TAG, card_id, "
+                      "u64(version + 1), R, token_next); sealed plaintext R || token_next "
+                      "|| tag",
+        "possession": {"message": h(message), "epoch_token": h(token), "token": h(token_next),
+                       "dh": h(dh), "epoch_mac": h(_resplit.epoch_mac(token, message)),
+                       "version_mac": h(_resplit.possession_mac(token_next, dh, message)),
+                       "version_mac_without_refresh_key": h(
+                           _resplit.possession_mac(token_next, None, message))},
         "card_id": story.card_id, "version": version, "data_key": h(data_key),
         "device_share": h(device_share), "server_share": h(server_share),
         "draws": [h(d) for d in draws], "server_share_next": h(fresh), "r": h(r),

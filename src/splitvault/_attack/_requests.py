@@ -11,7 +11,7 @@ import time
 
 from .._protocol import DeleteRequest, EvaluateRequest
 from ..crypto.signing import sign
-from ..hazmat import DeviceCard
+from ..hazmat import DeviceCard, device_possession
 
 __all__ = ["millis", "presented_version", "signed_delete", "signed_evaluate"]
 
@@ -23,14 +23,18 @@ def millis(now: float | None = None) -> int:
 
 def signed_evaluate(card_id: str, seed: bytes | bytearray, blinded: bytes, *,
                     nonce: bytes | None = None, timestamp: int | None = None,
-                    share_version: int = 0) -> EvaluateRequest:
+                    card: DeviceCard | None = None) -> EvaluateRequest:
     """An evaluate request signed with ``seed`` over a fresh nonce and the current time
-    (or the ``nonce`` and ``timestamp`` given), presenting ``share_version``: a stolen
-    device's own (:func:`presented_version`) to pass as the device."""
+    (or the ``nonce`` and ``timestamp`` given). With ``card`` (a stolen device's
+    record) it presents that device's share version with its possession proof, as the
+    device would; without, version 0 and no proof (a stranger's request)."""
     request = EvaluateRequest(card_id, secrets.token_bytes(16) if nonce is None else nonce,
                               millis() if timestamp is None else timestamp, blinded, b"",
-                              share_version)
-    return dataclasses.replace(request, signature=sign(seed, request.signed_bytes()))
+                              0 if card is None else presented_version(card))
+    request = dataclasses.replace(request, signature=sign(seed, request.signed_bytes()))
+    if card is None:
+        return request
+    return dataclasses.replace(request, possession=device_possession(card, request))
 
 
 def presented_version(card: DeviceCard) -> int:

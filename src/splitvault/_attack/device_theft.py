@@ -51,7 +51,7 @@ from ._harness import (
     pay,
 )
 from ._needles import Needles
-from ._requests import presented_version, signed_evaluate
+from ._requests import signed_evaluate
 from .scan import sqlite_files
 
 __all__ = ["brute_force", "files_hold_nothing_of_the_pin", "offline_pin_test",
@@ -210,8 +210,7 @@ def _derive(card: DeviceCard, oprf_output: bytearray) -> bytes:
 def _fresh_evaluation(thief: Victim, card: DeviceCard, digits: str) -> bytearray:
     """One online evaluation, signed with the stolen device key: counted by the server."""
     with Pin.from_digits(digits) as pin, BlindedPin(card.card_id, pin) as blinded:
-        request = signed_evaluate(card.card_id, card.sign_seed, blinded.blinded,
-                                  share_version=presented_version(card))
+        request = signed_evaluate(card.card_id, card.sign_seed, blinded.blinded, card=card)
         return blinded.finalize(thief.wire.evaluate(request).evaluated)
 
 

@@ -55,7 +55,7 @@ from ._harness import (
     sample_card,
     skipped,
 )
-from ._requests import presented_version, signed_evaluate
+from ._requests import signed_evaluate
 from .device_theft import GUESSES, _derive
 
 __all__ = [
@@ -222,7 +222,7 @@ def unproven_evaluations_test_nothing(lab: Lab) -> AttackResult:
         for digits in candidates:
             with Pin.from_digits(digits) as pin, BlindedPin(card_id, pin) as blinded:
                 request = signed_evaluate(card_id, stolen.sign_seed, blinded.blinded,
-                                          share_version=presented_version(stolen))
+                                          card=stolen)
                 reply: EvaluateReply = thief.wire.evaluate(request)
                 keys[digits] = _derive(stolen, blinded.finalize(reply.evaluated))
         values = _byte_values(owner.wire.sent + owner.wire.replies)

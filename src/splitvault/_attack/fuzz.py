@@ -350,11 +350,12 @@ def _server_attack(lab: Lab, examples: int) -> AttackResult:
 def _live_challenges(victim: Victim, card_id: str, count: int) -> list[str]:
     """Ids of challenges the server issued and still waits on: evaluations signed with
     the victim's device key, whose proofs never come (each spends a guess)."""
-    seed = victim.device._store.get(card_id).sign_seed
+    stored = victim.device._store.get(card_id)
     live = []
     for _ in range(count):
         _, blinded = oprf.blind(PIN.encode())
-        live.append(victim.wire.evaluate(signed_evaluate(card_id, seed, blinded)).challenge_id)
+        live.append(victim.wire.evaluate(signed_evaluate(card_id, stored.sign_seed, blinded,
+                                                         card=stored)).challenge_id)
     return live
 
 

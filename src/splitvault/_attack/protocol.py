@@ -274,8 +274,8 @@ def malformed_element(lab: Lab) -> AttackResult:
 
     def attack() -> AttackResult:
         victim, card_id = _fresh(lab)
-        seed = victim.device._store.get(card_id).sign_seed
-        request = signed_evaluate(card_id, seed, b"\xff" * 32)
+        stored = victim.device._store.get(card_id)
+        request = signed_evaluate(card_id, stored.sign_seed, b"\xff" * 32, card=stored)
         ok, got = refused(lambda: victim.wire.evaluate(request), _errors.MalformedRequest)
         used = guesses_used(lab, victim, card_id)
         return AttackResult(name, had, f"{got}; guesses used: {used}", ok and used == 0)

@@ -49,7 +49,7 @@ from .._protocol import (
     card_record_aad,
     proof_aad,
 )
-from .._resplit import open_refresh
+from .._resplit import TOKEN_LEN, epoch_mac, open_refresh, possession_mac
 from ..crypto import envelope
 from ..crypto.envelope import seal_envelope
 from ..crypto.errors import AuthenticationFailed
@@ -161,9 +161,13 @@ class Device:
         data_key = bytearray(secrets.token_bytes(KEY_LEN))
         record = card._to_record()
         device_share, server_share = split(data_key)
+        # The first share version's token: this device proves it holds a version with
+        # it (``possession``), which a copy taken later cannot do for later versions.
+        token = bytearray(secrets.token_bytes(TOKEN_LEN))
+        half = server_share + token
         try:
             sealed = seal(data_key, record, card_record_aad(card_id))
-            envelope = seal_envelope(reply.server_key, server_share,
+            envelope = seal_envelope(reply.server_key, half,
                                      EnrollFinish.envelope_aad(card_id))
             finish = EnrollFinish(card_id, _sealed(reply.server_key, public_key(pin_seed),
                                                    "enroll-verifier", card_id),
@@ -178,7 +182,8 @@ class Device:
             self._store.add_pending(
                 DeviceCard(card_id, card.brand, card.last4, card.expiry, sealed,
                            bytes(device_share), bytes(sign_seed), bytes(device_secret), salt,
-                           self.kdf.value, reply.server_key, phrase),
+                           self.kdf.value, reply.server_key, phrase,
+                           share_token=bytes(token), epoch_token=bytes(token)),
                 self._clock(),
             )
             try:
@@ -193,7 +198,7 @@ class Device:
             self._store.activate(card_id)
         finally:
             for buf in (data_key, record, device_share, server_share, sign_seed,
-                        device_secret, pin_seed):
+                        device_secret, pin_seed, token, half):
                 wipe(buf)
         return card_id
 
@@ -281,8 +286,11 @@ class Device:
         if card.share_version != reply.share_version or card.next_share is not None:
             return  # not for the share this device holds, or already taken
         try:
-            r = open_refresh(card.refresh_secret, reply.refresh, card.card_id,
-                             reply.share_version + 1)
+            # Tagged under this version's token: a re-split the server did not make
+            # (a proxy that knows the refresh public key) is refused here, before it
+            # could take the place of a working share.
+            r, token = open_refresh(card.refresh_secret, reply.refresh, card.card_id,
+                                    reply.share_version + 1, card.share_token)
         except AuthenticationFailed:
             return
         share = bytearray(card.device_share)
@@ -290,9 +298,9 @@ class Device:
         try:
             nxt = combine(share, r)
             self._store.stage_share(card.card_id, card.share_version, bytes(nxt),
-                                    self._clock())
+                                    bytes(token), self._clock())
         finally:
-            wipe(r, share, nxt)
+            wipe(r, token, share, nxt)
 
     def check_new_pin(self, pin: Pin) -> None:
         """Raise ``InvalidPin`` or ``WeakPin`` unless ``pin`` may be chosen as a new PIN
@@ -399,12 +407,16 @@ class Device:
         data_key = bytearray(secrets.token_bytes(KEY_LEN))
         record = card._to_record()
         device_share, server_share = split(data_key)
+        # A new token: every copy of the device, which has the device key, is left
+        # without one for the new versions (``possession``), so cannot claim them.
+        token = bytearray(secrets.token_bytes(TOKEN_LEN))
+        half = server_share + token
         try:
             sealed = seal(data_key, record, card_record_aad(card_id))
             finish = ReenrollFinish(
                 card_id, reply.challenge_id,
                 _sealed(old.server_key, public_key(pin_seed), "reenroll-verifier", card_id),
-                seal_envelope(old.server_key, server_share,
+                seal_envelope(old.server_key, half,
                               ReenrollFinish.envelope_aad(card_id, reply.challenge_id)),
                 b"", b"")
             signed = finish.signed_bytes(reply.nonce)
@@ -417,10 +429,11 @@ class Device:
             self._store.replace(DeviceCard(
                 card_id, card.brand, card.last4, card.expiry, sealed, bytes(device_share),
                 old.sign_seed, bytes(device_secret), salt, self.kdf.value, old.server_key,
-                old.security_phrase, share_version=reply.share_version))
+                old.security_phrase, share_version=reply.share_version,
+                share_token=bytes(token), epoch_token=bytes(token)))
         finally:
             for buf in (data_key, record, device_share, server_share, device_secret,
-                        pin_seed):
+                        pin_seed, token, half):
                 wipe(buf)
 
     def card_state(self, card_id: str) -> CardState:
@@ -498,7 +511,8 @@ class Device:
                                           self._millis(), blinded.blinded, b"", presented,
                                           refresh_key)
                 request = dataclasses.replace(
-                    request, signature=_device_sign(card, request.signed_bytes()))
+                    request, signature=_device_sign(card, request.signed_bytes()),
+                    possession=possession(card, request))
                 try:
                     reply = self._server.evaluate(request)
                 except ServerRolledBack:
@@ -535,6 +549,27 @@ class Device:
             raise ServerUnavailable("the share server answered for another version of this "
                                     "card's shares")
         return card
+
+
+def possession(card: DeviceCard, request: EvaluateRequest) -> bytes:
+    """The evaluation's proof (``_resplit``): that this device is of the card's current
+    enrollment (its epoch token), and that it holds the share version it presents (that
+    version's token: the staged one's for a staged version) and the refresh key's
+    secret. Empty for a card enrolled before tokens."""
+    if card.epoch_token is None:
+        return b""
+    staged = request.share_version == card.share_version + 1
+    token = card.next_token if staged else card.share_token
+    message = request.signed_bytes()
+    dh = bytearray()
+    try:
+        if request.refresh_key and card.refresh_secret is not None:
+            dh = envelope.x25519(card.refresh_secret, card.server_key)
+        version = (bytes(32) if token is None
+                   else possession_mac(token, dh if request.refresh_key else None, message))
+        return epoch_mac(card.epoch_token, message) + version
+    finally:
+        wipe(dh)
 
 
 def _sealed(server_key: bytes, value: bytes, kind: str, card_id: str) -> bytes:

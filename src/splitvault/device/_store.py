@@ -49,7 +49,10 @@ CREATE TABLE IF NOT EXISTS cards (
     share_version INTEGER NOT NULL DEFAULT 0,
     next_share BLOB,
     refresh_secret BLOB,
-    refreshed_at REAL
+    refreshed_at REAL,
+    share_token BLOB,
+    next_token BLOB,
+    epoch_token BLOB
 ) STRICT;
 CREATE TABLE IF NOT EXISTS wallet (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -72,7 +75,8 @@ CREATE TABLE IF NOT EXISTS wallet (
 # from before the request that may bring R until the re-split is done. Added to a
 # store made before them by _upgrade().
 _SHARE_COLUMNS = (("share_version", "INTEGER NOT NULL DEFAULT 0"), ("next_share", "BLOB"),
-                  ("refresh_secret", "BLOB"), ("refreshed_at", "REAL"))
+                  ("refresh_secret", "BLOB"), ("refreshed_at", "REAL"),
+                  ("share_token", "BLOB"), ("next_token", "BLOB"), ("epoch_token", "BLOB"))
 
 
 @dataclass(frozen=True)
@@ -93,12 +97,16 @@ class DeviceCard:
     next_share: bytes | None = field(default=None, repr=False)
     refresh_secret: bytes | None = field(default=None, repr=False)
     refreshed_at: float | None = None
+    share_token: bytes | None = field(default=None, repr=False)  # _resplit.possession_mac
+    next_token: bytes | None = field(default=None, repr=False)
+    epoch_token: bytes | None = field(default=None, repr=False)
 
 
 _WHAT = "device store"
 _COLUMNS = ("card_id, brand, last4, expiry, sealed_record, device_share, sign_seed, "
             "device_secret, salt, kdf_t, kdf_m, kdf_p, server_key, security_phrase, "
-            "share_version, next_share, refresh_secret, refreshed_at")
+            "share_version, next_share, refresh_secret, refreshed_at, share_token, "
+            "next_token, epoch_token")
 
 
 class DeviceStore:
@@ -144,11 +152,13 @@ class DeviceStore:
         with self._write() as conn:
             conn.execute(
                 f"INSERT INTO cards ({_COLUMNS}, state, created_at) "  # noqa: S608 (fixed column list)  # nosec B608
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', "
+                "?)",
                 (card.card_id, card.brand, card.last4, card.expiry, card.sealed_record,
                  card.device_share, card.sign_seed, card.device_secret, card.salt, *card.kdf,
                  card.server_key, card.security_phrase, card.share_version, card.next_share,
-                 card.refresh_secret, card.refreshed_at, now),
+                 card.refresh_secret, card.refreshed_at, card.share_token, card.next_token,
+                 card.epoch_token, now),
             )
 
     def wallet_seed(self, now: float) -> bytearray:
@@ -177,10 +187,11 @@ class DeviceStore:
                 "UPDATE cards SET brand = ?, last4 = ?, expiry = ?, sealed_record = ?, "
                 "device_share = ?, device_secret = ?, salt = ?, kdf_t = ?, kdf_m = ?, "
                 "kdf_p = ?, share_version = ?, next_share = NULL, refresh_secret = ?, "
-                "refreshed_at = NULL WHERE card_id = ? AND state = 'active'",
+                "refreshed_at = NULL, share_token = ?, next_token = NULL, epoch_token = ? "
+                "WHERE card_id = ? AND state = 'active'",
                 (card.brand, card.last4, card.expiry, card.sealed_record, card.device_share,
                  card.device_secret, card.salt, *card.kdf, card.share_version,
-                 card.refresh_secret, card.card_id))
+                 card.refresh_secret, card.share_token, card.epoch_token, card.card_id))
         self._checkpoint()
 
     def _checkpoint(self) -> None:
@@ -201,15 +212,17 @@ class DeviceStore:
                             (secret, card_id)).rowcount != 1:
                 raise UnknownCard()
 
-    def stage_share(self, card_id: str, version: int, next_share: bytes, now: float) -> bool:
-        """Keep ``next_share`` as version ``version + 1`` beside version ``version``
-        (compare-and-set: only if the card is at ``version`` with none staged), and
-        drop the key R came sealed to."""
+    def stage_share(self, card_id: str, version: int, next_share: bytes, next_token: bytes,
+                    now: float) -> bool:
+        """Keep ``next_share`` (and its token) as version ``version + 1`` beside version
+        ``version`` (compare-and-set: only if the card is at ``version`` with none
+        staged), and drop the key R came sealed to."""
         with self._write() as conn:
             return conn.execute(
-                "UPDATE cards SET next_share = ?, refreshed_at = ?, refresh_secret = NULL "
+                "UPDATE cards SET next_share = ?, next_token = ?, refreshed_at = ?, "
+                "refresh_secret = NULL "
                 "WHERE card_id = ? AND share_version = ? AND next_share IS NULL",
-                (next_share, now, card_id, version)).rowcount == 1
+                (next_share, next_token, now, card_id, version)).rowcount == 1
 
     def promote_share(self, card_id: str, version: int,
                       refresh_secret: bytes | None = None) -> bool:
@@ -219,6 +232,7 @@ class DeviceStore:
         with self._write() as conn:
             done = conn.execute(
                 "UPDATE cards SET device_share = next_share, next_share = NULL, "
+                "share_token = next_token, next_token = NULL, "
                 "share_version = ?, refresh_secret = coalesce(?, refresh_secret) "
                 "WHERE card_id = ? AND share_version = ? AND next_share IS NOT NULL",
                 (version, refresh_secret, card_id, version - 1)).rowcount == 1
@@ -231,8 +245,9 @@ class DeviceStore:
         forget the staged share and go on with version ``version``."""
         with self._write() as conn:
             return conn.execute(
-                "UPDATE cards SET next_share = NULL WHERE card_id = ? AND share_version = ? "
-                "AND next_share IS NOT NULL", (card_id, version)).rowcount == 1
+                "UPDATE cards SET next_share = NULL, next_token = NULL WHERE card_id = ? "
+                "AND share_version = ? AND next_share IS NOT NULL",
+                (card_id, version)).rowcount == 1
 
     def remove(self, card_id: str) -> None:
         with self._write() as conn:
@@ -305,5 +320,6 @@ def _card(row: Any) -> DeviceCard:
         device_share=row[5], sign_seed=row[6], device_secret=row[7], salt=row[8],
         kdf=(row[9], row[10], row[11]), server_key=row[12], security_phrase=row[13],
         share_version=row[14], next_share=row[15], refresh_secret=row[16],
-        refreshed_at=row[17],
+        refreshed_at=row[17], share_token=row[18], next_token=row[19],
+        epoch_token=row[20],
     )

@@ -35,6 +35,7 @@ EVENTS = frozenset(
         "reconciled", "reversed", "risk_declined",
         # the re-split of the shares (_refresh.py)
         "shares_committed", "clone_detected", "stale_copy_refused", "share_version_ahead",
+        "share_proof_failed",
     }
 )
 _D_AUDIT = b"splitvault/v1/audit"

@@ -31,8 +31,10 @@ from .._protocol import (
     ReenrollFinish,
     card_id_for,
 )
+from .._resplit import TOKEN_LEN
 from ..crypto import oprf
 from ..crypto.memory import wipe
+from ..crypto.shares import KEY_LEN
 from ._checks import check_bytes, check_id
 from ._envelopes import open_proof, open_to_server
 from ._guesses import check_fresh, evaluate_blinded
@@ -130,9 +132,10 @@ class Enrollment:
         # sealed: in the clear either would test PIN guesses, see _protocol.proof_aad).
         check_signature(verifier, signed,
                         self._opened(request.pin_signature, "enroll-pin", card_id, 64))
-        wrapped = self._wrapped_share(envelope, EnrollFinish.envelope_aad(card_id), card_id)
+        wrapped, token = self._wrapped_share(envelope, EnrollFinish.envelope_aad(card_id),
+                                             card_id)
         if not self._store.finish_enrollment(card_id, verifier, wrapped, now,
-                                             AuditEvent("enrolled", card_id)):
+                                             AuditEvent("enrolled", card_id), token):
             raise UnknownCard()  # expired, or finished by a concurrent request
 
     def reenroll_begin(self, request: ReenrollBegin) -> EvaluateReply:
@@ -185,7 +188,7 @@ class Enrollment:
         verifier = self._opened(request.verifier, "reenroll-verifier", card_id, 32)
         check_signature(verifier, signed,
                         self._opened(request.pin_signature, "reenroll-pin", card_id, 64))
-        wrapped = self._wrapped_share(
+        wrapped, token = self._wrapped_share(
             envelope, ReenrollFinish.envelope_aad(card_id, challenge_id), card_id)
         key = self._keyring.unwrap("oprf-key", challenge_id, challenge.new_oprf_key)
         try:
@@ -193,7 +196,8 @@ class Enrollment:
         finally:
             wipe(key)
         if not self._store.finish_reenrollment(card_id, challenge_id, oprf_key, verifier,
-                                               wrapped, now, AuditEvent("reenrolled", card_id)):
+                                               wrapped, now, AuditEvent("reenrolled", card_id),
+                                               token):
             raise InvalidChallenge()
         # The old share's pages: secure_delete zeroed them; scrubbing moves them out of
         # the WAL.
@@ -205,14 +209,22 @@ class Enrollment:
             raise TamperedData()
         return value
 
-    def _wrapped_share(self, envelope: bytes, aad: bytes, card_id: str) -> bytes:
-        share = open_to_server(self._keys, envelope, aad)
+    def _wrapped_share(self, envelope: bytes, aad: bytes,
+                       card_id: str) -> tuple[bytes, bytes | None]:
+        """The server share and the first version's token the device sealed together
+        (``share || token``), each wrapped; a share alone (a device from before tokens)
+        enrolls without a token, and its versions need no possession proof."""
+        plain = open_to_server(self._keys, envelope, aad)
+        parts = [bytearray(plain[:KEY_LEN]), bytearray(plain[KEY_LEN:])]
         try:
-            if len(share) != 32:
+            if len(plain) not in (KEY_LEN, KEY_LEN + TOKEN_LEN):
                 raise TamperedData()
-            return self._keyring.wrap("share", card_id, share)
+            share = self._keyring.wrap("share", card_id, parts[0])
+            token = (None if not parts[1]
+                     else self._keyring.wrap("share-token", card_id, parts[1]))
+            return share, token
         finally:
-            wipe(share)
+            wipe(plain, *parts)
 
     def delete(self, request: DeleteRequest) -> None:
         card_id = check_id(request.card_id, "card id")

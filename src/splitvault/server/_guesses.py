@@ -45,7 +45,7 @@ from ._checks import check_bytes, check_id
 from ._envelopes import open_proof
 from ._keyring import Keyring
 from ._keys import ServerKeys
-from ._refresh import resealed
+from ._refresh import proven, resealed
 from ._signatures import check_device_signature
 from ._store import CardRecord, ChallengeRecord, LedgerStart, ProofOutcome, RiskCheck, Store
 
@@ -102,6 +102,14 @@ class Guesses:
             raise DeviceCloned()
         if card.locked:
             raise CardLocked()
+        possession = request.possession
+        if not isinstance(possession, bytes) or len(possession) not in (0, 64):
+            raise MalformedRequest("malformed possession proof")
+        # Signed by the device key, which a copy has too: the version claimed counts
+        # only with its possession proof (``_refresh.proven``). Tokens never change for
+        # a version, so this read of the card serves the store's transaction below.
+        proof = proven(self._keyring, self._keys.x25519_secret, card, version, refresh_key,
+                       possession, request.signed_bytes())
         key = self._keyring.unwrap("oprf-key", card_id, card.oprf_key)
         try:
             evaluated = evaluate_blinded(key, blinded)  # a bad element spends nothing
@@ -116,25 +124,34 @@ class Guesses:
         spend = self._store.spend_guess(card_id, nonce, nonce_expires, challenge, limit, now,
                                         share_version=version, refresh_key=refresh_key,
                                         wallet=None if card.wallet is None
-                                        else self._wallet_row(card_id, card.wallet))
+                                        else self._wallet_row(card_id, card.wallet),
+                                        proven=proof.version, epoch_proven=proof.epoch,
+                                        sent_at=request.timestamp / 1000.0)
         if spend.outcome == "replayed":
             raise InvalidChallenge("request already used (replayed nonce)")
         if spend.outcome == "unknown":
             raise UnknownCard()
         if spend.outcome == "locked":
             raise CardLocked()
-        if spend.outcome in ("cloned", "cut_off"):
+        if spend.outcome in ("cloned", "cut_off", "unproven"):
             raise DeviceCloned()
+        if spend.outcome == "late":
+            raise InvalidChallenge("this request was sent before the card's shares last "
+                                   "changed; try again")
         if spend.outcome == "ahead":
             raise ServerRolledBack()
         if spend.outcome == "busy":
             raise InvalidChallenge(
                 "too many unanswered PIN checks for this card; try again in a few minutes")
         refresh = None
-        if spend.share is not None and spend.share_next is not None:
-            # The owner, whose reply with R was lost: R again, sealed afresh.
-            refresh = resealed(self._keyring, card_id, spend.share, spend.share_next,
-                               refresh_key, spend.share_version)
+        if spend.resend:
+            # The owner, whose reply with R was lost (it proved the refresh key's
+            # secret): R again, sealed afresh. The versions a waiting re-split keeps
+            # never change until it is committed, which only this device can do.
+            now_card = self._store.card(card_id)
+            if (now_card is not None and now_card.share_version == spend.share_version
+                    and now_card.share_next is not None):
+                refresh = resealed(self._keyring, now_card, refresh_key)
         return EvaluateReply(evaluated, max(limit - spend.guesses_used - 1, 0),
                              challenge.challenge_id, challenge.nonce, challenge.expires_at,
                              spend.share_version, refresh)

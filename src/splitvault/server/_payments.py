@@ -48,7 +48,6 @@ from .._errors import (
 from .._payment import Payment, validate_payment
 from .._profiles import ServerProfile
 from .._protocol import AuthorizeReply, AuthorizeRequest, card_record_aad
-from .._resplit import seal_refresh
 from ..crypto.errors import AuthenticationFailed
 from ..crypto.memory import wipe
 from ..crypto.sealing import open_sealed
@@ -61,11 +60,12 @@ from ._keyring import REFRESH_SECONDS, Keyring
 from ._keys import ServerKeys
 from ._ledger import Ledger
 from ._outbox import Outbox
-from ._refresh import Resplit, new_share, resealed
+from ._refresh import Resplit, draw, resealed
 from ._risk_book import RiskBook
 from ._store import (
     RETRYABLE,
     AuditEvent,
+    CardRecord,
     LedgerEntry,
     LedgerStart,
     OutboxMessage,
@@ -144,18 +144,19 @@ class Payments:
         if verified and (entry is None or entry.state in RETRYABLE):
             # The PIN verified and there is something to charge: only now are the
             # shares recombined.
-            opened = self._open_card(card_id, card.share, challenge.challenge_id, envelope)
+            opened = self._open_card(card, challenge.challenge_id, envelope)
             if opened is not None:
                 found, resplit = opened
             tampered = found is None
         start = risk = None
         step = None
-        if found is not None and resplit is not None:
-            start = self._start(card_id, found, payment, key, params, 0)
-            risk = self._risk_check(card_id, card.device_key, found, payment, key,
-                                    start.reference)
-            step = ShareStep(card_id, card.share_version, resplit.wrapped_next, refresh_key)
         try:
+            if found is not None and resplit is not None:
+                start = self._start(card_id, found, payment, key, params, 0)
+                risk = self._risk_check(card_id, card.device_key, found, payment, key,
+                                        start.reference)
+                step = ShareStep(card_id, card.share_version, resplit.wrapped_next,
+                                 refresh_key, resplit.wrapped_token)
             outcome = self._guesses.settle(card_id, challenge.challenge_id, verified,
                                            ledger=start, risk=risk)
             if tampered:
@@ -198,10 +199,9 @@ class Payments:
                 or not hmac.compare_digest(card.refresh_key, refresh_key)):
             return AuthorizeReply(result, card.share_version)
         if resplit is not None and card.share_next == resplit.wrapped_next:
-            sealed = seal_refresh(refresh_key, resplit.r, card_id, card.share_version + 1)
+            sealed = resplit.seal(refresh_key, card_id, card.share_version)
         else:
-            sealed = resealed(self._keyring, card_id, card.share, card.share_next,
-                              refresh_key, card.share_version)
+            sealed = resealed(self._keyring, card, refresh_key)
         return AuthorizeReply(result, card.share_version, sealed)
 
     def _start(self, card_id: str, card: Card, payment: Payment, key: bytes, params: bytes,
@@ -379,16 +379,17 @@ class Payments:
         since = self._clock() - OWNER_LIVE_SECONDS
         return any(w.worker_id == owner for w in self._store.workers(since))
 
-    def _open_card(self, card_id: str, wrapped_share: bytes, challenge_id: str,
+    def _open_card(self, stored: CardRecord, challenge_id: str,
                    envelope: bytes) -> tuple[Card, Resplit] | None:
         """The card and the re-split an approval will write (drawn while the server's
         share is unwrapped anyway), or None if the device's data does not open."""
+        card_id = stored.card_id
         buffers: list[bytearray] = []
         try:
             plain = open_to_server(self._keys, envelope,
                                    AuthorizeRequest.envelope_aad(card_id, challenge_id))
             buffers.append(plain)
-            server_share = self._keyring.unwrap("share", card_id, wrapped_share)
+            server_share = self._keyring.unwrap("share", card_id, stored.share)
             buffers.append(server_share)
             if len(plain) <= KEY_LEN:
                 return None
@@ -398,9 +399,7 @@ class Payments:
             record = open_sealed(data_key, bytes(plain[KEY_LEN:]), card_record_aad(card_id))
             buffers.append(record)
             card = Card._from_record(record)
-            fresh, r = new_share(server_share)
-            buffers.append(fresh)
-            return card, Resplit(self._keyring.wrap("share", card_id, fresh), r)
+            return card, draw(self._keyring, card_id, server_share, stored.share_token)
         except (AuthenticationFailed, TamperedData, ValueError):
             return None
         finally:

@@ -30,6 +30,17 @@ What a presented version means (:func:`judge`):
 - ``ahead``: a version the server never made: its data was restored from a backup
   older than the card's last payment (``ServerRolledBack``).
 
+Claims are *proven*: ``current``, ``commit`` and ``resend`` count only with the
+evaluation's possession MAC under the presented version's token (and the refresh
+key's X25519 secret), checked before the store's transaction (:func:`proven`); a
+copy lying about its version gets nothing and changes nothing (audited). A ``stale``
+version marks the card only with the epoch MAC (a device of the card's current
+enrollment: a copy that re-enrollment cut off cannot mark it again). And a
+``stale`` request is marked as a copy only if it was sent (by its signed clock) after
+the server moved past that version: an owner's
+request held back by the network, or queued, and delivered after the owner's next
+payment, is refused as late, not taken for a copy.
+
 Everything here is pure: the store applies the verdict inside the transaction that
 spends the evaluation, so it holds however many workers run.
 """
@@ -41,12 +52,16 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .._resplit import seal_refresh
+from .._resplit import POSSESSION_LEN, TOKEN_LEN, epoch_mac, possession_mac, seal_refresh
+from ..crypto.envelope import x25519
+from ..crypto.errors import AuthenticationFailed
 from ..crypto.memory import wipe
 from ..crypto.shares import KEY_LEN, combine
 from ._keyring import Keyring
+from ._store import CardRecord
 
-__all__ = ["REENROLL_STEP", "Resplit", "Verdict", "judge", "new_share", "resealed"]
+__all__ = ["REENROLL_STEP", "Proof", "Resplit", "Verdict", "draw", "is_late", "judge",
+           "new_share", "proven", "resealed"]
 
 REENROLL_STEP = 2
 """How far a re-enrollment moves a card's share version: past the current version and
@@ -54,6 +69,18 @@ the one a waiting re-split would have made, so every copy of the device is below
 new floor."""
 
 Verdict = Literal["current", "commit", "resend", "stale", "cut_off", "ahead"]
+
+
+def is_late(sent_at: float | None, moved_at: float | None) -> bool:
+    """Whether a stale request may be the owner's, held back: sent (by its signed
+    clock) before the server moved past its version. Such a request is refused, not
+    taken for a copy; a copy that backdates its clock gets the same refusal and
+    nothing else. (An owner whose clock runs ahead by more than the time between the
+    held request and the next payment could still be taken for a copy: see
+    threat_model.md C4.)"""
+    if sent_at is None or moved_at is None:
+        return False
+    return sent_at < moved_at
 
 
 def judge(version: int, floor: int, next_key: bytes | None, presented: int,
@@ -81,14 +108,41 @@ def judge(version: int, floor: int, next_key: bytes | None, presented: int,
 
 @dataclass
 class Resplit:
-    """A re-split drawn for one payment: the next server share, wrapped for the store,
-    and R, kept in memory only until it is sealed to the device."""
+    """A re-split drawn for one payment: the next server share and the next version's
+    token, wrapped for the store, and R, the token and the current version's token
+    (the tag's key; None for a card enrolled before tokens), kept in memory only until
+    they are sealed to the device."""
 
     wrapped_next: bytes = field(repr=False)
+    wrapped_token: bytes = field(repr=False)
     r: bytearray = field(repr=False)
+    token: bytearray = field(repr=False)
+    tag_key: bytearray | None = field(repr=False)
+
+    def seal(self, refresh_key: bytes, card_id: str, version: int) -> bytes:
+        return seal_refresh(refresh_key, self.r, self.token, self.tag_key, card_id,
+                            version + 1)
 
     def wipe(self) -> None:
-        wipe(self.r)
+        wipe(self.r, self.token, *(() if self.tag_key is None else (self.tag_key,)))
+
+
+def draw(keyring: Keyring, card_id: str, server_share: bytes | bytearray,
+         wrapped_token: bytes | None) -> Resplit:
+    """The re-split of ``server_share`` (the card's current share, unwrapped by the
+    caller): a fresh share and token, wrapped, and R."""
+    fresh, r = new_share(server_share)
+    token = bytearray(secrets.token_bytes(TOKEN_LEN))
+    tag_key = None if wrapped_token is None else keyring.unwrap("share-token", card_id,
+                                                                wrapped_token)
+    try:
+        return Resplit(keyring.wrap("share", card_id, fresh),
+                       keyring.wrap("share-token", card_id, token), r, token, tag_key)
+    except BaseException:
+        wipe(r, token, *(() if tag_key is None else (tag_key,)))
+        raise
+    finally:
+        wipe(fresh)
 
 
 def new_share(server_share: bytes | bytearray) -> tuple[bytearray, bytearray]:
@@ -100,15 +154,70 @@ def new_share(server_share: bytes | bytearray) -> tuple[bytearray, bytearray]:
     return fresh, combine(server_share, fresh)
 
 
-def resealed(keyring: Keyring, card_id: str, share: bytes, share_next: bytes,
-             refresh_key: bytes, version: int) -> bytes:
+def resealed(keyring: Keyring, card: CardRecord, refresh_key: bytes) -> bytes:
     """R recomputed from the two wrapped versions a waiting re-split keeps (for a
-    retry whose reply was lost), sealed afresh to ``refresh_key``."""
-    old = keyring.unwrap("share", card_id, share)
-    new = keyring.unwrap("share", card_id, share_next)
+    retry whose reply was lost), sealed afresh to ``refresh_key`` with the waiting
+    version's token, tagged under the current one's."""
+    if card.share_next is None or card.share_next_token is None:
+        raise ValueError("no re-split waits")
+    old = keyring.unwrap("share", card.card_id, card.share)
+    new = keyring.unwrap("share", card.card_id, card.share_next)
+    token = keyring.unwrap("share-token", card.card_id, card.share_next_token)
+    tag_key = (None if card.share_token is None
+               else keyring.unwrap("share-token", card.card_id, card.share_token))
     r = bytearray()
     try:
         r = combine(old, new)
-        return seal_refresh(refresh_key, r, card_id, version + 1)
+        return seal_refresh(refresh_key, r, token, tag_key, card.card_id,
+                            card.share_version + 1)
     finally:
-        wipe(old, new, r)
+        wipe(old, new, r, token, *(() if tag_key is None else (tag_key,)))
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What an evaluation's possession proof showed: ``epoch``, that it comes from a
+    device of the card's current enrollment; ``version``, that it holds the version it
+    presents (and the refresh key's secret, when it presents one)."""
+
+    epoch: bool
+    version: bool
+
+
+def proven(keyring: Keyring, server_secret: bytes | bytearray, card: CardRecord,
+           presented: int, refresh_key: bytes, possession: bytes, message: bytes) -> Proof:
+    """Check the evaluation's possession proof (``_resplit``): the epoch MAC under the
+    token the card was (re-)enrolled with, the version MAC under the presented
+    version's token (the current one, or the waiting one for ``presented`` one above),
+    with the refresh key's X25519 secret when it presents one. A card enrolled before
+    tokens needs none (threat_model.md). A version the server holds no token for
+    (stale, ahead) has no version proof: the verdict decides those."""
+    if card.epoch_token is None:
+        return Proof(True, True)
+    if len(possession) != POSSESSION_LEN:
+        return Proof(False, False)
+    epoch = keyring.unwrap("share-token", card.card_id, card.epoch_token)
+    try:
+        epoch_ok = hmac.compare_digest(epoch_mac(epoch, message), possession[:32])
+    finally:
+        wipe(epoch)
+    if presented == card.share_version:
+        wrapped = card.share_token
+    elif presented == card.share_version + 1 and card.share_next is not None:
+        wrapped = card.share_next_token
+    else:
+        wrapped = None
+    if wrapped is None or not epoch_ok:
+        return Proof(epoch_ok, False)
+    token = keyring.unwrap("share-token", card.card_id, wrapped)
+    dh = bytearray()
+    try:
+        if refresh_key:
+            try:
+                dh = x25519(server_secret, refresh_key)
+            except AuthenticationFailed:
+                return Proof(epoch_ok, False)
+        return Proof(epoch_ok, hmac.compare_digest(
+            possession_mac(token, dh if refresh_key else None, message), possession[32:]))
+    finally:
+        wipe(token, dh)

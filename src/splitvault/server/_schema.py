@@ -66,12 +66,21 @@ _AUTHORIZATIONS = """    key_digest {blob} PRIMARY KEY,
 # half (``refresh_key``: the device's X25519 key the re-split is sealed to). A request
 # below ``share_version`` is a copy of the device (``cloned``); below ``share_floor``
 # (the version a re-enrollment started) one that re-enrollment already cut off.
+# ``share_token`` / ``share_next_token`` (wrapped): each version's token, which the
+# device proves it holds with every evaluation; ``epoch_token`` (wrapped): the token
+# the card was (re-)enrolled with, proving a device is of the current enrollment;
+# ``committed_at``: when the server last
+# moved to a new version (a stale request sent before then is late, not a copy).
 _SHARE_COLUMNS = """    share_version {int} NOT NULL DEFAULT 0,
     share_floor {int} NOT NULL DEFAULT 0,
     share_next {blob},
     refresh_key {blob},
     refreshed_at {real},
-    cloned {int} NOT NULL DEFAULT 0"""
+    cloned {int} NOT NULL DEFAULT 0,
+    share_token {blob},
+    share_next_token {blob},
+    committed_at {real},
+    epoch_token {blob}"""
 
 
 _TABLES = """

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from .._errors import ConfigurationError
-from ._refresh import judge
+from ._refresh import is_late, judge
 from ._schema import SCHEMA_VERSION, Dialect, migrations, schema
 from ._sql_audit import AuditSql
 from ._sql_cards import CardsSql, _blob
@@ -168,36 +168,62 @@ class SqlStore(KeysSql, EnrollmentSql, CardsSql, LedgerSql, RiskSql, OutboxSql, 
     # up in this module, where the tests that break the re-split's guard replace it.
 
     def _judge_shares(self, tx: Tx, card_id: str, presented: int, presented_key: bytes,
-                      now: float) -> Spend:
+                      now: float, proven: bool, epoch_proven: bool,
+                      sent_at: float | None) -> Spend:
         """Apply ``_refresh.judge`` to the presented share version, in the evaluation's
         transaction: ``spent`` (go on, at ``share_version``) or the refusal."""
-        row = tx.one("SELECT share_version, share_floor, refresh_key, cloned, share, "
-                     "share_next FROM cards WHERE card_id = ? AND state = 'active'", card_id)
+        row = tx.one("SELECT share_version, share_floor, refresh_key, cloned, refreshed_at, "
+                     "share_next IS NOT NULL, committed_at FROM cards "
+                     "WHERE card_id = ? AND state = 'active'", card_id)
         if row is None:
             return Spend("unknown")
         version, floor = int(row[0]), int(row[1])
         if row[3]:
             return Spend("cloned", share_version=version)
-        next_key = _blob(row[2]) if row[5] is not None else None
+        waiting = bool(row[5])
+        next_key = _blob(row[2]) if waiting else None
         verdict = judge(version, floor, next_key, presented, presented_key)
+        detail: dict[str, int | str | bool] = {"presented": presented,
+                                               "share_version": version}
+        if (verdict in ("current", "commit", "resend") and not proven) or (
+                verdict == "stale" and not epoch_proven):
+            # A claim of a version the requester cannot prove it holds (the possession
+            # MAC failed), or a stale one from outside the card's current enrollment:
+            # a copy lying about its version. Nothing is evaluated, committed or
+            # marked; it is recorded.
+            self._append(tx, AuditEvent("share_proof_failed", card_id, detail), now)
+            return Spend("unproven", share_version=version)
+        if verdict == "stale":
+            moved = (None if row[6] is None else float(row[6])) if presented < version else (
+                None if row[4] is None else float(row[4]))
+            if is_late(sent_at, moved):
+                # Sent before the server moved past its version, or too close to it to
+                # tell (clocks differ): an owner's request held back and delivered after
+                # the owner's next payment. Refused; not taken for a copy.
+                self._append(tx, AuditEvent("stale_copy_refused", card_id,
+                                            {**detail, "late": True}), now)
+                return Spend("late", share_version=version)
         if verdict == "commit":
             # The device holds D_v+1: S_v+1 becomes the share and S_v is gone. The
             # compare-and-set on the version makes one of racing commits win; a
             # loser finds the card at v+1 already, which is where it wanted it.
             if tx.run("UPDATE cards SET share = share_next, share_next = NULL, "
-                      "refresh_key = NULL, share_version = share_version + 1 "
+                      "share_token = share_next_token, share_next_token = NULL, "
+                      "refresh_key = NULL, share_version = share_version + 1, "
+                      "committed_at = ? "
                       "WHERE card_id = ? AND share_version = ? AND share_next IS NOT NULL",
-                      card_id, version):
+                      now, card_id, version):
                 self._append(tx, AuditEvent("shares_committed", card_id,
                                             {"share_version": version + 1}), now)
             return Spend("spent", share_version=version + 1)
         if verdict == "stale":
             # A copy of the device from before a payment: refused before any PIN is
-            # evaluated, and the card is refused to every copy until re-enrolled.
-            tx.run("UPDATE cards SET cloned = 1 WHERE card_id = ?", card_id)
-            self._append(tx, AuditEvent("clone_detected", card_id,
-                                        {"presented": presented, "share_version": version}),
-                         now)
+            # evaluated, and the card is refused to every copy until re-enrolled. The
+            # compare-and-set on version and floor: a re-enrollment racing this request
+            # (READ COMMITTED) must not be marked by it.
+            if tx.run("UPDATE cards SET cloned = 1 WHERE card_id = ? AND share_version = ? "
+                      "AND share_floor = ?", card_id, version, floor):
+                self._append(tx, AuditEvent("clone_detected", card_id, detail), now)
             return Spend("cloned", share_version=version)
         if verdict in ("cut_off", "ahead"):
             self._append(tx, AuditEvent("stale_copy_refused" if verdict == "cut_off"
@@ -206,6 +232,5 @@ class SqlStore(KeysSql, EnrollmentSql, CardsSql, LedgerSql, RiskSql, OutboxSql, 
                          now)
             return Spend(verdict, share_version=version)
         if verdict == "resend":
-            return Spend("spent", share_version=version, share=_blob(row[4]),
-                         share_next=_blob(row[5]))
+            return Spend("spent", share_version=version, resend=True)
         return Spend("spent", share_version=version)

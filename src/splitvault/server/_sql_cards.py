@@ -33,7 +33,8 @@ class CardsSql(LedgerSql, RiskSql):
     if TYPE_CHECKING:
         # In _sql.py, where ``judge`` is looked up (see there).
         def _judge_shares(self, tx: Tx, card_id: str, presented: int,
-                          presented_key: bytes, now: float) -> Spend: ...
+                          presented_key: bytes, now: float, proven: bool,
+                          epoch_proven: bool, sent_at: float | None) -> Spend: ...
 
     # -- cards, guesses and proofs ---------------------------------------------------
 
@@ -41,14 +42,17 @@ class CardsSql(LedgerSql, RiskSql):
         row = self._db.read(lambda tx: tx.one(
             "SELECT device_key, verifier, oprf_key, share, guesses_used, locked, "
             "share_version, share_floor, share_next, refresh_key, refreshed_at, cloned, "
-            "wallet FROM cards WHERE card_id = ? AND state = 'active'", card_id))
+            "wallet, share_token, share_next_token, committed_at, epoch_token FROM cards "
+            "WHERE card_id = ? AND state = 'active'", card_id))
         if row is None:
             return None
         return CardRecord(card_id, bytes(row[0]), bytes(row[1]), bytes(row[2]), bytes(row[3]),
                           int(row[4]), bool(row[5]), int(row[6]), int(row[7]),
                           _blob(row[8]), _blob(row[9]),
                           None if row[10] is None else float(row[10]), bool(row[11]),
-                          _blob(row[12]))
+                          share_token=_blob(row[13]), share_next_token=_blob(row[14]),
+                          committed_at=None if row[15] is None else float(row[15]),
+                          wallet=_blob(row[12]), epoch_token=_blob(row[16]))
 
     def card_count(self) -> int:
         row = self._db.read(lambda tx: tx.one(
@@ -74,13 +78,15 @@ class CardsSql(LedgerSql, RiskSql):
                     unproven_limit: int = UNPROVEN_LIMIT,
                     unproven_window: float = UNPROVEN_WINDOW,
                     share_version: int = 0, refresh_key: bytes = b"",
-                    wallet: bytes | None = None) -> Spend:
+                    wallet: bytes | None = None, proven: bool = True,
+                    epoch_proven: bool = True, sent_at: float | None = None) -> Spend:
         def go(tx: Tx) -> Spend:
             if not tx.all("INSERT INTO nonces (nonce, expires_at) VALUES (?, ?) "
                           "ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
                           nonce, nonce_expires):
                 return Spend("replayed")
-            shares = self._judge_shares(tx, card_id, share_version, refresh_key, now)
+            shares = self._judge_shares(tx, card_id, share_version, refresh_key, now,
+                                        proven, epoch_proven, sent_at)
             if shares.outcome != "spent":
                 return shares
             version = shares.share_version
@@ -116,8 +122,7 @@ class CardsSql(LedgerSql, RiskSql):
                 self._append(tx, AuditEvent("guess_used", card_id,
                                             {"guesses_used": used, "limit": limit,
                                              "unproven": int(row[1])}), now)
-                return Spend("spent", max(used, spent), version, shares.share,
-                             shares.share_next)
+                return Spend("spent", max(used, spent), version, shares.resend)
             state = tx.one("SELECT locked, guesses_used FROM cards WHERE card_id = ? "
                            "AND state = 'active'", card_id)
             if state is None:

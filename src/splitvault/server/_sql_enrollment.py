@@ -59,12 +59,13 @@ class EnrollmentSql(AuditSql):
         return None if row is None else PendingCard(card_id, bytes(row[0]), bytes(row[1]))
 
     def finish_enrollment(self, card_id: str, verifier: bytes, share: bytes, now: float,
-                          event: AuditEvent) -> bool:
+                          event: AuditEvent, token: bytes | None = None) -> bool:
         def go(tx: Tx) -> bool:
             if not tx.run("UPDATE cards SET state = 'active', verifier = ?, share = ?, "
-                          "expires_at = NULL, origin = NULL WHERE card_id = ? "
-                          "AND state = 'pending' "
-                          "AND expires_at >= ?", verifier, share, card_id, now):
+                          "share_token = ?, epoch_token = ?, expires_at = NULL, "
+                          "origin = NULL WHERE card_id = ? AND state = 'pending' "
+                          "AND expires_at >= ?", verifier, share, token, token, card_id,
+                          now):
                 return False
             self._append(tx, event, now)
             return True
@@ -108,7 +109,7 @@ class EnrollmentSql(AuditSql):
 
     def finish_reenrollment(self, card_id: str, challenge_id: str, oprf_key: bytes,
                             verifier: bytes, share: bytes, now: float,
-                            event: AuditEvent) -> bool:
+                            event: AuditEvent, token: bytes | None = None) -> bool:
         def go(tx: Tx) -> bool:
             claimed = tx.one("UPDATE challenges SET state = 'used', new_oprf_key = NULL "
                              "WHERE challenge_id = ? AND card_id = ? AND state = 'reenroll' "
@@ -124,9 +125,10 @@ class EnrollmentSql(AuditSql):
             if not tx.run("UPDATE cards SET oprf_key = ?, verifier = ?, share = ?, "
                           "guesses_used = 0, unproven = 0, locked = 0, cloned = 0, "
                           "share_next = NULL, refresh_key = NULL, refreshed_at = NULL, "
-                          "share_version = ?, share_floor = ?, wallet = NULL "
+                          "share_token = ?, share_next_token = NULL, committed_at = ?, "
+                          "epoch_token = ?, share_version = ?, share_floor = ?, wallet = NULL "
                           "WHERE card_id = ? AND state = 'active' AND share_version = ?",
-                          oprf_key, verifier, share, began + REENROLL_STEP,
+                          oprf_key, verifier, share, token, now, token, began + REENROLL_STEP,
                           began + REENROLL_STEP, card_id, began):
                 return False
             # Proofs in flight were made under the old OPRF key: none may settle now.

@@ -22,6 +22,9 @@ _WRAPPED: tuple[tuple[str, str, str, str], ...] = (
     ("cards", "card_id", "oprf_key", "oprf-key"),
     ("cards", "card_id", "share", "share"),
     ("cards", "card_id", "share_next", "share"),  # the re-split waiting for the device
+    ("cards", "card_id", "share_token", "share-token"),
+    ("cards", "card_id", "share_next_token", "share-token"),
+    ("cards", "card_id", "epoch_token", "share-token"),
     ("cards", "card_id", "wallet", "wallet"),  # which wallet: not visible in a dump
     ("challenges", "challenge_id", "new_oprf_key", "oprf-key"),
     ("authorizations", "key_digest", "result", "ledger"),

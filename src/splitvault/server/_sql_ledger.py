@@ -53,10 +53,11 @@ class LedgerSql(OutboxSql, AuditSql):
             if step is not None:
                 # With the approval, or not at all: a re-split waiting already (a
                 # racing approval of the same card) is kept, and this one dropped.
-                tx.run("UPDATE cards SET share_next = ?, refresh_key = ?, refreshed_at = ? "
+                tx.run("UPDATE cards SET share_next = ?, share_next_token = ?, "
+                       "refresh_key = ?, refreshed_at = ? "
                        "WHERE card_id = ? AND state = 'active' AND share_version = ? "
-                       "AND share_next IS NULL", step.share_next, step.refresh_key, now,
-                       step.card_id, step.version)
+                       "AND share_next IS NULL", step.share_next, step.share_next_token,
+                       step.refresh_key, now, step.card_id, step.version)
             self._append(tx, event, now)
             self._queue(tx, outbox, now)
             return True

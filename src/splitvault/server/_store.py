@@ -103,6 +103,10 @@ class CardRecord:
     refresh_key: bytes | None = None
     refreshed_at: float | None = None
     cloned: bool = False
+    share_token: bytes | None = field(default=None, repr=False)
+    share_next_token: bytes | None = field(default=None, repr=False)
+    committed_at: float | None = None
+    epoch_token: bytes | None = field(default=None, repr=False)
     wallet: bytes | None = field(default=None, repr=False)  # wrapped wallet row key
 
 
@@ -136,19 +140,22 @@ class Spend:
     ``replayed``: the device nonce was used before; ``unknown``: no such active card;
     ``cloned``: the presented share version is a copy's (now, or the card was marked
     before); ``cut_off``: a copy from before the card's re-enrollment; ``ahead``: a
-    version this server never made (``_refresh.judge``).
+    version this server never made (``_refresh.judge``); ``unproven``: a version
+    claimed without its possession proof (a copy lying about its version: refused,
+    nothing marked); ``late``: a stale version in a request sent before, or just
+    after, the server moved past it (an owner's request held back: refused, nothing
+    marked).
 
     ``share_version``: the card's version after this request (a commit moves it on);
-    ``share``/``share_next``: the two wrapped versions when the verdict was
-    ``resend`` (the owner lost R; it is recomputed from them).
+    ``resend``: the verdict was ``resend`` (the owner lost R; it is recomputed from
+    the two versions the store keeps).
     """
 
     outcome: Literal["spent", "locked", "busy", "replayed", "unknown", "cloned", "cut_off",
-                     "ahead"]
+                     "ahead", "unproven", "late"]
     guesses_used: int = 0
     share_version: int = 0
-    share: bytes | None = field(default=None, repr=False)
-    share_next: bytes | None = field(default=None, repr=False)
+    resend: bool = False
 
 
 LedgerState = Literal["pending", "in_doubt", "settling", "approved", "declined", "reversed",
@@ -202,6 +209,7 @@ class ShareStep:
     version: int
     share_next: bytes = field(repr=False)
     refresh_key: bytes
+    share_next_token: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -384,8 +392,9 @@ class Store(Protocol):
         ...
 
     def finish_enrollment(self, card_id: str, verifier: bytes, share: bytes, now: float,
-                          event: AuditEvent) -> bool:
-        """Activate a pending card (its origin is then forgotten)."""
+                          event: AuditEvent, token: bytes | None = None) -> bool:
+        """Activate a pending card (its origin is then forgotten); ``token``: its first
+        share version's token, wrapped (``_resplit.py``)."""
         ...
 
     # -- cards, guesses and proofs ----------------------------------------------------
@@ -401,8 +410,11 @@ class Store(Protocol):
                     unproven_limit: int = UNPROVEN_LIMIT,
                     unproven_window: float = UNPROVEN_WINDOW,
                     share_version: int = 0, refresh_key: bytes = b"",
-                    wallet: bytes | None = None) -> Spend:
-        """Take the nonce; judge the presented ``share_version`` (``_refresh.judge``):
+                    wallet: bytes | None = None, proven: bool = True,
+                    epoch_proven: bool = True, sent_at: float | None = None) -> Spend:
+        """Take the nonce; judge the presented ``share_version`` (``_refresh.judge``;
+        ``proven``: its version possession proof held, ``epoch_proven``: its epoch
+        proof, ``sent_at``: the request's signed time):
         commit a waiting re-split, or mark the card cloned (audited), or refuse;
         then count one unproven evaluation and issue ``challenge`` at the card's
         version. ``wallet``: the card's wallet row key (unwrapped); a wallet at
@@ -420,7 +432,7 @@ class Store(Protocol):
 
     def finish_reenrollment(self, card_id: str, challenge_id: str, oprf_key: bytes,
                             verifier: bytes, share: bytes, now: float,
-                            event: AuditEvent) -> bool:
+                            event: AuditEvent, token: bytes | None = None) -> bool:
         """Consume the ``reenroll`` challenge and replace OPRF key, verifier and share,
         clearing the counters, the lock and the clone mark, in one transaction (the
         card leaves its wallet, whose count stays: see ``_sql_cards.settle_proof``); the
