@@ -20,23 +20,31 @@ device   blind           ristretto255 scalar_random, scalar_reduce (canonical ch
                          2 SHA-512 (expand_message_xmd), from_hash, scalarmult
 device   sign            1 random (the request's nonce); Ed25519 keygen from the device
                          seed, sign (evaluate request, presenting the version of the
-                         share staged by the last payment's re-split)
-server   evaluate        read: SELECT card; Ed25519 verify; XChaCha20-Poly1305 decrypt
+                         share staged by the last payment's re-split); its possession
+                         proof over the signed bytes: BLAKE2b x2 (the version MAC under
+                         T_v+1, the staged version's token: a derived key, the MAC),
+                         BLAKE2b x2 (the epoch MAC under the epoch token, likewise)
+server   evaluate        read: SELECT card; Ed25519 verify; the possession proof checked
+                         (``_refresh.proven``): XChaCha decrypt (KEK unwrap of the epoch
+                         token), BLAKE2b x2, XChaCha decrypt (of T_v+1, the presented
+                         version's token), BLAKE2b x2; XChaCha20-Poly1305 decrypt
                          x2 (KEK unwrap of the OPRF key, of the wallet reference);
                          scalar_reduce, is_valid_point, scalarmult (BlindEvaluate); 2
                          random (the proof's challenge);
                          **commit 1** (the evaluation counted against the card's
                          unproven budget, and the last re-split committed: the device
                          shows it holds D_v+1): INSERT nonce, SELECT card (its share
-                         versions), UPDATE card (S_v+1 becomes the share), UPDATE audit
-                         head x2, BLAKE2b, INSERT audit (shares committed), SELECT wallet
-                         (not at its limit), UPDATE card,
-                         INSERT challenge, UPDATE audit head x2, BLAKE2b, INSERT audit
+                         versions), UPDATE card (S_v+1 becomes the share and T_v+1 its
+                         token; committed_at), UPDATE audit head x2, BLAKE2b, INSERT
+                         audit (shares committed), SELECT wallet (not at its limit),
+                         UPDATE card, INSERT challenge, UPDATE audit head x2, BLAKE2b,
+                         INSERT audit
 device   finalize        scalar_reduce, is_valid_point, scalar_invert, scalarmult, SHA-512
 device   PIN key         Argon2id (TEST_ONLY), HKDF-SHA512
 device   refresh key     1 random (this payment's refresh secret); **committed** on the
-                         device store with the staged share's promotion: UPDATE cards;
-                         PRAGMA wal_checkpoint (the old share's pages out of the WAL)
+                         device store with the staged share's (and token's) promotion:
+                         UPDATE cards; PRAGMA wal_checkpoint (the old share's pages out
+                         of the WAL)
 device   envelope        2 random; X25519 base and scalarmult, HKDF-SHA512, XChaCha encrypt
 device   sign            X25519 base (the refresh key's public half, in the request);
                          Ed25519 keygen from the PIN seed, sign (authorize request); the
@@ -47,9 +55,12 @@ server   authorize       read: SELECT challenge; read: SELECT card; X25519 scala
                          verify; BLAKE2b x2 (ledger digests); read: SELECT ledger; X25519
                          scalarmult, HKDF-SHA512, XChaCha decrypt (envelope); XChaCha
                          decrypt x2 (KEK unwrap of the share, card record); 1 random
-                         (S_v+1, drawn while S_v is unwrapped), 1 random, XChaCha encrypt
-                         (its KEK wrap); BLAKE2b (the payment's reference); 1 random,
-                         XChaCha encrypt (KEK wrap of the pending row's intent); BLAKE2b
+                         (S_v+1, drawn while S_v is unwrapped), 1 random (T_v+1, the
+                         next version's token), XChaCha decrypt (KEK unwrap of T_v, the
+                         key of R's tag), 1 random, XChaCha encrypt (S_v+1's KEK wrap),
+                         1 random, XChaCha encrypt (T_v+1's); BLAKE2b (the payment's
+                         reference); 1 random, XChaCha encrypt (KEK wrap of the pending
+                         row's intent); BLAKE2b
                          x2 (the fraud rules' merchant and device MACs; no rule is set by
                          default); **commit 2** (the proof and the pending ledger row):
                          UPDATE challenge, SELECT card, XChaCha decrypt (its wallet
@@ -57,13 +68,15 @@ server   authorize       read: SELECT challenge; read: SELECT card; X25519 scala
                          order), UPDATE card, INSERT ledger; 1
                          random, XChaCha encrypt (KEK wrap of the result); **commit 3**
                          (the outcome, and the approval's re-split): UPDATE ledger, UPDATE
-                         card (S_v+1 wrapped, the refresh key), UPDATE audit head x2,
-                         BLAKE2b, INSERT audit; read: SELECT card (the re-split for the
-                         reply); R sealed to the refresh key: 2 random, X25519 base and
+                         card (S_v+1 and T_v+1 wrapped, the refresh key), UPDATE audit
+                         head x2, BLAKE2b, INSERT audit; read: SELECT card (the re-split
+                         for the reply); BLAKE2b (R's tag under T_v); R, T_v+1 and the
+                         tag sealed to the refresh key: 2 random, X25519 base and
                          scalarmult, HKDF-SHA512, XChaCha encrypt
 device   re-split        R opened: X25519 base (the secret's public half) and scalarmult,
-                         HKDF-SHA512, XChaCha decrypt; D_v+1 = D_v xor R staged beside
-                         D_v, **committed**: UPDATE cards
+                         HKDF-SHA512, XChaCha decrypt; its tag checked under T_v: BLAKE2b;
+                         D_v+1 = D_v xor R staged with T_v+1 beside D_v, **committed**:
+                         UPDATE cards
 device   history         its own record of the answer (``Device.history``): INSERT
                          payments, **committed** (fsynced) on the device store
 =======  ==============  ================================================================
@@ -77,9 +90,11 @@ the device: the last re-split's share promoted (with this payment's refresh secr
 which must be on disk before the request whose reply R is sealed to it), this
 payment's share staged, and its record of the answer; and one WAL checkpoint.
 
-The re-split's own operations (those marked with a share, a refresh key or R above)
-are also left out of a second floor, ``_Floor(resplit=False)``: the same loop as before
-issue 12, whose time against the full floor is what the re-split itself costs.
+The re-split's own operations (those marked with a share, a token, a refresh key, R
+or the possession proof above) are also left out of a second floor,
+``_Floor(resplit=False)``: the same loop as before issue 12, whose time against the
+full floor is what the re-split itself costs. The tokens and the possession proof are
+the re-split's: only versioned shares give a copy of the device a version to claim.
 
 Not in the floor, so counted as protocol overhead: the device's read of its own store,
 message encoding, dataclasses, checks, the card record's parsing, the simulated acquirer.
@@ -89,6 +104,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import hmac
 import json
 import os
 import platform
@@ -332,28 +348,39 @@ _GUESS_DETAIL = '{"guesses_used":1,"limit":5}'
 # The statements of server/_sql*.py the floor makes, as those files spell them.
 _SELECT_CARD = ("SELECT device_key, verifier, oprf_key, share, guesses_used, locked, "
                 "share_version, share_floor, share_next, refresh_key, refreshed_at, cloned, "
-                "wallet FROM cards WHERE card_id = ? AND state = 'active'")
+                "wallet, share_token, share_next_token, committed_at, epoch_token FROM cards "
+                "WHERE card_id = ? AND state = 'active'")
 _SELECT_CHALLENGE = ("SELECT card_id, nonce, state, expires_at, new_oprf_key, share_version "
                      "FROM challenges WHERE challenge_id = ?")
-_SELECT_SHARES = ("SELECT share_version, share_floor, refresh_key, cloned, share, "
-                  "share_next FROM cards WHERE card_id = ? AND state = 'active'")
+_SELECT_SHARES = ("SELECT share_version, share_floor, refresh_key, cloned, refreshed_at, "
+                  "share_next IS NOT NULL, committed_at FROM cards "
+                  "WHERE card_id = ? AND state = 'active'")
 _COMMIT_SHARES = ("UPDATE cards SET share = share_next, share_next = NULL, "
-                  "refresh_key = NULL, share_version = share_version + 1 "
+                  "share_token = share_next_token, share_next_token = NULL, "
+                  "refresh_key = NULL, share_version = share_version + 1, "
+                  "committed_at = ? "
                   "WHERE card_id = ? AND share_version = ? AND share_next IS NOT NULL")
-_STAGE_SERVER_SHARE = ("UPDATE cards SET share_next = ?, refresh_key = ?, refreshed_at = ? "
+_STAGE_SERVER_SHARE = ("UPDATE cards SET share_next = ?, share_next_token = ?, "
+                       "refresh_key = ?, refreshed_at = ? "
                        "WHERE card_id = ? AND state = 'active' AND share_version = ? "
                        "AND share_next IS NULL")
 # And those of device/_store.py: begin_refresh, promote_share, stage_share.
 _DEVICE_BEGIN_REFRESH = "UPDATE cards SET refresh_secret = ? WHERE card_id = ?"
 _DEVICE_PROMOTE = ("UPDATE cards SET device_share = next_share, next_share = NULL, "
+                   "share_token = next_token, next_token = NULL, "
                    "share_version = ?, refresh_secret = coalesce(?, refresh_secret) "
                    "WHERE card_id = ? AND share_version = ? AND next_share IS NOT NULL")
-_DEVICE_STAGE = ("UPDATE cards SET next_share = ?, refreshed_at = ?, refresh_secret = NULL "
+_DEVICE_STAGE = ("UPDATE cards SET next_share = ?, next_token = ?, refreshed_at = ?, "
+                 "refresh_secret = NULL "
                  "WHERE card_id = ? AND share_version = ? AND next_share IS NULL")
 _SELECT_LEDGER = ("SELECT key_digest, state, params_digest, result, owner, lease_until, "
                   "reference, attempt FROM authorizations WHERE key_digest = ?")
 # Evaluations without a proof: the budget and window of _store.UNPROVEN_LIMIT/_WINDOW.
 _UNPROVEN_LIMIT, _UNPROVEN_WINDOW = 20, 900.0
+# The domains of _resplit.py's MACs: the possession proof's two, and R's tag.
+_D_POSSESSION = b"splitvault/v4/possession"
+_D_EPOCH = b"splitvault/v4/epoch"
+_D_REFRESH_TAG = b"splitvault/v4/refresh-tag"
 
 
 def _blake2b(data: bytes, key: bytes) -> bytes:
@@ -372,6 +399,20 @@ def _wrap(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
 
 def _unwrap(key: bytes, blob: bytes, aad: bytes) -> bytes:
     return nb.crypto_aead_xchacha20poly1305_ietf_decrypt(blob[32:], aad, blob[8:32], key)
+
+
+def _possession(epoch_token: bytes, token: bytes, message: bytes) -> bytes:
+    """An evaluation's possession proof (``_resplit``): the epoch MAC, then the version
+    MAC (no refresh key presented, so no X25519 in its key), each under a derived key."""
+    version = _blake2b(message, _blake2b(_D_POSSESSION, token))
+    return _blake2b(message, _blake2b(_D_EPOCH, epoch_token)) + version
+
+
+def _refresh_tag(tag_key: bytes, card: _FloorCard, version_after: int, r: bytes,
+                 token: bytes) -> bytes:
+    """R's tag under the current version's token (``_resplit._tag``)."""
+    return _blake2b(_D_REFRESH_TAG + card.id_bytes + version_after.to_bytes(8, "big") + r
+                    + token, tag_key)
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
@@ -404,6 +445,10 @@ class _FloorCard:
     share_version: int = 0
     next_share: bytes | None = None
     refresh_secret: bytes | None = None
+    # Each version's token and the epoch token (_resplit.py); None without the re-split.
+    share_token: bytes | None = None
+    next_token: bytes | None = None
+    epoch_token: bytes | None = None
 
     @property
     def id_bytes(self) -> bytes:
@@ -442,29 +487,37 @@ class _Floor:
         nonce = secrets.token_bytes(24)
         card.sealed_record = nonce + nb.crypto_aead_xchacha20poly1305_ietf_encrypt(
             _RECORD, b"card-record" + card.id_bytes, nonce, data_key)
+        # The first version's token, which is also the epoch token (Device.enroll).
+        token = secrets.token_bytes(32) if self.resplit else None
+        card.share_token = card.epoch_token = token
+        wrapped = None if token is None else _wrap(self.kek, token,
+                                                   b"share-token" + card.id_bytes)
         tx.run("INSERT INTO cards (card_id, state, device_key, verifier, oprf_key, share, "
-               "created_at, wallet) VALUES (?, 'active', ?, ?, ?, ?, ?, ?)",
+               "created_at, wallet, share_token, epoch_token) "
+               "VALUES (?, 'active', ?, ?, ?, ?, ?, ?, ?, ?)",
                card.card_id, nb.crypto_sign_seed_keypair(card.device_seed)[0], verifier,
                _wrap(self.kek, oprf_key, b"oprf-key" + card.id_bytes),
                _wrap(self.kek, _xor(data_key, card.device_share), b"share" + card.id_bytes),
-               time.time(), _wrap(self.kek, self.wallet, b"wallet" + card.id_bytes))
+               time.time(), _wrap(self.kek, self.wallet, b"wallet" + card.id_bytes),
+               wrapped, wrapped)
         # The device's row too: its re-split writes must change a row, as the real ones
         # do (an UPDATE that matches nothing commits without writing anything).
         self.device_db.execute(
             "INSERT INTO cards (card_id, state, brand, last4, expiry, sealed_record, "
             "device_share, sign_seed, device_secret, salt, kdf_t, kdf_m, kdf_p, server_key, "
-            "created_at) VALUES (?, 'active', 'visa', '1111', '12/30', ?, ?, ?, ?, ?, ?, ?, "
-            "?, ?, ?)", (card.card_id, card.sealed_record, card.device_share,
-                         card.device_seed, card.device_secret, card.salt,
-                         self.kdf.time_cost, self.kdf.memory_cost_kib, self.kdf.parallelism,
-                         self.server_public, time.time()))
+            "share_token, epoch_token, created_at) VALUES (?, 'active', 'visa', '1111', "
+            "'12/30', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (card.card_id, card.sealed_record, card.device_share, card.device_seed,
+             card.device_secret, card.salt, self.kdf.time_cost, self.kdf.memory_cost_kib,
+             self.kdf.parallelism, self.server_public, token, token, time.time()))
         self.cards.append(card)
 
     def authorize(self, n: int, key: str) -> None:
         card = self.cards[n % len(self.cards)]
         secret = secrets.token_bytes(32) if self.resplit else None
-        blind, blinded, signature, message = self.blind(card)
-        challenge_id, nonce, evaluated = self.evaluate(card, blinded, signature, message)
+        blind, blinded, signature, message, possession = self.blind(card)
+        challenge_id, nonce, evaluated = self.evaluate(card, blinded, signature, message,
+                                                       possession)
         envelope, signature, message = self.prove(card, blind, evaluated, challenge_id, nonce,
                                                   key, secret)
         sealed = self.pay(card, challenge_id, envelope, signature, message, key)
@@ -495,6 +548,7 @@ class _Floor:
             conn.execute("COMMIT")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             card.device_share, card.next_share = card.next_share, None
+            card.share_token, card.next_token = card.next_token, None
             card.share_version += 1
         else:
             conn.execute(_DEVICE_BEGIN_REFRESH, (secret, card.card_id))
@@ -503,21 +557,28 @@ class _Floor:
         return bytes(nb.crypto_scalarmult_base(secret))
 
     def take_refresh(self, card: _FloorCard, secret: bytes, sealed: bytes) -> None:
-        """R opened with the refresh secret and D_v+1 staged beside D_v: one commit."""
+        """R and T_v+1 opened with the refresh secret, their tag checked under T_v, and
+        D_v+1 staged with T_v+1 beside D_v: one commit."""
         public = nb.crypto_scalarmult_base(secret)
-        r = self.open_sealed(sealed, b"refresh" + card.id_bytes
-                             + (card.share_version + 1).to_bytes(8, "big"),
-                             secret=secret, public=public)
+        version_after = card.share_version + 1
+        plain = self.open_sealed(sealed, b"refresh" + card.id_bytes
+                                 + version_after.to_bytes(8, "big"),
+                                 secret=secret, public=public)
+        r, token = plain[:32], plain[32:64]
+        if card.share_token is None or len(plain) != 96 or not hmac.compare_digest(
+                _refresh_tag(card.share_token, card, version_after, r, token), plain[64:]):
+            raise RuntimeError("floor re-split refused by its tag")
         next_share = _xor(card.device_share, r)
         conn = self.device_db
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(_DEVICE_STAGE, (next_share, time.time(), card.card_id,
+        conn.execute(_DEVICE_STAGE, (next_share, token, time.time(), card.card_id,
                                      card.share_version))
         conn.execute("COMMIT")
-        card.next_share, card.refresh_secret = next_share, None
+        card.next_share, card.next_token, card.refresh_secret = next_share, token, None
 
-    @staticmethod
-    def blind(card: _FloorCard) -> tuple[bytes, bytes, bytes, bytes]:
+    def blind(self, card: _FloorCard) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+        """The evaluate request: blinded, signed, and (with the re-split) its possession
+        proof, under the presented version's token (the staged one's, if staged)."""
         blind = pysodium.crypto_core_ristretto255_scalar_random()
         pysodium.crypto_core_ristretto255_scalar_reduce(blind + _ZERO)
         blinded = pysodium.crypto_scalarmult_ristretto255(blind, _hash_to_group(card.pin_input))
@@ -527,14 +588,20 @@ class _Floor:
         message = (b"evaluate" + card.id_bytes + nonce + millis.to_bytes(8, "big") + blinded
                    + presented.to_bytes(8, "big"))
         secret = nb.crypto_sign_seed_keypair(card.device_seed)[1]
-        return blind, blinded, nb.crypto_sign(message, secret)[:64], message
+        signature = nb.crypto_sign(message, secret)[:64]
+        token = card.next_token if card.next_share is not None else card.share_token
+        possession = (b"" if not self.resplit or card.epoch_token is None or token is None
+                      else _possession(card.epoch_token, token, message))
+        return blind, blinded, signature, message, possession
 
     def evaluate(self, card: _FloorCard, blinded: bytes, signature: bytes,
-                 message: bytes) -> tuple[str, bytes, bytes]:
+                 message: bytes, possession: bytes) -> tuple[str, bytes, bytes]:
         row = self.db.read(lambda tx: tx.one(_SELECT_CARD, card.card_id))
         if row is None:
             raise RuntimeError("floor card missing")
         nb.crypto_sign_open(signature + message, row[0])
+        if self.resplit:
+            self.check_possession(card, row, possession, message)
         key = _unwrap(self.kek, row[2], b"oprf-key" + card.id_bytes)
         wallet = _unwrap(self.kek, row[12], b"wallet" + card.id_bytes)
         pysodium.crypto_core_ristretto255_scalar_reduce(key + _ZERO)
@@ -568,15 +635,32 @@ class _Floor:
         self.db.write(spend)
         return challenge_id, nonce, evaluated
 
+    def check_possession(self, card: _FloorCard, row: tuple[Any, ...], possession: bytes,
+                         message: bytes) -> None:
+        """The possession proof checked before anything is spent (``_refresh.proven``):
+        the epoch MAC under the card's epoch token, the version MAC under the presented
+        version's token (the waiting one's for a version one above), both unwrapped."""
+        aad = b"share-token" + card.id_bytes
+        epoch = _unwrap(self.kek, bytes(row[16]), aad)
+        epoch_ok = hmac.compare_digest(
+            _blake2b(message, _blake2b(_D_EPOCH, epoch)), possession[:32])
+        presented = int.from_bytes(message[-8:], "big")
+        wrapped = row[13] if presented == int(row[6]) else row[14]
+        token = _unwrap(self.kek, bytes(wrapped), aad)
+        if not epoch_ok or not hmac.compare_digest(
+                _blake2b(message, _blake2b(_D_POSSESSION, token)), possession[32:]):
+            raise RuntimeError("floor possession proof refused")
+
     def commit_shares(self, tx: Tx, card: _FloorCard, now: float) -> int:
         """The presented version judged (``_sql._judge_shares``): the device shows the
-        staged share, so S_v+1 becomes the server's (compare-and-set, audited)."""
+        staged share, so S_v+1 (and its token) becomes the server's (compare-and-set,
+        audited)."""
         row = tx.one(_SELECT_SHARES, card.card_id)
         if row is None:
             raise RuntimeError("floor card missing")
         version = int(row[0])
-        if row[5] is not None and card.next_share is not None:
-            if tx.run(_COMMIT_SHARES, card.card_id, version):
+        if row[5] and card.next_share is not None:
+            if tx.run(_COMMIT_SHARES, now, card.card_id, version):
                 self.audit(tx, "shares_committed", card.card_id,
                            f'{{"share_version":{version + 1}}}', now)
             version += 1
@@ -630,14 +714,18 @@ class _Floor:
                           self.ledger_key)
         db.read(lambda tx: tx.one(_SELECT_LEDGER, digest))
         _, server_share = self.open_card(card, row[3], envelope, challenge_id)
-        # The re-split drawn while S_v is unwrapped: S_v+1 and R = S_v xor S_v+1, for
-        # the request's refresh key (the signed message's last 32 bytes).
+        # The re-split drawn while S_v is unwrapped (``_refresh.draw``): S_v+1 and R =
+        # S_v xor S_v+1, for the request's refresh key (the signed message's last 32
+        # bytes); T_v+1, the next version's token; T_v, the key of R's tag.
         version, refresh_key = int(row[6]), message[-32:]
-        share_next = r = b""
+        share_next = token_next = r = token = tag_key = b""
         if self.resplit:
             fresh = secrets.token_bytes(32)
             r = _xor(server_share, fresh)
+            token = secrets.token_bytes(32)
+            tag_key = _unwrap(self.kek, bytes(row[13]), b"share-token" + card.id_bytes)
             share_next = _wrap(self.kek, fresh, b"share" + card.id_bytes)
+            token_next = _wrap(self.kek, token, b"share-token" + card.id_bytes)
         reference = "sv-" + _blake2b(b"payment-reference" + card.id_bytes + key.encode(),
                                      self.ledger_key)[:16].hex()
         # The pending row's intent: the payment's details, wrapped, for a reconciler.
@@ -682,7 +770,8 @@ class _Floor:
                    "approved", result, done, digest, "floor")
             if self.resplit:
                 # With the approval: S_v+1 waits for the device to show D_v+1.
-                tx.run(_STAGE_SERVER_SHARE, share_next, refresh_key, done, card_id, version)
+                tx.run(_STAGE_SERVER_SHARE, share_next, token_next, refresh_key, done, card_id,
+                       version)
             self.audit(tx, "authorized", card_id, "{}", done)
         db.write(finish)
         if not self.resplit:
@@ -691,7 +780,10 @@ class _Floor:
         again = db.read(lambda tx: tx.one(_SELECT_CARD, card_id))
         if again is None or again[8] is None or bytes(again[8]) != share_next:
             raise RuntimeError("floor re-split not written")
-        return self.seal(r, b"refresh" + card.id_bytes + (version + 1).to_bytes(8, "big"),
+        # R || T_v+1 || tag, sealed (``Resplit.seal``).
+        tag = _refresh_tag(tag_key, card, version + 1, r, token)
+        return self.seal(r + token + tag,
+                         b"refresh" + card.id_bytes + (version + 1).to_bytes(8, "big"),
                          recipient=refresh_key)
 
     def open_sealed(self, envelope: bytes, aad: bytes, *, secret: bytes | None = None,
