@@ -731,3 +731,54 @@ def test_a_forged_resplit_is_refused_by_the_device(
     assert pay(owner, enrolled, pin, key="order-3").approved
     s = sides(server, _owner_path(tmp_path), enrolled)
     assert s.server_version >= 1 and current_opens(s, enrolled)
+
+
+def test_an_authorization_held_back_and_released_later_does_not_mark_the_owner(
+        tmp_path: Path, server: sv.ShareServer, lossy: Lossy, owner: sv.Device,
+        enrolled: str, pin: sv.Pin) -> None:
+    """An on-path attacker holds the owner's authorization (both tries), the owner pays
+    again at once, and the attacker releases the held one within its challenge's life:
+    it lands between the second payment's evaluation and its authorization, is
+    approved and writes its re-split, sealed to the key of the first try (the second's
+    approval then draws none). The device kept that key (a request sent with it could
+    still be settled) and used it again, so the second reply brings that R, and the
+    card is never taken for a copy. (Second review, F-A.)"""
+    held: list[Any] = []
+    real = server.authorize
+
+    def hold(request: Any) -> Any:
+        held.append(request)
+        raise sv.ServerUnavailable("held back")
+
+    def release_then(request: Any) -> Any:
+        assert real(held[0]).authorization.approved  # released late: approved
+        lossy.authorize = real  # type: ignore[attr-defined]
+        return real(request)
+    lossy.authorize = hold  # type: ignore[attr-defined]
+    with pytest.raises(sv.ServerUnavailable):
+        pay(owner, enrolled, pin, key="order-1")
+    lossy.authorize = release_then  # type: ignore[attr-defined]
+    assert pay(owner, enrolled, pin, key="order-2").approved
+    for key in ("order-3", "order-4", "order-1"):
+        assert pay(owner, enrolled, pin, key=key).approved
+    assert not server.card_state(enrolled).cloned
+    assert current_opens(sides(server, _owner_path(tmp_path), enrolled), enrolled)
+
+
+def test_enrollment_and_reenrollment_need_the_first_versions_token(
+        tmp_path: Path, server: sv.ShareServer, owner: sv.Device, enrolled: str) -> None:
+    """A server half without its token (a share alone) is refused at enrollment and at
+    re-enrollment: nobody holding the device key can take a card back to the tokenless
+    form, where versions need no proof. (Second review, F-C.) Both finish an
+    enrollment through the one opener of the sealed half, called here directly."""
+    opener = server._enrollment._wrapped_share  # type: ignore[attr-defined]
+    with pytest.raises(sv.TamperedData):
+        opener(_sealed_half(server, b"\x01" * 32, b"aad"), b"aad", enrolled)
+    share, token = opener(_sealed_half(server, b"\x01" * 64, b"aad"), b"aad", enrolled)
+    assert share and token
+
+
+def _sealed_half(server: sv.ShareServer, half: bytes, aad: bytes) -> bytes:
+    from splitvault.crypto.envelope import seal_envelope
+
+    return seal_envelope(server._keys.x25519_public, half, aad)  # type: ignore[attr-defined]

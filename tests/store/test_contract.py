@@ -976,3 +976,21 @@ def test_concurrent_wrong_proofs_on_a_wallet_never_exceed_its_limit(store: SqlSt
     assert sum(store.card(c).guesses_used for c in cards) == LIMIT
     assert Counter(r.event for r in store.audit_rows())["wrong_pin"] == LIMIT - 1
     verify_audit_chain(store.audit_rows(), AUDIT_KEY)
+
+
+def test_a_proof_checked_before_a_reenrollment_counts_for_nothing(store: SqlStore) -> None:
+    """The evaluation's possession proof is checked against the card read before the
+    store's transaction; if the card was re-enrolled in between (a new floor, new
+    tokens), the proof was made against the old enrollment and is void: refused, the
+    card not marked, nothing committed (second review, F-B)."""
+    card_id = _card(store)
+    floor = store.card(card_id).share_floor  # type: ignore[union-attr]
+    spent = store.spend_guess(card_id, secrets.token_bytes(16), NOW + 120,
+                              _challenge(card_id), LIMIT, NOW, share_version=0,
+                              proof_floor=floor + 2)
+    assert spent.outcome == "unproven"
+    card = store.card(card_id)
+    assert card is not None and not card.cloned and card.share_version == 0
+    ok = store.spend_guess(card_id, secrets.token_bytes(16), NOW + 120, _challenge(card_id),
+                           LIMIT, NOW, share_version=0, proof_floor=floor)
+    assert ok.outcome == "spent"

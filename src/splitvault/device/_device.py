@@ -32,6 +32,7 @@ from .._payment import Payment, validate_payment
 from .._pin import Pin, check_new_pin
 from .._profiles import KdfProfile, PinPolicy
 from .._protocol import (
+    FRESHNESS_SECONDS,
     AuthorizeReply,
     AuthorizeRequest,
     CardStatusRequest,
@@ -242,16 +243,24 @@ class Device:
 
     def _authorize_request(self, card: DeviceCard, pin: Pin,
                            payment: Payment) -> tuple[AuthorizeRequest, DeviceCard]:
-        # A fresh key for this payment's re-split, kept on disk before the request (a
-        # crash after the server sealed R to it must not lose it): in the write that
-        # promotes the last re-split, if this evaluation confirmed one, else its own.
-        # The evaluation presented the previous key, so any re-split waiting for that
-        # is taken by now.
-        secret = secrets.token_bytes(32)
-        challenge, pin_seed, card = self._prove_pin(card, pin, next_secret=secret)
+        # The key this payment's re-split is sealed to, kept on disk before the request
+        # (a crash after the server sealed R to it must not lose it): the last one
+        # while a request sent with it may still be settled (an authorization held
+        # back, or slow, can still be approved, and its R is sealed to that key), else
+        # a fresh one, written with the promotion of the last re-split if this
+        # evaluation confirmed one.
+        kept = card.refresh_secret
+        keep = (kept is not None and card.next_share is None
+                and (card.refresh_until or 0.0) > self._clock())
+        fresh = secrets.token_bytes(32)
+        challenge, pin_seed, card = self._prove_pin(card, pin,
+                                                    next_secret=None if keep else fresh)
         try:
-            if card.refresh_secret != secret:
-                self._store.begin_refresh(card.card_id, secret)
+            until = challenge.expires_at + FRESHNESS_SECONDS  # the device's clock may lag
+            # Fresh also if the evaluation just took a waiting R for ``kept``.
+            secret = kept if keep and kept is not None and card.refresh_secret == kept else fresh
+            if card.refresh_secret != secret or card.refresh_until != until:
+                self._store.begin_refresh(card.card_id, secret, until)
             request = AuthorizeRequest(
                 card.card_id, challenge.challenge_id, payment.amount, payment.currency,
                 payment.merchant, payment.idempotency_key,
@@ -538,7 +547,9 @@ class Device:
         keep ``next_secret`` as the refresh key, if a promotion writes anyway)."""
         if card.next_share is not None and reply.share_version == presented:
             # The server holds version + 1 now: the old share can go.
-            self._store.promote_share(card.card_id, presented, next_secret)
+            self._store.promote_share(card.card_id, presented, next_secret,
+                                      None if next_secret is None
+                                      else reply.expires_at + FRESHNESS_SECONDS)
             card = self._store.get(card.card_id)
         elif reply.refresh is not None:
             # Our reply with R was lost: here it is again. This payment still uses

@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS cards (
     refreshed_at REAL,
     share_token BLOB,
     next_token BLOB,
-    epoch_token BLOB
+    epoch_token BLOB,
+    refresh_until REAL
 ) STRICT;
 CREATE TABLE IF NOT EXISTS wallet (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -76,7 +77,8 @@ CREATE TABLE IF NOT EXISTS wallet (
 # store made before them by _upgrade().
 _SHARE_COLUMNS = (("share_version", "INTEGER NOT NULL DEFAULT 0"), ("next_share", "BLOB"),
                   ("refresh_secret", "BLOB"), ("refreshed_at", "REAL"),
-                  ("share_token", "BLOB"), ("next_token", "BLOB"), ("epoch_token", "BLOB"))
+                  ("share_token", "BLOB"), ("next_token", "BLOB"), ("epoch_token", "BLOB"),
+                  ("refresh_until", "REAL"))
 
 
 @dataclass(frozen=True)
@@ -100,13 +102,14 @@ class DeviceCard:
     share_token: bytes | None = field(default=None, repr=False)  # _resplit.possession_mac
     next_token: bytes | None = field(default=None, repr=False)
     epoch_token: bytes | None = field(default=None, repr=False)
+    refresh_until: float | None = None  # keep refresh_secret until then (begin_refresh)
 
 
 _WHAT = "device store"
 _COLUMNS = ("card_id, brand, last4, expiry, sealed_record, device_share, sign_seed, "
             "device_secret, salt, kdf_t, kdf_m, kdf_p, server_key, security_phrase, "
             "share_version, next_share, refresh_secret, refreshed_at, share_token, "
-            "next_token, epoch_token")
+            "next_token, epoch_token, refresh_until")
 
 
 class DeviceStore:
@@ -152,13 +155,13 @@ class DeviceStore:
         with self._write() as conn:
             conn.execute(
                 f"INSERT INTO cards ({_COLUMNS}, state, created_at) "  # noqa: S608 (fixed column list)  # nosec B608
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', "
-                "?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "'pending', ?)",
                 (card.card_id, card.brand, card.last4, card.expiry, card.sealed_record,
                  card.device_share, card.sign_seed, card.device_secret, card.salt, *card.kdf,
                  card.server_key, card.security_phrase, card.share_version, card.next_share,
                  card.refresh_secret, card.refreshed_at, card.share_token, card.next_token,
-                 card.epoch_token, now),
+                 card.epoch_token, card.refresh_until, now),
             )
 
     def wallet_seed(self, now: float) -> bytearray:
@@ -201,15 +204,18 @@ class DeviceStore:
 
     # -- the re-split (Device.authorize) ----------------------------------------------
 
-    def begin_refresh(self, card_id: str, secret: bytes) -> None:
+    def begin_refresh(self, card_id: str, secret: bytes, until: float) -> None:
         """Keep ``secret``, the key this payment's re-split will be sealed to, before
-        the request that may bring it: a crash after the server sealed R to it must
-        not lose what opens it. Drawn fresh for each payment (and dropped when R is
-        staged), so a copy of the device taken before the payment never has the key
-        that payment's R is sealed to."""
+        the request that may bring it (a crash after the server sealed R to it must
+        not lose what opens it), and keep it ``until`` the last request sent with it
+        can no longer be settled (its challenge expired): an authorization whose
+        outcome is unknown (held back on the network, or slow) may still be approved,
+        and its R is sealed to this key. Drawn fresh for a payment once that time has
+        passed (and dropped when R is staged), so a copy of the device taken before the
+        payment, and more than a challenge's life after the one before, never has it."""
         with self._write() as conn:
-            if conn.execute("UPDATE cards SET refresh_secret = ? WHERE card_id = ?",
-                            (secret, card_id)).rowcount != 1:
+            if conn.execute("UPDATE cards SET refresh_secret = ?, refresh_until = ? "
+                            "WHERE card_id = ?", (secret, until, card_id)).rowcount != 1:
                 raise UnknownCard()
 
     def stage_share(self, card_id: str, version: int, next_share: bytes, next_token: bytes,
@@ -220,12 +226,13 @@ class DeviceStore:
         with self._write() as conn:
             return conn.execute(
                 "UPDATE cards SET next_share = ?, next_token = ?, refreshed_at = ?, "
-                "refresh_secret = NULL "
+                "refresh_secret = NULL, refresh_until = NULL "
                 "WHERE card_id = ? AND share_version = ? AND next_share IS NULL",
                 (next_share, next_token, now, card_id, version)).rowcount == 1
 
     def promote_share(self, card_id: str, version: int,
-                      refresh_secret: bytes | None = None) -> bool:
+                      refresh_secret: bytes | None = None,
+                      refresh_until: float | None = None) -> bool:
         """The server holds version ``version`` now: the staged share replaces the old
         one, whose bytes are then scrubbed from the file; ``refresh_secret``, if given,
         becomes the refresh key in the same write (:meth:`begin_refresh`)."""
@@ -233,9 +240,10 @@ class DeviceStore:
             done = conn.execute(
                 "UPDATE cards SET device_share = next_share, next_share = NULL, "
                 "share_token = next_token, next_token = NULL, "
-                "share_version = ?, refresh_secret = coalesce(?, refresh_secret) "
+                "share_version = ?, refresh_secret = coalesce(?, refresh_secret), "
+                "refresh_until = coalesce(?, refresh_until) "
                 "WHERE card_id = ? AND share_version = ? AND next_share IS NOT NULL",
-                (version, refresh_secret, card_id, version - 1)).rowcount == 1
+                (version, refresh_secret, refresh_until, card_id, version - 1)).rowcount == 1
         if done:
             self._checkpoint()
         return done
@@ -321,5 +329,5 @@ def _card(row: Any) -> DeviceCard:
         kdf=(row[9], row[10], row[11]), server_key=row[12], security_phrase=row[13],
         share_version=row[14], next_share=row[15], refresh_secret=row[16],
         refreshed_at=row[17], share_token=row[18], next_token=row[19],
-        epoch_token=row[20],
+        epoch_token=row[20], refresh_until=row[21],
     )

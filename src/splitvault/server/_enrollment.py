@@ -212,16 +212,16 @@ class Enrollment:
     def _wrapped_share(self, envelope: bytes, aad: bytes,
                        card_id: str) -> tuple[bytes, bytes | None]:
         """The server share and the first version's token the device sealed together
-        (``share || token``), each wrapped; a share alone (a device from before tokens)
-        enrolls without a token, and its versions need no possession proof."""
+        (``share || token``), each wrapped. A share alone is refused: a card without a
+        token needs no possession proof, and nobody holding the device key (a copy
+        re-enrollment cut off, say) may take a card back to that form."""
         plain = open_to_server(self._keys, envelope, aad)
         parts = [bytearray(plain[:KEY_LEN]), bytearray(plain[KEY_LEN:])]
         try:
-            if len(plain) not in (KEY_LEN, KEY_LEN + TOKEN_LEN):
+            if len(plain) != KEY_LEN + TOKEN_LEN:
                 raise TamperedData()
             share = self._keyring.wrap("share", card_id, parts[0])
-            token = (None if not parts[1]
-                     else self._keyring.wrap("share-token", card_id, parts[1]))
+            token = self._keyring.wrap("share-token", card_id, parts[1])
             return share, token
         finally:
             wipe(plain, *parts)

@@ -107,7 +107,8 @@ class Guesses:
             raise MalformedRequest("malformed possession proof")
         # Signed by the device key, which a copy has too: the version claimed counts
         # only with its possession proof (``_refresh.proven``). Tokens never change for
-        # a version, so this read of the card serves the store's transaction below.
+        # a version within an enrollment, so this read of the card serves the store's
+        # transaction below, which voids the proof if a re-enrollment came between.
         proof = proven(self._keyring, self._keys.x25519_secret, card, version, refresh_key,
                        possession, request.signed_bytes())
         key = self._keyring.unwrap("oprf-key", card_id, card.oprf_key)
@@ -126,7 +127,8 @@ class Guesses:
                                         wallet=None if card.wallet is None
                                         else self._wallet_row(card_id, card.wallet),
                                         proven=proof.version, epoch_proven=proof.epoch,
-                                        sent_at=request.timestamp / 1000.0)
+                                        sent_at=request.timestamp / 1000.0,
+                                        proof_floor=card.share_floor)
         if spend.outcome == "replayed":
             raise InvalidChallenge("request already used (replayed nonce)")
         if spend.outcome == "unknown":

@@ -169,7 +169,7 @@ class SqlStore(KeysSql, EnrollmentSql, CardsSql, LedgerSql, RiskSql, OutboxSql, 
 
     def _judge_shares(self, tx: Tx, card_id: str, presented: int, presented_key: bytes,
                       now: float, proven: bool, epoch_proven: bool,
-                      sent_at: float | None) -> Spend:
+                      sent_at: float | None, proof_floor: int | None = None) -> Spend:
         """Apply ``_refresh.judge`` to the presented share version, in the evaluation's
         transaction: ``spent`` (go on, at ``share_version``) or the refusal."""
         row = tx.one("SELECT share_version, share_floor, refresh_key, cloned, refreshed_at, "
@@ -180,6 +180,10 @@ class SqlStore(KeysSql, EnrollmentSql, CardsSql, LedgerSql, RiskSql, OutboxSql, 
         version, floor = int(row[0]), int(row[1])
         if row[3]:
             return Spend("cloned", share_version=version)
+        if proof_floor is not None and floor != proof_floor:
+            # Re-enrolled between the proof's check and this transaction: the proof
+            # was made against the old enrollment's tokens, and counts for nothing.
+            proven = epoch_proven = False
         waiting = bool(row[5])
         next_key = _blob(row[2]) if waiting else None
         verdict = judge(version, floor, next_key, presented, presented_key)

@@ -34,7 +34,8 @@ class CardsSql(LedgerSql, RiskSql):
         # In _sql.py, where ``judge`` is looked up (see there).
         def _judge_shares(self, tx: Tx, card_id: str, presented: int,
                           presented_key: bytes, now: float, proven: bool,
-                          epoch_proven: bool, sent_at: float | None) -> Spend: ...
+                          epoch_proven: bool, sent_at: float | None,
+                          proof_floor: int | None) -> Spend: ...
 
     # -- cards, guesses and proofs ---------------------------------------------------
 
@@ -79,14 +80,15 @@ class CardsSql(LedgerSql, RiskSql):
                     unproven_window: float = UNPROVEN_WINDOW,
                     share_version: int = 0, refresh_key: bytes = b"",
                     wallet: bytes | None = None, proven: bool = True,
-                    epoch_proven: bool = True, sent_at: float | None = None) -> Spend:
+                    epoch_proven: bool = True, sent_at: float | None = None,
+                    proof_floor: int | None = None) -> Spend:
         def go(tx: Tx) -> Spend:
             if not tx.all("INSERT INTO nonces (nonce, expires_at) VALUES (?, ?) "
                           "ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
                           nonce, nonce_expires):
                 return Spend("replayed")
             shares = self._judge_shares(tx, card_id, share_version, refresh_key, now,
-                                        proven, epoch_proven, sent_at)
+                                        proven, epoch_proven, sent_at, proof_floor)
             if shares.outcome != "spent":
                 return shares
             version = shares.share_version

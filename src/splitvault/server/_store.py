@@ -411,10 +411,13 @@ class Store(Protocol):
                     unproven_window: float = UNPROVEN_WINDOW,
                     share_version: int = 0, refresh_key: bytes = b"",
                     wallet: bytes | None = None, proven: bool = True,
-                    epoch_proven: bool = True, sent_at: float | None = None) -> Spend:
+                    epoch_proven: bool = True, sent_at: float | None = None,
+                    proof_floor: int | None = None) -> Spend:
         """Take the nonce; judge the presented ``share_version`` (``_refresh.judge``;
         ``proven``: its version possession proof held, ``epoch_proven``: its epoch
-        proof, ``sent_at``: the request's signed time):
+        proof, checked against the card as it was at re-enrollment floor
+        ``proof_floor`` (a re-enrollment since voids both), ``sent_at``: the
+        request's signed time):
         commit a waiting re-split, or mark the card cloned (audited), or refuse;
         then count one unproven evaluation and issue ``challenge`` at the card's
         version. ``wallet``: the card's wallet row key (unwrapped); a wallet at
