@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -103,17 +104,26 @@ def test_non_pin_and_non_card_arguments(device: sv.Device, card_id: str, card: s
 def test_wrong_pin_changes_only_the_guess_count(device: sv.Device, server: sv.ShareServer,
                                                 card_id: str, files: tuple[Path, Path]) -> None:
     """A wrong PIN spends one guess (and logs it); no payment is recorded, the device
-    store is untouched but for the refresh key drawn for the payment's re-split (kept
-    before the request, as any payment's is), and the card itself is unchanged."""
+    store is untouched but for the refresh key drawn for the payment's re-split and
+    how long it is kept (written before the request, as any payment's is), and the
+    card itself is unchanged."""
     before = snapshot(*files)
     with sv.Pin.from_digits("580247") as wrong, pytest.raises(sv.WrongPin):
         pay(device, card_id, wrong)
     after = snapshot(*files)
-    refresh_secret = 18  # the cards column (device/_store.py _SCHEMA)
+    conn = sqlite3.connect(files[1])  # the device store
+    try:
+        names = [row[1] for row in conn.execute("PRAGMA table_info(cards)")]
+    finally:
+        conn.close()
     [device_before], [device_after] = before["device.db:cards"], after["device.db:cards"]
-    assert device_before[refresh_secret] is None and len(device_after[refresh_secret]) == 32
-    assert (device_after[:refresh_secret] + device_after[refresh_secret + 1:]
-            == device_before[:refresh_secret] + device_before[refresh_secret + 1:])
+    was, now = dict(zip(names, device_before, strict=True)), dict(
+        zip(names, device_after, strict=True))
+    assert was["refresh_secret"] is None and len(now["refresh_secret"]) == 32
+    assert was["refresh_until"] is None and now["refresh_until"] > 0
+    drawn = {"refresh_secret", "refresh_until"}
+    assert ({k: v for k, v in now.items() if k not in drawn}
+            == {k: v for k, v in was.items() if k not in drawn})
     assert after["server.db:authorizations"] == [] == before["server.db:authorizations"]
     [(row_before), (row_after)] = before["server.db:cards"] + after["server.db:cards"]
     assert row_after[6] == row_before[6] + 1  # guesses_used
