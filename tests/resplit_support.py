@@ -11,7 +11,7 @@ import splitvault as sv
 from splitvault.crypto.errors import AuthenticationFailed
 from splitvault.crypto.sealing import open_sealed
 from splitvault.crypto.shares import combine
-from splitvault.hazmat import DeviceStore, card_record_aad
+from splitvault.hazmat import DeviceCard, DeviceStore, card_record_aad
 
 
 @dataclass(frozen=True)
@@ -43,16 +43,21 @@ def sides(server: sv.ShareServer, device_path: Path, card_id: str) -> Sides:
     inspector = server.inspector()
     [(share, share_next, version)] = inspector.query(
         "SELECT share, share_next, share_version FROM cards WHERE card_id = ?", card_id)
-    store = DeviceStore(device_path)
-    try:
-        card = store.get(card_id)
-    finally:
-        store.close()
+    card = device_card(device_path, card_id)
     return Sides(
         int(version), bytes(inspector.unwrap("share", card_id, bytes(share))),
         None if share_next is None else bytes(inspector.unwrap("share", card_id,
                                                                bytes(share_next))),
         card.share_version, card.device_share, card.next_share, card.sealed_record)
+
+
+def device_card(device_path: Path, card_id: str) -> DeviceCard:
+    """The card's row in a device store, as someone holding the device's files reads it."""
+    store = DeviceStore(device_path)
+    try:
+        return store.get(card_id)
+    finally:
+        store.close()
 
 
 def opens(device_share: bytes | None, server_share: bytes | None, sealed: bytes,

@@ -44,14 +44,15 @@ RESPLIT_OPERATIONS = {
     "SQL UPDATE audit_head": 2, "SQL INSERT audit": 1,
     "SQL BEGIN": 1, "SQL COMMIT": 1,  # the reply's read of the card
     # BLAKE2b: the audit record of the commit (1); the possession proof, made on the
-    # device and checked on the server: the epoch MAC and the version MAC, each a
-    # derived key and a MAC (4 + 4); R's tag under T_v, made and checked (1 + 1).
-    "BLAKE2b": 11,
+    # device (the epoch MAC and the version MAC, each a derived key and a MAC: 4) and
+    # checked on the server (the version MAC only: 2); R's tag under T_v, made and
+    # checked (1 + 1).
+    "BLAKE2b": 9,
     # S_v+1 drawn and KEK-wrapped, T_v+1 drawn and KEK-wrapped; R, T_v+1 and the tag
     # sealed to the device's refresh key; the device's refresh secret and its public
-    # half; R opened on the device. Decrypts: the epoch token and the presented
-    # version's token unwrapped for the proof, T_v for the tag, R opened.
-    "random bytes": 7, "XChaCha20-Poly1305 encrypt": 3, "XChaCha20-Poly1305 decrypt": 4,
+    # half; R opened on the device. Decrypts: the presented version's token unwrapped
+    # for the proof, T_v for the tag, R opened.
+    "random bytes": 7, "XChaCha20-Poly1305 encrypt": 3, "XChaCha20-Poly1305 decrypt": 3,
     "X25519 scalarmult_base": 3, "X25519 scalarmult": 2, "HKDF-SHA512": 2,
     # Device: the staged share promoted (with the new refresh secret) and the old
     # share's pages checkpointed out of the WAL; this payment's share staged.

@@ -19,13 +19,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import splitvault as sv
-from resplit_support import copy_device, current_opens, opens, sides
+from resplit_support import copy_device, current_opens, device_card, opens, sides
 from splitvault.hazmat import DeviceStore
 from support import PAN, PIN, pay
 
 
 def _open(path: Path, server: Any) -> sv.Device:
     return sv.Device.open(path, server=server, kdf=sv.KdfProfile.TEST_ONLY)
+
+
+@contextlib.contextmanager
+def _opened(path: Path, server: Any) -> Iterator[sv.Device]:
+    """A device (a copy of one, mostly) for the block, closed after it."""
+    device = _open(path, server)
+    try:
+        yield device
+    finally:
+        device.close()
 
 
 def _audit_events(server: sv.ShareServer) -> list[str]:
@@ -259,12 +269,8 @@ def test_a_copy_from_before_a_payment_cannot_pay_after_it(
     pay(owner, enrolled, pin, key="order-2")
     calls = len(server.acquirer.calls)  # type: ignore[attr-defined]
     guesses = server.card_state(enrolled).guesses_used
-    copy = _open(copy_path, lossy)
-    try:
-        with pytest.raises(sv.DeviceCloned):
-            pay(copy, enrolled, pin, key="thief-1")
-    finally:
-        copy.close()
+    with _opened(copy_path, lossy) as copy, pytest.raises(sv.DeviceCloned):
+        pay(copy, enrolled, pin, key="thief-1")
     assert len(server.acquirer.calls) == calls  # type: ignore[attr-defined]
     state = server.card_state(enrolled)
     assert state.cloned and state.guesses_used == guesses
@@ -287,12 +293,8 @@ def test_a_copy_is_caught_when_no_resplit_waits(
                    amount=sv.SimulatedAcquirer.DEFAULT_LIMIT + 1).approved
     s = sides(server, _owner_path(tmp_path), enrolled)
     assert (s.server_version, s.server_next) == (1, None)
-    copy = _open(copy_path, lossy)
-    try:
-        with pytest.raises(sv.DeviceCloned):
-            pay(copy, enrolled, pin, key="thief-1")
-    finally:
-        copy.close()
+    with _opened(copy_path, lossy) as copy, pytest.raises(sv.DeviceCloned):
+        pay(copy, enrolled, pin, key="thief-1")
     assert server.card_state(enrolled).cloned
 
 
@@ -300,12 +302,9 @@ def test_a_copy_that_pays_first_makes_the_owner_stale(
         tmp_path: Path, server: sv.ShareServer, lossy: Lossy, owner: sv.Device,
         enrolled: str, pin: sv.Pin) -> None:
     copy_path = copy_device(_owner_path(tmp_path), tmp_path / "copy")
-    copy = _open(copy_path, lossy)
-    try:
+    with _opened(copy_path, lossy) as copy:
         assert pay(copy, enrolled, pin, key="thief-1").approved
         assert pay(copy, enrolled, pin, key="thief-2").approved  # commits version 1
-    finally:
-        copy.close()
     with pytest.raises(sv.DeviceCloned, match="another copy of this device"):
         pay(owner, enrolled, pin)
     assert server.card_state(enrolled).cloned
@@ -319,12 +318,8 @@ def test_a_copy_during_a_waiting_resplit_is_caught(
     the re-split was sealed to, so it is a copy, even before the owner commits."""
     copy_path = copy_device(_owner_path(tmp_path), tmp_path / "copy")
     pay(owner, enrolled, pin)
-    copy = _open(copy_path, lossy)
-    try:
-        with pytest.raises(sv.DeviceCloned):
-            pay(copy, enrolled, pin, key="thief-1")
-    finally:
-        copy.close()
+    with _opened(copy_path, lossy) as copy, pytest.raises(sv.DeviceCloned):
+        pay(copy, enrolled, pin, key="thief-1")
     assert len(server.acquirer.calls) == 1  # type: ignore[attr-defined]
 
 
@@ -332,8 +327,7 @@ def test_reenrolling_brings_the_owner_back_and_cuts_every_copy_off(
         tmp_path: Path, server: sv.ShareServer, lossy: Lossy, owner: sv.Device,
         enrolled: str, pin: sv.Pin, card: sv.Card) -> None:
     copy_path = copy_device(_owner_path(tmp_path), tmp_path / "copy")
-    copy = _open(copy_path, lossy)
-    try:
+    with _opened(copy_path, lossy) as copy:
         pay(copy, enrolled, pin, key="thief-1")
         pay(copy, enrolled, pin, key="thief-2")
         with pytest.raises(sv.DeviceCloned):
@@ -350,8 +344,6 @@ def test_reenrolling_brings_the_owner_back_and_cuts_every_copy_off(
                 pay(copy, enrolled, new_pin, key="thief-3")
             assert not server.card_state(enrolled).cloned
             assert pay(owner, enrolled, new_pin, key="after-2").approved
-    finally:
-        copy.close()
     assert "stale_copy_refused" in _audit_events(server)
 
 
@@ -600,11 +592,7 @@ def test_a_copy_claiming_a_version_it_never_held_gets_nothing(
     on. (F1: a signed version alone proved nothing, since a copy has the device key.)"""
     copy_path = copy_device(_owner_path(tmp_path), tmp_path / "copy")
     pay(owner, enrolled, pin)  # version 1 waits for the owner
-    store = DeviceStore(copy_path)
-    try:
-        stolen = store.get(enrolled)
-    finally:
-        store.close()
+    stolen = device_card(copy_path, enrolled)
     liar = dataclasses.replace(stolen, next_share=bytes(32),
                                next_token=secrets.token_bytes(32))
     with pytest.raises(sv.DeviceCloned):  # the waiting version: would have committed it
@@ -636,11 +624,7 @@ def test_a_copy_with_the_owners_refresh_key_from_a_dump_cannot_take_the_resend(
         pay(owner, enrolled, pin)
     [(owner_key,)] = server.inspector().query(
         "SELECT refresh_key FROM cards WHERE card_id = ?", enrolled)
-    store = DeviceStore(copy_path)
-    try:
-        stolen = store.get(enrolled)
-    finally:
-        store.close()
+    stolen = device_card(copy_path, enrolled)
     forger = dataclasses.replace(stolen, refresh_secret=secrets.token_bytes(32))
     calls = len(server.acquirer.calls)  # type: ignore[attr-defined]
     with pytest.raises(sv.DeviceCloned):
@@ -683,22 +667,15 @@ def test_after_reenrollment_a_copy_cannot_mark_the_card_again(
     (it knows the numbers: the device key gets them from card_status) has no proof,
     and is refused without marking the card; the owner pays on. (F4.)"""
     copy_path = copy_device(_owner_path(tmp_path), tmp_path / "copy")
-    copy = _open(copy_path, lossy)
-    try:
+    with _opened(copy_path, lossy) as copy:
         pay(copy, enrolled, pin, key="thief-1")
         pay(copy, enrolled, pin, key="thief-2")
-    finally:
-        copy.close()
     with sv.Pin.from_digits("602913") as new_pin:
         owner.reenroll(enrolled, card, new_pin)
         pay(owner, enrolled, new_pin, key="after-1")
         pay(owner, enrolled, new_pin, key="after-2")
         floor = owner.card_state(enrolled).share_version
-        store = DeviceStore(copy_path)
-        try:
-            stolen = store.get(enrolled)
-        finally:
-            store.close()
+        stolen = device_card(copy_path, enrolled)
         for version in range(floor - 1, floor + 2):
             with pytest.raises(sv.DeviceCloned):
                 _evaluate_as(stolen, server, version=version)

@@ -25,9 +25,9 @@ device   sign            1 random (the request's nonce); Ed25519 keygen from the
                          T_v+1, the staged version's token: a derived key, the MAC),
                          BLAKE2b x2 (the epoch MAC under the epoch token, likewise)
 server   evaluate        read: SELECT card; Ed25519 verify; the possession proof checked
-                         (``_refresh.proven``): XChaCha decrypt (KEK unwrap of the epoch
-                         token), BLAKE2b x2, XChaCha decrypt (of T_v+1, the presented
-                         version's token), BLAKE2b x2; XChaCha20-Poly1305 decrypt
+                         (``_refresh.proven``): XChaCha decrypt (KEK unwrap of T_v+1,
+                         the presented version's token; its MAC also shows the epoch),
+                         BLAKE2b x2; XChaCha20-Poly1305 decrypt
                          x2 (KEK unwrap of the OPRF key, of the wallet reference);
                          scalar_reduce, is_valid_point, scalarmult (BlindEvaluate); 2
                          random (the proof's challenge);
@@ -638,16 +638,13 @@ class _Floor:
     def check_possession(self, card: _FloorCard, row: tuple[Any, ...], possession: bytes,
                          message: bytes) -> None:
         """The possession proof checked before anything is spent (``_refresh.proven``):
-        the epoch MAC under the card's epoch token, the version MAC under the presented
-        version's token (the waiting one's for a version one above), both unwrapped."""
+        the version MAC under the presented version's token (the waiting one's for a
+        version one above), unwrapped; a version with a token needs no epoch check."""
         aad = b"share-token" + card.id_bytes
-        epoch = _unwrap(self.kek, bytes(row[16]), aad)
-        epoch_ok = hmac.compare_digest(
-            _blake2b(message, _blake2b(_D_EPOCH, epoch)), possession[:32])
         presented = int.from_bytes(message[-8:], "big")
         wrapped = row[13] if presented == int(row[6]) else row[14]
         token = _unwrap(self.kek, bytes(wrapped), aad)
-        if not epoch_ok or not hmac.compare_digest(
+        if not hmac.compare_digest(
                 _blake2b(message, _blake2b(_D_POSSESSION, token)), possession[32:]):
             raise RuntimeError("floor possession proof refused")
 

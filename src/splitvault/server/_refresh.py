@@ -124,7 +124,7 @@ class Resplit:
                             version + 1)
 
     def wipe(self) -> None:
-        wipe(self.r, self.token, *(() if self.tag_key is None else (self.tag_key,)))
+        _wipe(self.r, self.token, self.tag_key)
 
 
 def draw(keyring: Keyring, card_id: str, server_share: bytes | bytearray,
@@ -139,7 +139,7 @@ def draw(keyring: Keyring, card_id: str, server_share: bytes | bytearray,
         return Resplit(keyring.wrap("share", card_id, fresh),
                        keyring.wrap("share-token", card_id, token), r, token, tag_key)
     except BaseException:
-        wipe(r, token, *(() if tag_key is None else (tag_key,)))
+        _wipe(r, token, tag_key)
         raise
     finally:
         wipe(fresh)
@@ -171,7 +171,7 @@ def resealed(keyring: Keyring, card: CardRecord, refresh_key: bytes) -> bytes:
         return seal_refresh(refresh_key, r, token, tag_key, card.card_id,
                             card.share_version + 1)
     finally:
-        wipe(old, new, r, token, *(() if tag_key is None else (tag_key,)))
+        _wipe(old, new, r, token, tag_key)
 
 
 @dataclass(frozen=True)
@@ -186,29 +186,31 @@ class Proof:
 
 def proven(keyring: Keyring, server_secret: bytes | bytearray, card: CardRecord,
            presented: int, refresh_key: bytes, possession: bytes, message: bytes) -> Proof:
-    """Check the evaluation's possession proof (``_resplit``): the epoch MAC under the
-    token the card was (re-)enrolled with, the version MAC under the presented
-    version's token (the current one, or the waiting one for ``presented`` one above),
-    with the refresh key's X25519 secret when it presents one. A card enrolled before
-    tokens needs none (threat_model.md). A version the server holds no token for
-    (stale, ahead) has no version proof: the verdict decides those."""
+    """Check the evaluation's possession proof (``_resplit``). For a version the server
+    holds a token for (the current one, or the waiting one for ``presented`` one above)
+    the version MAC, under that token and, with a refresh key, its X25519 secret: a
+    token of this enrollment's also shows the device is of it, so the epoch MAC is not
+    checked (one KEK unwrap fewer on every payment). For any other version (stale,
+    ahead) there is no version proof, only the epoch MAC under the token the card was
+    (re-)enrolled with; the verdict decides those. A card enrolled before tokens needs
+    none (threat_model.md)."""
     if card.epoch_token is None:
         return Proof(True, True)
     if len(possession) != POSSESSION_LEN:
         return Proof(False, False)
-    epoch = keyring.unwrap("share-token", card.card_id, card.epoch_token)
-    try:
-        epoch_ok = hmac.compare_digest(epoch_mac(epoch, message), possession[:32])
-    finally:
-        wipe(epoch)
     if presented == card.share_version:
         wrapped = card.share_token
     elif presented == card.share_version + 1 and card.share_next is not None:
         wrapped = card.share_next_token
     else:
         wrapped = None
-    if wrapped is None or not epoch_ok:
-        return Proof(epoch_ok, False)
+    if wrapped is None:
+        epoch = keyring.unwrap("share-token", card.card_id, card.epoch_token)
+        try:
+            return Proof(hmac.compare_digest(epoch_mac(epoch, message), possession[:32]),
+                         False)
+        finally:
+            wipe(epoch)
     token = keyring.unwrap("share-token", card.card_id, wrapped)
     dh = bytearray()
     try:
@@ -216,8 +218,14 @@ def proven(keyring: Keyring, server_secret: bytes | bytearray, card: CardRecord,
             try:
                 dh = x25519(server_secret, refresh_key)
             except AuthenticationFailed:
-                return Proof(epoch_ok, False)
-        return Proof(epoch_ok, hmac.compare_digest(
-            possession_mac(token, dh if refresh_key else None, message), possession[32:]))
+                return Proof(False, False)
+        held = hmac.compare_digest(
+            possession_mac(token, dh if refresh_key else None, message), possession[32:])
+        return Proof(held, held)
     finally:
         wipe(token, dh)
+
+
+def _wipe(*buffers: bytearray | None) -> None:
+    """``wipe`` what is there (a card enrolled before tokens has no tag key)."""
+    wipe(*(buffer for buffer in buffers if buffer is not None))
