@@ -8,6 +8,7 @@ and threat_model.md.
 
 from ._authorization import Authorization, CardSummary
 from ._card import Card
+from ._deployment import Deployment
 from ._errors import (
     AcquirerUnavailable,
     CardLocked,
@@ -23,6 +24,7 @@ from ._errors import (
     MalformedRequest,
     PaymentInDoubt,
     RateLimited,
+    RealmFaulty,
     ServerRolledBack,
     ServerUnavailable,
     TamperedData,
@@ -62,6 +64,7 @@ __all__ = [
     "CardSummary",
     "ConfigurationError",
     "Declined",
+    "Deployment",
     "Device",
     "DeviceCloned",
     "IdempotencyConflict",
@@ -77,6 +80,7 @@ __all__ = [
     "Pin",
     "PinPolicy",
     "RateLimited",
+    "RealmFaulty",
     "Receipt",
     "ReceiptSink",
     "RiskRules",

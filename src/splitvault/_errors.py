@@ -22,6 +22,7 @@ __all__ = [
     "MalformedRequest",
     "PaymentInDoubt",
     "RateLimited",
+    "RealmFaulty",
     "ServerRolledBack",
     "ServerUnavailable",
     "TamperedData",
@@ -216,6 +217,21 @@ class ServerUnavailable(VaultError):
     """The share server could not be reached, or answered with something unexpected."""
 
     code = "server_unavailable"
+
+
+class RealmFaulty(VaultError):
+    """A realm (or the gateway, about a realm) answered with something provably wrong:
+    an evaluation whose DLEQ proof fails, or a share that does not match the device's
+    commitment. ``realms`` names them. Never a wrong PIN: nothing was counted against
+    the user for it, and an operator should look at those realms."""
+
+    code = "realm_faulty"
+
+    def __init__(self, realms: tuple[str, ...] = (), message: str | None = None) -> None:
+        self.realms = tuple(realms)
+        names = ", ".join(self.realms) or "a realm"
+        super().__init__(message or f"realm(s) {names} answered wrongly (failed proof or "
+                         "share); nothing was charged")
 
 
 class RateLimited(ServerUnavailable):

@@ -44,6 +44,8 @@ STATUS: dict[str, int] = {
     "weak_pin": 400,
     "invalid_phrase": 400,
     "tampered_data": 400,
+    "realm_faulty": 502,
+    "configuration_error": 503,
     "wrong_pin": 401,
     "unknown_card": 404,
     "not_found": 404,

@@ -11,7 +11,7 @@ import pytest
 
 from splitvault._attack.money import check_schedule
 from splitvault.server import _reconcile
-from splitvault.server._payments import Payments
+from splitvault.server._charges import Charges
 
 SEEDS = (11, 12, 13, 14)
 PER_SEED = 250
@@ -52,15 +52,15 @@ def test_the_check_catches_a_reused_reference(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Sabotage: a retry after a reversal or not-found reuses the old reference."""
-    real = Payments._start
+    real = Charges.start
 
-    def same_reference(self: Payments, card_id: str, card: object, payment: object,
+    def same_reference(self: Charges, card_id: str, card: object, payment: object,
                        key: bytes, params: bytes, attempt: int) -> object:
         start = real(self, card_id, card, payment, key, params, attempt)  # type: ignore[arg-type]
         reused = self._ledger.reference(card_id, payment.idempotency_key, 0)  # type: ignore[attr-defined]
         return type(start)(start.key, start.params_digest, start.owner, start.lease_until,  # type: ignore[attr-defined]
                            reused, start.intent, start.attempt)  # type: ignore[attr-defined]
 
-    monkeypatch.setattr(Payments, "_start", same_reference)
+    monkeypatch.setattr(Charges, "start", same_reference)
     found = check_schedule(4, 150, fault_rate=0.5, workdir=tmp_path)
     assert found.broken

@@ -348,8 +348,8 @@ _GUESS_DETAIL = '{"guesses_used":1,"limit":5}'
 # The statements of server/_sql*.py the floor makes, as those files spell them.
 _SELECT_CARD = ("SELECT device_key, verifier, oprf_key, share, guesses_used, locked, "
                 "share_version, share_floor, share_next, refresh_key, refreshed_at, cloned, "
-                "wallet, share_token, share_next_token, committed_at, epoch_token FROM cards "
-                "WHERE card_id = ? AND state = 'active'")
+                "wallet, share_token, share_next_token, committed_at, epoch_token, unproven "
+                "FROM cards WHERE card_id = ? AND state = 'active'")
 _SELECT_CHALLENGE = ("SELECT card_id, nonce, state, expires_at, new_oprf_key, share_version "
                      "FROM challenges WHERE challenge_id = ?")
 _SELECT_SHARES = ("SELECT share_version, share_floor, refresh_key, cloned, refreshed_at, "

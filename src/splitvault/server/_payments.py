@@ -32,17 +32,11 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from .._authorization import Authorization
 from .._card import Card
 from .._errors import (
-    AcquirerUnavailable,
-    Declined,
-    IdempotencyConflict,
     InvalidChallenge,
-    PaymentInDoubt,
-    ServerUnavailable,
     TamperedData,
 )
 from .._payment import Payment, validate_payment
@@ -52,11 +46,12 @@ from ..crypto.errors import AuthenticationFailed
 from ..crypto.memory import wipe
 from ..crypto.sealing import open_sealed
 from ..crypto.shares import KEY_LEN, combine
-from ._acquirer import Authorize, clean_text
+from ._acquirer import Authorize
+from ._charges import Charges
 from ._checks import check_bytes, check_id
 from ._envelopes import open_to_server
 from ._guesses import Guesses
-from ._keyring import REFRESH_SECONDS, Keyring
+from ._keyring import Keyring
 from ._keys import ServerKeys
 from ._ledger import Ledger
 from ._outbox import Outbox
@@ -64,10 +59,7 @@ from ._refresh import Resplit, draw, resealed
 from ._risk_book import RiskBook
 from ._store import (
     RETRYABLE,
-    AuditEvent,
     CardRecord,
-    LedgerEntry,
-    LedgerStart,
     OutboxMessage,
     RiskCheck,
     ShareStep,
@@ -75,20 +67,6 @@ from ._store import (
 )
 
 __all__ = ["Payments"]
-
-_POLL = 0.02
-OWNER_LIVE_SECONDS = 3 * REFRESH_SECONDS
-"""A lease owner whose heartbeat is older than this is taken as gone (``serve``
-refreshes every worker's heartbeat every :data:`REFRESH_SECONDS`)."""
-OWNER_CHECK_SECONDS = 0.5
-"""How often a waiting retry looks at the owner's heartbeat (a read of the workers
-table): far more often than a heartbeat can age, far less often than every poll."""
-MAX_WAIT_SECONDS = 5.0
-"""How long a retry waits for another worker's live attempt at the same key before
-answering "still being processed": below the device's default 10 s deadline."""
-INTENT_REASON = "outcome unknown"
-"""The decline reason a pending row's wrapped intent carries until it is settled."""
-
 
 class Payments:
     """Authorizes payments exactly once. Gets the store, keys, ledger, the guess rules,
@@ -104,13 +82,13 @@ class Payments:
         self._keys = keys
         self._ledger = ledger
         self._guesses = guesses
-        self._authorize = authorize
         self._profile = profile
         self._clock = clock
         self._owner = owner
-        self._sleep = sleep
         self._risk = risk
         self._outbox = outbox
+        self._charges = Charges(store, ledger, authorize, profile, clock, owner, sleep,
+                                outbox=outbox)
 
     def authorize(self, request: AuthorizeRequest) -> AuthorizeReply:
         card_id = check_id(request.card_id, "card id")
@@ -152,7 +130,7 @@ class Payments:
         step = None
         try:
             if found is not None and resplit is not None:
-                start = self._start(card_id, found, payment, key, params, 0)
+                start = self._charges.start(card_id, found, payment, key, params, 0)
                 risk = self._risk_check(card_id, card.device_key, found, payment, key,
                                         start.reference)
                 step = ShareStep(card_id, card.share_version, resplit.wrapped_next,
@@ -165,18 +143,18 @@ class Payments:
                 raise TamperedData()
             if found is not None and start is not None and outcome.ledger == "new":
                 return self._reply(card_id, refresh_key,
-                                   self._charge(card_id, found, payment, start, step),
+                                   self._charges.charge(card_id, found, payment, start, step),
                                    resplit)
             recorded = outcome.entry or entry
             if (found is not None and recorded is not None and recorded.state in RETRYABLE
                     and ledger.same_params(recorded, params)):
                 # Settled without taking money: this retry charges it once, under the
                 # next attempt's reference. Of concurrent retries one wins the row.
-                again = self._start(card_id, found, payment, key, params,
+                again = self._charges.start(card_id, found, payment, key, params,
                                     recorded.attempt + 1)
                 if self._store.restart_payment(again, recorded.attempt, self._clock()):
                     return self._reply(card_id, refresh_key,
-                                       self._charge(card_id, found, payment, again, step),
+                                       self._charges.charge(card_id, found, payment, again, step),
                                        resplit)
                 recorded = self._store.ledger_entry(key)
         finally:
@@ -185,7 +163,7 @@ class Payments:
                 resplit.wipe()
         if recorded is None:  # cannot happen: a good proof has a card or an entry
             raise TamperedData()
-        return self._reply(card_id, refresh_key, self._recorded(key, params, recorded))
+        return self._reply(card_id, refresh_key, self._charges.recorded(key, params, recorded))
 
     def _reply(self, card_id: str, refresh_key: bytes, result: Authorization,
                resplit: Resplit | None = None) -> AuthorizeReply:
@@ -204,18 +182,6 @@ class Payments:
             sealed = resealed(self._keyring, card, refresh_key)
         return AuthorizeReply(result, card.share_version, sealed)
 
-    def _start(self, card_id: str, card: Card, payment: Payment, key: bytes, params: bytes,
-               attempt: int) -> LedgerStart:
-        """The pending row of one attempt. Its ``intent`` (the payment's details,
-        wrapped) lets a reconciler record the outcome later without the card."""
-        # Sealed as a decline that says so: a reconciler replaces it with the outcome,
-        # and nothing ever shows a row's intent as its result.
-        intent = self._ledger.seal_result(key, self._result(card, payment, None,
-                                                            INTENT_REASON))
-        return LedgerStart(key, params, self._owner, self._clock() + self._profile.lease_seconds,
-                           self._ledger.reference(card_id, payment.idempotency_key, attempt),
-                           intent, attempt)
-
     def _risk_check(self, card_id: str, device_key: bytes, card: Card, payment: Payment,
                     key: bytes, reference: str) -> RiskCheck | None:
         """The fraud rules' check for a new payment (None if no rule is set). Only what
@@ -230,9 +196,9 @@ class Payments:
         def notify(reason: str) -> tuple[OutboxMessage, ...]:
             if outbox is None:
                 return ()
-            return outbox.receipts(self._result(card, payment, None, reason), reference)
+            return outbox.receipts(self._charges.result(card, payment, None, reason), reference)
         return self._risk.check(card_id, fact, lambda reason: self._ledger.seal_result(
-            key, self._result(card, payment, None, reason)), notify)
+            key, self._charges.result(card, payment, None, reason)), notify)
 
     def _resent(self, key: bytes, params: bytes, verified: bool) -> Authorization:
         """A proof sent again for the challenge it already consumed (the device lost
@@ -245,139 +211,7 @@ class Payments:
         entry = self._store.ledger_entry(key) if verified else None
         if entry is None:
             raise InvalidChallenge()
-        return self._recorded(key, params, entry)
-
-    def _charge(self, card_id: str, card: Card, payment: Payment,
-                start: LedgerStart, step: ShareStep | None) -> Authorization:
-        outcome = self._ask_acquirer(card, payment, start)
-        approved = outcome.approved
-        recorded = False
-        try:
-            # An approval re-splits the shares in the same transaction (``step``):
-            # recorded together or not at all.
-            recorded = self._store.finish_payment(
-                start.key, self._owner, "approved" if approved else "declined",
-                self._ledger.seal_result(start.key, outcome), self._clock(),
-                AuditEvent("authorized" if approved else "declined", card_id),
-                () if self._outbox is None else self._outbox.receipts(outcome,
-                                                                      start.reference),
-                step=step if approved else None)
-        except Exception:
-            recorded = False  # handled below, outside the except block
-        if not recorded:
-            # The acquirer answered but we could not write it down (disk full, I/O
-            # error, the database gone): money may have moved, so the answer is "in
-            # doubt", never "failed".
-            self._mark_in_doubt(start.key)
-            raise PaymentInDoubt(_in_doubt("its answer could not be recorded"))
-        return outcome
-
-    def _ask_acquirer(self, card: Card, payment: Payment, start: LedgerStart) -> Authorization:
-        """The acquirer's answer as a result, or the error to raise.
-
-        Errors are raised *after* the except blocks, so the acquirer's own exception is
-        not even reachable as ``__context__``: its text could hold anything, the card
-        included.
-        """
-        verdict, code, reason, why = "doubt", None, None, ""
-        try:
-            code = self._authorize(card, payment.amount, payment.currency, payment.merchant,
-                                   start.reference)
-            verdict = "approved"
-        except Declined as declined:
-            verdict, reason = "declined", clean_text(declined.reason) or "declined"
-        except AcquirerUnavailable:
-            verdict = "unavailable"
-        except Exception as exc:
-            # Anything else: see below. Only the type's name is kept, never the text.
-            name = clean_text(type(exc).__name__)[:40] or "an exception"
-            verdict, why = "doubt", f"the acquirer raised {name}"
-        if verdict == "unavailable":
-            # The acquirer says it never took the payment: nothing was charged, nothing
-            # is recorded, and a retry may try again.
-            try:
-                self._store.abandon_payment(start.key, self._owner)
-            except Exception:
-                self._mark_in_doubt(start.key)
-                raise PaymentInDoubt() from None
-            raise AcquirerUnavailable()
-        if verdict == "approved" and (not isinstance(code, str) or not clean_text(code)):
-            # An approval we cannot record faithfully.
-            verdict = "doubt"
-            why = f"the acquirer's answer was malformed ({type(code).__name__})"
-        if verdict == "doubt":
-            # A timeout, a dropped connection, a bug: any of them may have come after the
-            # money moved. Calling that "failed" is how money gets taken for a payment
-            # the user was told had failed; so it stays in doubt until reconciled.
-            self._mark_in_doubt(start.key)
-            raise PaymentInDoubt(_in_doubt(why))
-        return self._result(card, payment, clean_text(code) if code else None, reason)
-
-    def _mark_in_doubt(self, key: bytes) -> None:
-        try:
-            self._store.mark_in_doubt(key, self._owner, self._clock())
-        except Exception:
-            # Best effort: a row left 'pending' is in doubt anyway once its lease
-            # expires (see _recorded).
-            return
-
-    def _result(self, card: Card, payment: Payment, code: str | None,
-                reason: str | None) -> Authorization:
-        return Authorization(
-            approved=code is not None,
-            approval_code=code,
-            decline_reason=reason,
-            masked_pan=f"•••• {card.last4}",
-            amount=payment.amount,
-            currency=payment.currency,
-            merchant=payment.merchant,
-            idempotency_key=payment.idempotency_key,
-            timestamp=datetime.fromtimestamp(self._clock(), UTC),
-        )
-
-    def _recorded(self, key: bytes, params: bytes, entry: LedgerEntry) -> Authorization:
-        """What the ledger says for a key already there; waits while another worker's
-        lease on it is live."""
-        if not self._ledger.same_params(entry, params):
-            raise IdempotencyConflict()
-        waited, owner_checked = 0.0, -OWNER_CHECK_SECONDS
-        while entry.state in ("pending", "in_doubt", "settling"):
-            if entry.state != "pending":
-                raise PaymentInDoubt()
-            if entry.lease_until < self._clock():
-                # Its worker died or hung past its lease: whatever it did is unknown.
-                self._store.mark_in_doubt(key, None, self._clock())
-                raise PaymentInDoubt()
-            if (entry.owner != self._owner and waited - owner_checked >= OWNER_CHECK_SECONDS
-                    and not self._owner_alive(entry.owner)):
-                # Its worker is gone (no heartbeat: killed, or closed): nobody will
-                # record what the acquirer did, so it is in doubt now, not at lease end.
-                self._store.mark_in_doubt(key, entry.owner, self._clock())
-                raise PaymentInDoubt()
-            if waited - owner_checked >= OWNER_CHECK_SECONDS:
-                owner_checked = waited
-            if waited >= MAX_WAIT_SECONDS:
-                # Still being charged, by a live lease: no answer yet. Holding the
-                # request longer would outlast the device's own deadline; it retries
-                # with the same key and gets the outcome, or "in doubt" once the lease
-                # has run out.
-                raise ServerUnavailable(
-                    "this payment is still being processed; retry with the same "
-                    "idempotency key")
-            self._sleep(_POLL)
-            waited += _POLL
-            found = self._store.ledger_entry(key)
-            if found is None:  # the other attempt's acquirer took nothing; not retried here
-                raise AcquirerUnavailable()
-            entry = found
-        if entry.state in RETRYABLE:
-            # Settled as not charged, and not retried here (no card was opened).
-            raise AcquirerUnavailable()
-        return self._ledger.open_result(entry)
-
-    def _owner_alive(self, owner: str) -> bool:
-        since = self._clock() - OWNER_LIVE_SECONDS
-        return any(w.worker_id == owner for w in self._store.workers(since))
+        return self._charges.recorded(key, params, entry)
 
     def _open_card(self, stored: CardRecord, challenge_id: str,
                    envelope: bytes) -> tuple[Card, Resplit] | None:
@@ -405,7 +239,3 @@ class Payments:
         finally:
             wipe(*buffers)
 
-
-def _in_doubt(why: str) -> str:
-    return (f"the payment's outcome is unknown: {why}. It is in doubt until reconciled "
-            "with the acquirer, and never charged again")

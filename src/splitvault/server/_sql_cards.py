@@ -43,8 +43,8 @@ class CardsSql(LedgerSql, RiskSql):
         row = self._db.read(lambda tx: tx.one(
             "SELECT device_key, verifier, oprf_key, share, guesses_used, locked, "
             "share_version, share_floor, share_next, refresh_key, refreshed_at, cloned, "
-            "wallet, share_token, share_next_token, committed_at, epoch_token FROM cards "
-            "WHERE card_id = ? AND state = 'active'", card_id))
+            "wallet, share_token, share_next_token, committed_at, epoch_token, unproven "
+            "FROM cards WHERE card_id = ? AND state = 'active'", card_id))
         if row is None:
             return None
         return CardRecord(card_id, bytes(row[0]), bytes(row[1]), bytes(row[2]), bytes(row[3]),
@@ -53,7 +53,8 @@ class CardsSql(LedgerSql, RiskSql):
                           None if row[10] is None else float(row[10]), bool(row[11]),
                           share_token=_blob(row[13]), share_next_token=_blob(row[14]),
                           committed_at=None if row[15] is None else float(row[15]),
-                          wallet=_blob(row[12]), epoch_token=_blob(row[16]))
+                          wallet=_blob(row[12]), epoch_token=_blob(row[16]),
+                          unproven=int(row[17] or 0))
 
     def card_count(self) -> int:
         row = self._db.read(lambda tx: tx.one(

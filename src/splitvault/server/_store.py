@@ -108,6 +108,7 @@ class CardRecord:
     committed_at: float | None = None
     epoch_token: bytes | None = field(default=None, repr=False)
     wallet: bytes | None = field(default=None, repr=False)  # wrapped wallet row key
+    unproven: int = 0  # evaluations since the last good proof (in this window)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,255 @@
+"""A realm of a t-of-n deployment: one share of each card's OPRF key and of its data key.
+
+What a realm holds per card (``cards`` row, every secret wrapped under its KEK): the
+device key, its OPRF key share ``k_i``, its share ``Sigma_i`` of the realms' side of the
+data key, and the PIN verifier. None of it is worth anything alone: ``t - 1`` realms'
+shares are uniform whatever the key and the card are (``crypto.threshold_secret``).
+
+The order of checks is the single server's (``_guesses.py``), with one change that the
+threshold argument needs: **every evaluation is a guess**. A PIN test takes ``t``
+evaluations, each counted at its realm before it leaves, and a correct PIN proof at a
+realm is the only thing that gives that realm's guesses back. So with ``n`` realms of
+limit ``G`` an attacker with the device gets at most ``floor(n * G / t)`` PIN tests in
+all, whatever order he asks the realms in (threat model R3). The store's budget of
+unproven evaluations is that count: its window is set beyond any lifetime here, so it
+never renews, and a realm at its limit refuses the card (``CardLocked``) until the
+device re-enrolls it.
+
+A release (the payment's PIN proof) seals ``Sigma_i`` to a gateway, bound to the
+payment, and only to a gateway the realm's deployment file names: a thief who knows the
+PIN could otherwise have the shares sealed to himself and open the card.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+
+from .._deployment import Deployment
+from .._errors import (
+    CardLocked,
+    ConfigurationError,
+    InvalidChallenge,
+    MalformedRequest,
+    RateLimited,
+    TamperedData,
+    UnknownCard,
+    WrongPin,
+)
+from .._payment import validate_payment
+from .._profiles import ServerProfile
+from .._protocol import card_id_for
+from .._realm_protocol import (
+    KEY_SHARE_LEN,
+    REGISTER_PLAIN_LEN,
+    SEALED_REGISTER_LEN,
+    SIGMA_LEN,
+    RealmEvaluate,
+    RealmEvaluateReply,
+    RealmInfo,
+    RealmRegister,
+    RealmRelease,
+    RealmReleaseReply,
+    register_aad,
+    release_proof_aad,
+    share_aad,
+)
+from ..crypto import _field, oprf
+from ..crypto.dleq import generate_proof
+from ..crypto.envelope import open_envelope, seal_envelope
+from ..crypto.errors import AuthenticationFailed
+from ..crypto.memory import wipe
+from ..crypto.signing import verify
+from ._checks import check_bytes, check_id
+from ._guesses import check_fresh
+from ._keyring import Keyring
+from ._keys import ServerKeys
+from ._signatures import check_device_signature, check_signature
+from ._store import AuditEvent, CardRecord, ChallengeRecord, Store
+
+__all__ = ["NEVER_RENEWS", "Realm"]
+
+NEVER_RENEWS = 1e15
+"""The unproven budget's window at a realm, in seconds: beyond any card's life, so an
+evaluation stays counted until a correct PIN proof at this realm takes it back."""
+
+
+class Realm:
+    """The realm role. Gets the store, keyring, this server's keys, its profile, a clock
+    and how to read its deployment (for the gateways it may seal shares to)."""
+
+    def __init__(self, store: Store, keyring: Keyring, keys: ServerKeys,
+                 profile: ServerProfile, clock: Callable[[], float],
+                 deployment: Callable[[], Deployment | None]) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._keys = keys
+        self._profile = profile
+        self._clock = clock
+        self._deployment = deployment
+
+    @property
+    def key(self) -> bytes:
+        """This realm's identity: the X25519 key devices seal to."""
+        return self._keys.x25519_public
+
+    def info(self) -> RealmInfo:
+        return RealmInfo(self.key, self._profile.guess_limit, self._profile.challenge_ttl)
+
+    # -- enrollment ------------------------------------------------------------------
+
+    def register(self, request: RealmRegister) -> None:
+        card_id = check_id(request.card_id, "card id")
+        device_key = check_bytes(request.device_key, "device key", 32)
+        envelope = check_bytes(request.envelope, "envelope", SEALED_REGISTER_LEN)
+        if card_id != card_id_for(device_key):
+            raise MalformedRequest("card id is not the one its device key names")
+        check_signature(device_key, request.signed_bytes(self.key), request.signature)
+        now = self._clock()
+        existing = self._store.card(card_id)
+        if existing is not None:
+            # The device sends a registration again when it lost the reply, or to catch
+            # this realm up later: the card is here already, and nothing is replaced
+            # (the holder of the device key cannot swap a realm's share or key share).
+            if existing.device_key != device_key:
+                raise MalformedRequest("card id already in use")
+            return
+        try:
+            plain = open_envelope(self._keys.x25519_secret, envelope,
+                                  register_aad(card_id, self.key), public=self.key)
+        except AuthenticationFailed:
+            raise TamperedData() from None
+        parts: list[bytearray] = [plain]
+        try:
+            if len(plain) != REGISTER_PLAIN_LEN:
+                raise TamperedData()
+            key_share = bytearray(plain[:KEY_SHARE_LEN])
+            sigma = bytearray(plain[KEY_SHARE_LEN:KEY_SHARE_LEN + SIGMA_LEN])
+            verifier = bytes(plain[KEY_SHARE_LEN + SIGMA_LEN:])
+            parts += [key_share, sigma]
+            if (not _field.is_canonical(key_share) or _field.is_zero(key_share)
+                    or not _field.is_canonical(sigma[:32]) or not _field.is_canonical(sigma[32:])):
+                raise TamperedData()
+            wrapped_key = self._keyring.wrap("oprf-key", card_id, key_share)
+            wrapped_share = self._keyring.wrap("share", card_id, sigma)
+        finally:
+            wipe(*parts)
+        slot = self._store.begin_enrollment(
+            card_id, device_key, wrapped_key, now, now + self._profile.enrollment_ttl,
+            total=self._profile.pending_total)
+        if slot == "full":
+            raise RateLimited("too many unfinished enrollments; retry in a few minutes")
+        if slot == "taken":
+            pending = self._store.pending_card(card_id, now)
+            if pending is None or pending.device_key != device_key:
+                raise MalformedRequest("card id already in use")
+            # A registration whose first attempt died between its two steps: the pending
+            # row holds the key share of the same envelope; finish it below.
+        done = self._store.finish_enrollment(card_id, verifier, wrapped_share, now,
+                                             AuditEvent("enrolled", card_id, {"realm": True}))
+        if not done and self._store.card(card_id) is None:
+            raise UnknownCard()  # the pending row expired under us
+
+    # -- guesses -----------------------------------------------------------------------
+
+    def evaluate(self, request: RealmEvaluate) -> RealmEvaluateReply:
+        card_id = check_id(request.card_id, "card id")
+        blinded = check_bytes(request.blinded, "blinded element", 32)
+        now = self._clock()
+        nonce, nonce_expires = check_fresh(request.nonce, request.timestamp, now)
+        card = check_device_signature(self._store.card(card_id),
+                                      request.signed_bytes(self.key), request.signature)
+        limit = self._profile.guess_limit
+        if card.locked or card.unproven >= limit:
+            raise CardLocked()
+        key = self._keyring.unwrap("oprf-key", card_id, card.oprf_key)
+        try:
+            try:
+                evaluated = oprf.blind_evaluate(key, blinded)
+            except oprf.OprfError:
+                raise MalformedRequest("malformed blinded element") from None  # spends nothing
+            public = _field.base_mult(key)
+            proof = generate_proof(key, public, [blinded], [evaluated])
+        finally:
+            wipe(key)
+        challenge = ChallengeRecord(secrets.token_hex(16), card_id, secrets.token_bytes(32),
+                                    "evaluated", now + self._profile.challenge_ttl)
+        # Counted, durably, before the evaluation leaves: one conditional UPDATE in the
+        # store, exact on any number of workers. Here the unproven budget *is* the
+        # guess limit (see the module's docstring).
+        spend = self._store.spend_guess(card_id, nonce, nonce_expires, challenge, limit, now,
+                                        unproven_limit=limit, unproven_window=NEVER_RENEWS)
+        if spend.outcome == "replayed":
+            raise InvalidChallenge("request already used (replayed nonce)")
+        if spend.outcome == "unknown":
+            raise UnknownCard()
+        if spend.outcome != "spent":  # locked, or every evaluation of the limit used
+            raise CardLocked()
+        used = self._store.card(card_id)
+        left = limit - (used.unproven if used is not None else limit)
+        return RealmEvaluateReply(evaluated, proof, max(left, 0), challenge.challenge_id,
+                                  challenge.nonce, challenge.expires_at)
+
+    # -- payments ----------------------------------------------------------------------
+
+    def release(self, request: RealmRelease) -> RealmReleaseReply:
+        card_id = check_id(request.card_id, "card id")
+        payment = validate_payment(request.amount, request.currency, request.merchant,
+                                   request.idempotency_key)
+        gateway_key = check_bytes(request.gateway_key, "gateway key", 32)
+        sealed = check_bytes(request.pin_signature, "PIN signature")
+        deployment = self._deployment()
+        if deployment is None:
+            raise ConfigurationError("this realm has no deployment file, so it trusts no "
+                                     "gateway (start it with --deployment)")
+        if deployment.gateway(gateway_key) is None:
+            raise MalformedRequest("the gateway key is not one of this realm's deployment")
+        now = self._clock()
+        challenge_id = check_id(request.challenge_id, "challenge id")
+        challenge = self._store.challenge(challenge_id)
+        if (challenge is None or challenge.card_id != card_id
+                or challenge.state != "evaluated" or challenge.expires_at < now):
+            raise InvalidChallenge()
+        card = self._store.card(card_id)
+        if card is None:
+            raise UnknownCard()
+        verified = self._verified(card, request.signed_bytes(self.key, challenge.nonce),
+                                  sealed)
+        # One evaluation, one proof: consumed whatever the outcome. The evaluation was
+        # counted already; a wrong proof counts again toward the lock, a right one gives
+        # this realm's guesses back.
+        outcome = self._store.settle_proof(card_id, challenge_id, verified=verified,
+                                           limit=self._profile.guess_limit, now=now)
+        if outcome.outcome == "gone":
+            raise InvalidChallenge()
+        if outcome.outcome == "locked":
+            raise CardLocked()
+        if outcome.outcome == "wrong":
+            after = self._store.card(card_id)
+            raise WrongPin(0 if after is None else max(self._profile.guess_limit
+                                                       - after.unproven, 0))
+        sigma = self._keyring.unwrap("share", card_id, card.share)
+        try:
+            return RealmReleaseReply(seal_envelope(
+                gateway_key, sigma,
+                share_aad(card_id, self.key, gateway_key, payment.amount, payment.currency,
+                          payment.merchant, payment.idempotency_key)))
+        finally:
+            wipe(sigma)
+
+    def _verified(self, card: CardRecord, message: bytes, sealed: bytes) -> bool:
+        """Whether ``sealed`` opens to the PIN key's signature over ``message``; one that
+        does not open is a wrong proof like any other."""
+        try:
+            signature = open_envelope(self._keys.x25519_secret, sealed,
+                                      release_proof_aad(card.card_id, self.key),
+                                      public=self.key)
+        except AuthenticationFailed:
+            return False
+        try:
+            verify(card.verifier, message, bytes(signature))
+        except AuthenticationFailed:
+            return False
+        finally:
+            wipe(signature)
+        return True
