@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ from typing import Any
 
 from ._errors import ConfigurationError
 
-__all__ = ["FORMAT", "MAX_REALMS", "Deployment", "Endpoint"]
+__all__ = ["FORMAT", "MAX_REALMS", "Deployment", "DeploymentFile", "Endpoint"]
 
 FORMAT = "splitvault-deployment/1"
 MAX_REALMS = 16
@@ -137,6 +138,31 @@ class Deployment:
     def __repr__(self) -> str:
         names = ", ".join(r.name for r in self.realms)
         return f"<Deployment {self.threshold}-of-{len(self.realms)} realms [{names}]>"
+
+
+class DeploymentFile:
+    """A deployment file a running realm or gateway follows: read when first needed and
+    again whenever it changes on disk, so ``splitvault deployment init`` can be run
+    against servers already up. None while no file exists; a file that stops being
+    valid is a ``ConfigurationError`` on use (the servers refuse rather than guess)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._seen: tuple[int, int] | None = None
+        self._current: Deployment | None = None
+
+    def __call__(self) -> Deployment | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if stamp != self._seen:
+                self._current = Deployment.load(self.path)
+                self._seen = stamp
+            return self._current
 
 
 def _check(d: Deployment) -> None:

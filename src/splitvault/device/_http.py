@@ -38,11 +38,12 @@ import secrets
 import socket
 import ssl
 import time
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 from urllib.parse import urlsplit
 
 import httpx
 
+from .._authorization import Authorization
 from .._errors import (
     AcquirerUnavailable,
     CardLocked,
@@ -57,6 +58,7 @@ from .._errors import (
     MalformedRequest,
     PaymentInDoubt,
     RateLimited,
+    RealmFaulty,
     ServerRolledBack,
     ServerUnavailable,
     TamperedData,
@@ -83,10 +85,21 @@ from .._protocol import (
     ReenrollFinish,
     ServerInfo,
 )
+from .._realm_api import GATEWAY_ROUTES, REALM_ROUTES
+from .._realm_protocol import (
+    GatewayAuthorize,
+    GatewayInfo,
+    RealmEvaluate,
+    RealmEvaluateReply,
+    RealmInfo,
+    RealmRegister,
+    RealmRelease,
+    RealmReleaseReply,
+)
 from .._wire import ERROR, ErrorBody, dumps, loads
 from ._deadline import DeadlineBackend, deadline, remaining
 
-__all__ = ["HttpShareService"]
+__all__ = ["HttpGateway", "HttpRealm", "HttpShareService"]
 
 MAX_RESPONSE = 64 * 1024
 """Largest response read: far above any reply, so a hostile server cannot make the
@@ -97,7 +110,10 @@ KEEPALIVE_SECONDS = 2.0
 """Idle pooled connections are dropped after this, below the server's 5 s keep-alive:
 reusing a connection the server is just closing would turn a harmless "not sent"
 into an ambiguous "maybe sent"."""
-_SAFE_TO_RESEND = frozenset({"info"})
+_SAFE_TO_RESEND = frozenset({"info", "realm_info", "gateway_info", "realm_register",
+                             "gateway_authorize"})
+"""Calls answered alike however often they arrive: a registration already held is
+accepted again unchanged, and a gateway answers a payment's key from its ledger."""
 _LOOPBACK_NAMES = frozenset({"localhost"})
 _PIN = re.compile(r"[0-9a-f]{64}")
 _PIN_MISMATCH = ("server certificate does not match the pinned fingerprint (pin_sha256 / "
@@ -123,6 +139,8 @@ _FIXED: dict[str, type[VaultError]] = {
     "acquirer_unavailable": AcquirerUnavailable,
     "payment_in_doubt": PaymentInDoubt,
 }
+# A realm the gateway names in its message: kept as said (printable only).
+_NAMED: dict[str, type[VaultError]] = {"configuration_error": ConfigurationError}
 _WITH_MESSAGE: dict[str, type[VaultError]] = {
     "malformed_request": MalformedRequest,
     "invalid_payment": InvalidPayment,
@@ -221,9 +239,11 @@ class _MaybeSent(Exception):
     """The request may have reached the server."""
 
 
-class HttpShareService:
-    """The share server at ``url``. Safe to use from several threads (the connection
-    pool is); close it with :meth:`close_transport`."""
+class _HttpTransport:
+    """One server at ``url`` answering ``routes``. Safe to use from several threads (the
+    connection pool is); close it with :meth:`close_transport`."""
+
+    _routes: ClassVar[dict[str, Route]] = _ROUTES
 
     def __init__(self, url: str, *, pin_sha256: str | None = None, timeout: float = 10.0,
                  connect_retries: int = CONNECT_RETRIES,
@@ -248,50 +268,15 @@ class HttpShareService:
         )
 
     def __repr__(self) -> str:
-        return f"<HttpShareService {self.url}>"
+        return f"<{type(self).__name__} {self.url}>"
 
     def close_transport(self) -> None:
         self._client.close()
 
-    # -- ShareService --------------------------------------------------------------------
-
-    def info(self) -> ServerInfo:
-        return cast(ServerInfo, self._call("info", None))
-
-    def enroll_begin(self, request: EnrollBegin) -> EnrollBeginReply:
-        return cast(EnrollBeginReply, self._call("enroll_begin", request))
-
-    def enroll_finish(self, request: EnrollFinish) -> None:
-        self._call("enroll_finish", request)
-
-    def evaluate(self, request: EvaluateRequest) -> EvaluateReply:
-        return cast(EvaluateReply, self._call("evaluate", request))
-
-    def authorize(self, request: AuthorizeRequest) -> AuthorizeReply:
-        return cast(AuthorizeReply, self._call("authorize", request))
-
-    def change_pin_begin(self, request: ChangePinBegin) -> EvaluateReply:
-        return cast(EvaluateReply, self._call("change_pin_begin", request))
-
-    def change_pin_finish(self, request: ChangePinFinish) -> None:
-        self._call("change_pin_finish", request)
-
-    def delete(self, request: DeleteRequest) -> None:
-        self._call("delete", request)
-
-    def card_status(self, request: CardStatusRequest) -> CardStatusReply:
-        return cast(CardStatusReply, self._call("card_status", request))
-
-    def reenroll_begin(self, request: ReenrollBegin) -> EvaluateReply:
-        return cast(EvaluateReply, self._call("reenroll_begin", request))
-
-    def reenroll_finish(self, request: ReenrollFinish) -> None:
-        self._call("reenroll_finish", request)
-
     # -- internals -----------------------------------------------------------------------
 
     def _call(self, method: str, message: object) -> Any:
-        route = _ROUTES[method]
+        route = self._routes[method]
         body = dumps(route.request, message) if route.request is not None else None
         request_id = secrets.token_hex(8)  # the same id on every attempt of one call
         with deadline(self._timeout):  # one deadline for every attempt and pause
@@ -358,6 +343,81 @@ class HttpShareService:
             raise ServerUnavailable(_TLS_TO_PLAIN.format(url=self.url)) from None
 
 
+class HttpShareService(_HttpTransport):
+    """The single share server at ``url`` (``splitvault serve``)."""
+
+    # -- ShareService --------------------------------------------------------------------
+
+    def info(self) -> ServerInfo:
+        return cast(ServerInfo, self._call("info", None))
+
+    def enroll_begin(self, request: EnrollBegin) -> EnrollBeginReply:
+        return cast(EnrollBeginReply, self._call("enroll_begin", request))
+
+    def enroll_finish(self, request: EnrollFinish) -> None:
+        self._call("enroll_finish", request)
+
+    def evaluate(self, request: EvaluateRequest) -> EvaluateReply:
+        return cast(EvaluateReply, self._call("evaluate", request))
+
+    def authorize(self, request: AuthorizeRequest) -> AuthorizeReply:
+        return cast(AuthorizeReply, self._call("authorize", request))
+
+    def change_pin_begin(self, request: ChangePinBegin) -> EvaluateReply:
+        return cast(EvaluateReply, self._call("change_pin_begin", request))
+
+    def change_pin_finish(self, request: ChangePinFinish) -> None:
+        self._call("change_pin_finish", request)
+
+    def delete(self, request: DeleteRequest) -> None:
+        self._call("delete", request)
+
+    def card_status(self, request: CardStatusRequest) -> CardStatusReply:
+        return cast(CardStatusReply, self._call("card_status", request))
+
+    def reenroll_begin(self, request: ReenrollBegin) -> EvaluateReply:
+        return cast(EvaluateReply, self._call("reenroll_begin", request))
+
+    def reenroll_finish(self, request: ReenrollFinish) -> None:
+        self._call("reenroll_finish", request)
+
+
+class HttpRealm(_HttpTransport):
+    """One realm of a t-of-n deployment (``splitvault serve --role realm``)."""
+
+    _routes: ClassVar[dict[str, Route]] = {route.method: route for route in REALM_ROUTES}
+
+    def realm_info(self) -> RealmInfo:
+        return cast(RealmInfo, self._call("realm_info", None))
+
+    def realm_register(self, request: RealmRegister) -> None:
+        self._call("realm_register", request)
+
+    def realm_evaluate(self, request: RealmEvaluate) -> RealmEvaluateReply:
+        return cast(RealmEvaluateReply, self._call("realm_evaluate", request))
+
+    def realm_release(self, request: RealmRelease) -> RealmReleaseReply:
+        return cast(RealmReleaseReply, self._call("realm_release", request))
+
+    def delete(self, request: DeleteRequest) -> None:
+        self._call("delete", request)
+
+    def card_status(self, request: CardStatusRequest) -> CardStatusReply:
+        return cast(CardStatusReply, self._call("card_status", request))
+
+
+class HttpGateway(_HttpTransport):
+    """One gateway of a t-of-n deployment (``splitvault serve --role gateway``)."""
+
+    _routes: ClassVar[dict[str, Route]] = {route.method: route for route in GATEWAY_ROUTES}
+
+    def gateway_info(self) -> GatewayInfo:
+        return cast(GatewayInfo, self._call("gateway_info", None))
+
+    def gateway_authorize(self, request: GatewayAuthorize) -> Authorization:
+        return cast(Authorization, self._call("gateway_authorize", request))
+
+
 def _speaks_tls(url: str) -> bool:
     """Whether the server at this ``http://`` URL completes a TLS handshake instead.
 
@@ -420,6 +480,10 @@ def _exception(error: ErrorBody) -> VaultError:
     if code in _WITH_MESSAGE:
         # These say which field was wrong; kept printable in case of a strange server.
         return _WITH_MESSAGE[code]("".join(ch for ch in error.message if ch.isprintable()))
+    if code == "realm_faulty":
+        return RealmFaulty((), "".join(ch for ch in error.message if ch.isprintable()))
+    if code in _NAMED:
+        return _NAMED[code]("".join(ch for ch in error.message if ch.isprintable()))
     if code == "rate_limited":
         return RateLimited("the share server is rate limiting this device; retry later")
     return ServerUnavailable(f"the share server failed ({code})")

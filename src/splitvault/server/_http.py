@@ -17,7 +17,7 @@ Every route and status is in :mod:`splitvault._http_api`. What this module adds:
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -29,13 +29,17 @@ from starlette.types import ASGIApp
 
 from .._errors import MalformedRequest, VaultError, WrongPin
 from .._http_api import ROUTES, Route, error_body, status_of
+from .._realm_api import GATEWAY_ROUTES, REALM_ROUTES
 from .._wire import MAX_BODY, Empty, dumps, loads
 from ._access import CONTEXT_KEY, AccessMiddleware
 from ._openapi import openapi_document
 from ._ratelimit import RateLimiter
 from ._server import ShareServer
 
-__all__ = ["HttpApp", "create_app"]
+__all__ = ["ROLES", "HttpApp", "Role", "create_app", "routes_of"]
+
+Role = Literal["all", "realm", "gateway"]
+ROLES: tuple[Role, ...] = ("all", "realm", "gateway")
 
 _JSON = "application/json"
 
@@ -75,13 +79,13 @@ class HttpApp:
     """The ASGI app (call it) and the hooks the ``serve`` command needs."""
 
     def __init__(self, server: ShareServer, *, limiter: RateLimiter | None,
-                 max_body: int = MAX_BODY) -> None:
+                 max_body: int = MAX_BODY, role: Role = "all") -> None:
         self.server = server
         self.max_body = max_body
         self.in_flight = _InFlight()
         routes = [StarletteRoute(r.path, self._endpoint(r),
                                  methods=["GET"] if r.request is None else ["POST"])
-                  for r in ROUTES]
+                  for r in routes_of(role)]
         routes += [
             StarletteRoute("/healthz", _healthz, methods=["GET"]),
             StarletteRoute("/readyz", self._readyz, methods=["GET"]),
@@ -122,7 +126,7 @@ class HttpApp:
     def _call(self, method: str, message: object, client: str | None = None) -> object:
         with self.in_flight:
             if message is None:
-                return self.server.info()
+                return getattr(self.server, method)()
             if method == "enroll_begin":  # capped per address, in the store
                 return self.server.enroll_begin(message, origin=client)  # type: ignore[arg-type]
             return getattr(self.server, method)(message)
@@ -162,9 +166,20 @@ class HttpApp:
 
 
 def create_app(server: ShareServer, *, limiter: RateLimiter | None = None,
-               max_body: int = MAX_BODY) -> HttpApp:
-    """The HTTP app for ``server``. ``limiter`` None turns rate limiting off."""
-    return HttpApp(server, limiter=limiter, max_body=max_body)
+               max_body: int = MAX_BODY, role: Role = "all") -> HttpApp:
+    """The HTTP app for ``server`` in ``role``: ``all`` (the single server: one realm and
+    the gateway, 2-of-2), ``realm`` or ``gateway`` of a t-of-n deployment. ``limiter``
+    None turns rate limiting off."""
+    return HttpApp(server, limiter=limiter, max_body=max_body, role=role)
+
+
+def routes_of(role: Role) -> tuple[Route, ...]:
+    """The routes a server in ``role`` answers; any other path is a 404."""
+    if role == "realm":
+        return REALM_ROUTES
+    if role == "gateway":
+        return GATEWAY_ROUTES
+    return ROUTES
 
 
 async def _healthz(request: Request) -> Response:

@@ -55,7 +55,7 @@ from .._errors import VaultError
 from .._profiles import ServerProfile
 from ._access import ServeGuard, configure_logging
 from ._devtls import dev_certificate
-from ._http import create_app
+from ._http import ROLES, create_app
 from ._kek import Kek
 from ._limits import DEFAULT as DEFAULT_LIMITS
 from ._limits import ServeLimits, guarded_protocol
@@ -150,6 +150,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--deliver-every", default=_env("DELIVER_EVERY", str(DELIVER_EVERY)),
         help=f"seconds between receipt deliveries, 0 for never (default "
              f"{DELIVER_EVERY:g}; env SPLITVAULT_DELIVER_EVERY)")
+    add("--role", default=_env("ROLE", "all"), choices=ROLES,
+        help="'all' (default): the single share server (one realm and the gateway, "
+             "2-of-2); 'realm' or 'gateway': one server of a t-of-n deployment "
+             "(README, 'Realms'; env SPLITVAULT_ROLE)")
+    add("--deployment", default=_env("DEPLOYMENT"), metavar="FILE",
+        help="the deployment file ('splitvault deployment init') a realm or gateway "
+             "follows: a realm seals shares only to its gateways, a gateway takes shares "
+             "only of its realms; read again when it changes (env SPLITVAULT_DEPLOYMENT)")
     add("--log-level", default=_env("LOG_LEVEL", "info"),
         choices=("debug", "info", "warning", "error"),
         help="JSON logs on stderr at this level (env SPLITVAULT_LOG_LEVEL)")
@@ -168,6 +176,9 @@ def run(args: argparse.Namespace) -> int:
         limits = _limits(args)
         kek_file, args.kek = _kek_file(args.kek_file), _kek_specs(args)
         ssl_files = _tls(args)
+        if args.deployment and args.role == "all":
+            raise _StartupError("--deployment is for --role realm or --role gateway; the "
+                                "single server ('all') has no deployment")
         # A bad SEED:RATE or books file is one line here, not one per worker.
         simulated_acquirer(args.simulated_books, args.simulated_faults)
         sock = _bind(args.host, port)
@@ -202,7 +213,8 @@ def _serve_one(args: argparse.Namespace, sock: socket.socket, limits: ServeLimit
         acquirer = simulated_acquirer(args.simulated_books, args.simulated_faults)
         server = ShareServer.open(args.db, kek_file=kek_file, kek=args.kek,
                                   profile=_profile(args), risk=_risk(args), acquirer=acquirer,
-                                  receipts=load_sink(args.receipts) if args.receipts else None)
+                                  receipts=load_sink(args.receipts) if args.receipts else None,
+                                  deployment=args.deployment)
     except VaultError as exc:
         sock.close()
         print(f"splitvault serve: error: {exc}", file=sys.stderr)
@@ -213,7 +225,8 @@ def _serve_one(args: argparse.Namespace, sock: socket.socket, limits: ServeLimit
     if fitted.max_connections < limits.max_connections:
         log.warning("open-file limit too low: max connections lowered to %d",
                     fitted.max_connections)
-    app = create_app(server, limiter=RateLimiter(rate, burst) if rate > 0 else None)
+    app = create_app(server, limiter=RateLimiter(rate, burst) if rate > 0 else None,
+                     role=args.role)
     guard = ServeGuard(app, max_requests=fitted.max_requests)
     config = uvicorn.Config(
         guard, log_config=None, access_log=False, lifespan="off", workers=1,
@@ -265,6 +278,9 @@ def _risk(args: argparse.Namespace) -> RiskRules | None:
 
 
 def _profile(args: argparse.Namespace) -> ServerProfile:
+    if args.role == "realm":
+        # A realm's limit is per realm and counts every evaluation (``_realm.py``).
+        return ServerProfile.REALM
     return ServerProfile.TEST_ONLY if args.profile == "test-only" else ServerProfile.DEFAULT
 
 

@@ -22,8 +22,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from .._authorization import Authorization
 from .._card import Card
 from .._card_state import CardState
+from .._deployment import Deployment, DeploymentFile
 from .._errors import ConfigurationError, UnknownCard
 from .._profiles import ServerProfile
 from .._protocol import (
@@ -43,10 +45,22 @@ from .._protocol import (
     ReenrollFinish,
     ServerInfo,
 )
+from .._realm_protocol import (
+    GatewayAuthorize,
+    GatewayInfo,
+    RealmEvaluate,
+    RealmEvaluateReply,
+    RealmInfo,
+    RealmRegister,
+    RealmRelease,
+    RealmReleaseReply,
+)
 from . import _audit
 from ._acquirer import AnyAcquirer, Authorize, SimulatedAcquirer, authorizer
+from ._charges import Charges
 from ._checks import check_id
 from ._enrollment import Enrollment
+from ._gateway import Gateway
 from ._guesses import Guesses
 from ._inspect import ServerInspector
 from ._kek import Kek
@@ -57,6 +71,7 @@ from ._outbox import DeliveryReport, Outbox, ReceiptSink
 from ._payments import Payments
 from ._pin_change import PinChange
 from ._postgres import Isolation, PostgresBackend, is_postgres_url
+from ._realm import Realm
 from ._reconcile import Reconciler, ReconcileReport
 from ._risk import RiskRules
 from ._risk_book import RiskBook, WouldDecline
@@ -90,7 +105,8 @@ class ShareServer:
                  profile: ServerProfile = ServerProfile.DEFAULT,
                  clock: Callable[[], float] = time.time, create: bool = True,
                  announce: bool = True, risk: RiskRules | None = None,
-                 receipts: ReceiptSink | None = None) -> None:
+                 receipts: ReceiptSink | None = None,
+                 deployment: Deployment | str | Path | None = None) -> None:
         self._store = store
         self._announce = announce
         self._keyring = keyring
@@ -118,6 +134,12 @@ class ShareServer:
         self._payments = Payments(store, keyring, self._keys, self._ledger, self._guesses,
                                   self._authorize, profile, clock, self.worker_id,
                                   risk=self._risk, outbox=self._outbox)
+        follow = _deployment_source(deployment)
+        self._realm = Realm(store, keyring, self._keys, profile, clock, follow)
+        self._gateway = Gateway(store, self._keys, self._ledger,
+                                Charges(store, self._ledger, self._authorize, profile, clock,
+                                        self.worker_id, outbox=self._outbox),
+                                clock, follow)
         self._reconciler = Reconciler(store, self._ledger, lambda: self.acquirer, clock,
                                       self.worker_id, profile.lease_seconds,
                                       outbox=self._outbox)
@@ -130,7 +152,8 @@ class ShareServer:
              clock: Callable[[], float] = time.time, create: bool = True,
              isolation: Isolation = "read committed", announce: bool = True,
              risk: RiskRules | None = None,
-             receipts: ReceiptSink | None = None) -> ShareServer:
+             receipts: ReceiptSink | None = None,
+             deployment: Deployment | str | Path | None = None) -> ShareServer:
         """Open the server database at ``target``: a SQLite file (created if missing and
         ``create``) or a ``postgresql://user@host/db`` URL (the database must exist; its
         schema is created if it is empty and ``create``).
@@ -147,6 +170,10 @@ class ShareServer:
         deployment's business decision; start from ``RiskRules.DEFAULT``).
         ``receipts``: a :class:`ReceiptSink`; receipts are then queued with each
         recorded outcome and delivered by :meth:`deliver_outbox`.
+
+        ``deployment``: for a realm or a gateway of a t-of-n deployment, its
+        :class:`Deployment` or the path of its file (followed as it changes): a realm
+        seals shares only to its gateways, a gateway takes shares only of its realms.
         """
         specs = _kek_specs(target, kek_file, kek, create)
         # The keys first: a key that fails to load must not leave a new empty database.
@@ -158,7 +185,8 @@ class ShareServer:
             raise
         try:
             return cls(store, keyring, acquirer=acquirer, profile=profile, clock=clock,
-                       create=create, announce=announce, risk=risk, receipts=receipts)
+                       create=create, announce=announce, risk=risk, receipts=receipts,
+                       deployment=deployment)
         except BaseException:
             keyring.wipe()
             store.close()
@@ -233,6 +261,30 @@ class ShareServer:
     def reenroll_finish(self, request: ReenrollFinish) -> None:
         self._maybe_refresh()
         self._enrollment.reenroll_finish(request)
+
+    # -- a realm and a gateway of a t-of-n deployment (``_realm.py``, ``_gateway.py``) ----
+
+    def realm_info(self) -> RealmInfo:
+        return self._realm.info()
+
+    def realm_register(self, request: RealmRegister) -> None:
+        self._maybe_refresh()
+        self._realm.register(request)
+
+    def realm_evaluate(self, request: RealmEvaluate) -> RealmEvaluateReply:
+        self._maybe_refresh()
+        return self._realm.evaluate(request)
+
+    def realm_release(self, request: RealmRelease) -> RealmReleaseReply:
+        self._maybe_refresh()
+        return self._realm.release(request)
+
+    def gateway_info(self) -> GatewayInfo:
+        return self._gateway.info()
+
+    def gateway_authorize(self, request: GatewayAuthorize) -> Authorization:
+        self._maybe_refresh()
+        return self._gateway.authorize(request)
 
     # -- operations ----------------------------------------------------------------------
 
@@ -360,6 +412,15 @@ class ShareServer:
     def audit(self, event: str, card_id: str = "", **detail: int | str | bool) -> None:
         """Append an operator event (key rotation, say) to the audit log."""
         self._store.append_audit(AuditEvent(event, card_id, dict(detail)), self._clock())
+
+
+def _deployment_source(deployment: Deployment | str | Path | None
+                       ) -> Callable[[], Deployment | None]:
+    if deployment is None:
+        return lambda: None
+    if isinstance(deployment, Deployment):
+        return lambda: deployment
+    return DeploymentFile(deployment)
 
 
 def _check_schema(store: Store, create: bool) -> None:

@@ -196,12 +196,7 @@ class CardsSql(LedgerSql, RiskSql):
                        "THEN guesses - ? ELSE 0 END WHERE wallet = ?", used, used, row)
             if ledger is None:
                 return ProofOutcome("ok")
-            if tx.all("INSERT INTO authorizations (key_digest, params_digest, state, "
-                      "result, started_at, owner, lease_until, reference, attempt) "
-                      "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?) "
-                      "ON CONFLICT (key_digest) DO NOTHING RETURNING key_digest",
-                      ledger.key, ledger.params_digest, ledger.intent, now, ledger.owner,
-                      ledger.lease_until, ledger.reference, ledger.attempt):
+            if self._insert_pending(tx, ledger, now):
                 if risk is not None and self._risk_declined(tx, ledger.key, risk, now):
                     return ProofOutcome("ok", ledger="recorded",
                                         entry=self._entry(tx, ledger.key))

@@ -38,6 +38,23 @@ class LedgerSql(OutboxSql, AuditSql):
     def ledger_entry(self, key: bytes) -> LedgerEntry | None:
         return self._db.read(lambda tx: self._entry(tx, key))
 
+    @staticmethod
+    def _insert_pending(tx: Tx, start: LedgerStart, now: float) -> bool:
+        """The pending row of ``start``, leased to its owner; False if the key has one."""
+        return bool(tx.all("INSERT INTO authorizations (key_digest, params_digest, state, "
+                           "result, started_at, owner, lease_until, reference, attempt) "
+                           "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?) "
+                           "ON CONFLICT (key_digest) DO NOTHING RETURNING key_digest",
+                           start.key, start.params_digest, start.intent, now, start.owner,
+                           start.lease_until, start.reference, start.attempt))
+
+    def begin_payment(self, start: LedgerStart, now: float) -> LedgerEntry | None:
+        def go(tx: Tx) -> LedgerEntry | None:
+            if self._insert_pending(tx, start, now):
+                return None
+            return self._entry(tx, start.key)
+        return self._db.write(go)
+
     def finish_payment(self, key: bytes, owner: str, state: Literal["approved", "declined"],
                        result: bytes, now: float, event: AuditEvent,
                        outbox: Sequence[OutboxMessage] = (), *,

@@ -479,6 +479,12 @@ class Store(Protocol):
 
     def ledger_entry(self, key: bytes) -> LedgerEntry | None: ...
 
+    def begin_payment(self, start: LedgerStart, now: float) -> LedgerEntry | None:
+        """Write the pending row of a payment whose proof was checked elsewhere (a
+        gateway: the realms checked the PIN); None if it is new and this worker holds
+        its lease, else the entry already recorded for the key (nothing written)."""
+        ...
+
     def finish_payment(self, key: bytes, owner: str, state: Literal["approved", "declined"],
                        result: bytes, now: float, event: AuditEvent,
                        outbox: Sequence[OutboxMessage] = (), *,

@@ -1,0 +1,198 @@
+"""The gateway of a t-of-n deployment: recombines one payment's key in memory and pays.
+
+It holds no share and no card: its store has the exactly-once ledger (with the lease of
+``_charges.py``, so several gateways over one replicated store act as one), its own keys
+and its audit log. Per payment it receives, from the device:
+
+- the device's part ``D`` and the sealed card record, sealed to the gateway and bound to
+  the card and the idempotency key;
+- ``t`` realms' shares ``Sigma_i``, each sealed by its realm to this gateway and bound to
+  this payment (``_realm_protocol.share_aad``): a realm releases one only after the PIN
+  proof for exactly this amount, merchant and key verified there.
+
+The order: shape and the device key's signature (no state touched); the ledger (a key
+recorded already is answered from it, the card never opened); then the shares opened,
+each checked against the device's commitment (a realm whose share does not match is
+named: ``RealmFaulty``), the key recombined, the card opened, the pending row written
+with this worker's lease, the acquirer called once, the outcome recorded, and every
+buffer wiped. Fraud rules (``RiskRules``) are the single server's only for now.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+
+from .._authorization import Authorization
+from .._card import Card
+from .._deployment import Deployment
+from .._errors import ConfigurationError, MalformedRequest, RealmFaulty, TamperedData
+from .._payment import Payment, validate_payment
+from .._protocol import card_id_for, card_record_aad
+from .._realm_protocol import (
+    SIGMA_LEN,
+    GatewayAuthorize,
+    GatewayInfo,
+    gateway_envelope_aad,
+    share_aad,
+    share_commitment,
+)
+from ..crypto.envelope import open_envelope
+from ..crypto.errors import AuthenticationFailed, DecodeError
+from ..crypto.memory import wipe
+from ..crypto.sealing import open_sealed
+from ..crypto.threshold import Share
+from ..crypto.threshold_secret import PART_LEN, recover_data_key
+from ._charges import Charges
+from ._checks import check_bytes, check_id
+from ._keys import ServerKeys
+from ._ledger import Ledger
+from ._signatures import check_signature
+from ._store import RETRYABLE, Store
+
+__all__ = ["Gateway"]
+
+
+class Gateway:
+    """The gateway role. Gets the store (its ledger), this server's keys, the ledger's
+    digests, the charge flow, a clock and how to read its deployment (which realms'
+    shares it accepts, and how many it needs)."""
+
+    def __init__(self, store: Store, keys: ServerKeys, ledger: Ledger, charges: Charges,
+                 clock: Callable[[], float],
+                 deployment: Callable[[], Deployment | None]) -> None:
+        self._store = store
+        self._keys = keys
+        self._ledger = ledger
+        self._charges = charges
+        self._clock = clock
+        self._deployment = deployment
+
+    @property
+    def key(self) -> bytes:
+        return self._keys.x25519_public
+
+    def info(self) -> GatewayInfo:
+        return GatewayInfo(self.key)
+
+    def authorize(self, request: GatewayAuthorize) -> Authorization:
+        card_id = check_id(request.card_id, "card id")
+        device_key = check_bytes(request.device_key, "device key", 32)
+        if not hmac.compare_digest(card_id, card_id_for(device_key)):
+            raise MalformedRequest("card id is not the one its device key names")
+        payment = validate_payment(request.amount, request.currency, request.merchant,
+                                   request.idempotency_key)
+        check_bytes(request.envelope, "envelope")
+        check_signature(device_key, request.signed_bytes(self.key), request.signature)
+        deployment = self._deployment()
+        if deployment is None:
+            raise ConfigurationError("this gateway has no deployment file, so it knows no "
+                                     "realm (start it with --deployment)")
+        self._check_shares(request, deployment)
+        ledger = self._ledger
+        key = ledger.key_digest(card_id, payment.idempotency_key)
+        params = ledger.params_digest(card_id, payment.idempotency_key, payment.amount,
+                                      payment.currency, payment.merchant)
+        entry = self._store.ledger_entry(key)
+        if entry is not None and (entry.state not in RETRYABLE
+                                  or not ledger.same_params(entry, params)):
+            # Recorded (or being charged) already: answered from the ledger, and the
+            # card is not opened again.
+            return self._charges.recorded(key, params, entry)
+        card = self._open(request, payment, deployment)
+        try:
+            charges = self._charges
+            if entry is None:
+                start = charges.start(card_id, card, payment, key, params, 0)
+                found = self._store.begin_payment(start, self._clock())
+                if found is None:
+                    return charges.charge(card_id, card, payment, start, None)
+                entry = found
+                if entry.state not in RETRYABLE or not ledger.same_params(entry, params):
+                    return charges.recorded(key, params, entry)
+            # Settled without taking money: this retry charges it once, under the next
+            # attempt's reference. Of concurrent retries one wins the row.
+            again = charges.start(card_id, card, payment, key, params, entry.attempt + 1)
+            if self._store.restart_payment(again, entry.attempt, self._clock()):
+                return charges.charge(card_id, card, payment, again, None)
+            latest = self._store.ledger_entry(key)
+            if latest is None:
+                raise TamperedData()  # a row never disappears; not reached
+            return charges.recorded(key, params, latest)
+        finally:
+            del card  # the acquirer's copy is the last; see threat_model.md
+
+    @staticmethod
+    def _check_shares(request: GatewayAuthorize, deployment: Deployment) -> None:
+        shares = request.shares
+        if not isinstance(shares, tuple):
+            raise MalformedRequest("malformed shares")
+        indices = [s.index for s in shares]
+        keys = [s.realm_key for s in shares]
+        if len(set(indices)) != len(indices) or len(set(keys)) != len(keys):
+            raise MalformedRequest("two shares of one realm")
+        if len(shares) < deployment.threshold:
+            raise MalformedRequest(f"a payment needs the shares of {deployment.threshold} "
+                                   f"realms, not {len(shares)}")
+        for share in shares:
+            if deployment.realm(share.realm_key) is None:
+                raise MalformedRequest("a share comes from a realm not in this deployment")
+
+    def _open(self, request: GatewayAuthorize, payment: Payment,
+              deployment: Deployment) -> Card:
+        """The card, opened with the device's part and the realms' shares (all in memory,
+        all wiped), or ``TamperedData`` / ``RealmFaulty``."""
+        card_id = request.card_id
+        buffers: list[bytearray] = []
+        opened: list[Share] = []
+        faulty: list[str] = []
+        try:
+            try:
+                plain = open_envelope(self._keys.x25519_secret, request.envelope,
+                                      gateway_envelope_aad(card_id, self.key,
+                                                           payment.idempotency_key),
+                                      public=self.key)
+            except AuthenticationFailed:
+                raise TamperedData() from None
+            buffers.append(plain)
+            if len(plain) <= PART_LEN:
+                raise TamperedData()
+            part = bytearray(plain[:PART_LEN])
+            buffers.append(part)
+            for share in request.shares:
+                realm = deployment.realm(share.realm_key)
+                name = realm.name if realm is not None else share.realm_key.hex()[:16]
+                try:
+                    sigma = open_envelope(
+                        self._keys.x25519_secret, share.sealed,
+                        share_aad(card_id, share.realm_key, self.key, payment.amount,
+                                  payment.currency, payment.merchant,
+                                  payment.idempotency_key), public=self.key)
+                except AuthenticationFailed:
+                    # Sealed for another payment, card or gateway: replayed or tampered
+                    # on the way, not a realm's wrong share.
+                    raise TamperedData() from None
+                buffers.append(sigma)
+                if len(sigma) != SIGMA_LEN or not hmac.compare_digest(
+                        share_commitment(card_id, share.realm_key, sigma), share.commitment):
+                    faulty.append(name)
+                    continue
+                opened.append(Share(share.index, bytearray(sigma)))
+            if faulty:
+                raise RealmFaulty(tuple(faulty))
+            try:
+                data_key = recover_data_key(part, opened, deployment.threshold)
+            except (DecodeError, ValueError):
+                raise TamperedData() from None
+            buffers.append(data_key)
+            try:
+                record = open_sealed(data_key, bytes(plain[PART_LEN:]),
+                                     card_record_aad(card_id))
+            except AuthenticationFailed:
+                raise TamperedData() from None
+            buffers.append(record)
+            return Card._from_record(record)
+        finally:
+            for each in opened:
+                each.wipe()
+            wipe(*buffers)
