@@ -1,4 +1,4 @@
-"""The ``splitvault`` command: demo, serve, keys, audit, bench, attack.
+"""The ``splitvault`` command: demo, serve, deployment, keys, audit, bench, attack.
 
 Each subcommand imports what it needs only when it runs, so ``splitvault keys`` does
 not pay for Textual and ``splitvault demo`` does not pay for uvicorn.
@@ -335,6 +335,12 @@ def _serve(args: argparse.Namespace) -> int:
     return _serve.run(args)
 
 
+def _deployment(args: argparse.Namespace) -> int:
+    if args.deployment_command == "init":
+        _extras.require_all("splitvault deployment init", *_CLIENT_NEEDS)
+    return int(args.deployment_func(args))
+
+
 def _key_options(p: argparse.ArgumentParser, key_help: str) -> None:
     """--kek-file and --kek: an operator command needs at least one (checked when run)."""
     p.add_argument("--kek-file", type=Path, default=_env("KEK_FILE"),
@@ -377,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
 
         serve_module.add_arguments(serve)
     serve.set_defaults(func=_serve)
+
+    from . import _deployment_cli
+
+    deployment = sub.add_parser("deployment", help="the deployment file of a t-of-n "
+                                "deployment: make it from the running servers, show it")
+    _deployment_cli.add_arguments(deployment, _env("DEPLOYMENT") or "deployment.json")
+    deployment.set_defaults(func=_deployment)
 
     keys = sub.add_parser("keys", help="manage the server's key-encryption keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
