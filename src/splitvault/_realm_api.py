@@ -115,9 +115,10 @@ REALM_ROUTES: tuple[Route, ...] = (
     Route("/v1/delete", "delete", _wire.DELETE, _wire.EMPTY,
           ("unknown_card", "invalid_challenge"),
           "Destroy this realm's share and key share of a card"),
-    Route("/v1/card/status", "card_status", _wire.CARD_STATUS, _wire.CARD_STATUS_REPLY,
+    Route("/v1/card/status", "realm_status", _wire.CARD_STATUS, _wire.CARD_STATUS_REPLY,
           ("unknown_card", "invalid_challenge"),
-          "The card's PIN state at this realm, for its device"),
+          "The card's PIN state at this realm (evaluations since the last correct PIN), "
+          "for its device"),
 )
 
 GATEWAY_ROUTES: tuple[Route, ...] = (

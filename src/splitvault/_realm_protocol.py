@@ -261,7 +261,7 @@ def gateway_envelope_aad(card_id: str, gateway_key: bytes, idempotency_key: str)
 
 
 class RealmService(Protocol):
-    """One realm, in this process or over HTTP. ``delete`` and ``card_status`` take the
+    """One realm, in this process or over HTTP. ``delete`` and ``realm_status`` take the
     single server's messages (signed by the device key)."""
 
     def realm_info(self) -> RealmInfo: ...
@@ -274,7 +274,7 @@ class RealmService(Protocol):
 
     def delete(self, request: DeleteRequest) -> None: ...
 
-    def card_status(self, request: CardStatusRequest) -> CardStatusReply: ...
+    def realm_status(self, request: CardStatusRequest) -> CardStatusReply: ...
 
 
 class GatewayService(Protocol):

@@ -15,11 +15,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from .._authorization import Authorization, CardSummary
 from .._card import Card
 from .._card_state import CardState
+from .._deployment import Deployment
 from .._errors import (
+    ConfigurationError,
     InvalidCard,
     InvalidPhrase,
     InvalidPin,
@@ -27,6 +30,7 @@ from .._errors import (
     ServerRolledBack,
     ServerUnavailable,
     UnknownCard,
+    VaultError,
 )
 from .._payment import Payment, validate_payment
 from .._pin import Pin, check_new_pin
@@ -60,6 +64,8 @@ from ..crypto.shares import KEY_LEN, combine, split
 from ..crypto.signing import public_key, sign
 from ._history import PaymentRecord, recorded
 from ._pinkey import BlindedPin, derive_pin_seed
+from ._realm_flow import RealmCards
+from ._realms import RealmClient
 from ._store import DeviceCard, DeviceStore
 
 __all__ = ["Device"]
@@ -76,33 +82,47 @@ once rides out a dropped packet; the server answers each copy alike."""
 class Device:
     """The device role. Open with :meth:`open`."""
 
-    def __init__(self, store: DeviceStore, server: ShareService, *,
+    def __init__(self, store: DeviceStore, server: ShareService | RealmClient, *,
                  kdf: KdfProfile = KdfProfile.INTERACTIVE,
                  pin_policy: PinPolicy = PinPolicy.DEFAULT,
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
-        self._server = server
         self.kdf = kdf
         self.pin_policy = pin_policy
         self._clock = clock
+        # A t-of-n deployment (``_realm_flow.py``) or the single server: one of the two.
+        self._realms: RealmCards | None = None
+        self._server: ShareService = _NoSingleServer()
+        if isinstance(server, RealmClient):
+            self._realms = RealmCards(store, server, kdf, self._millis, clock)
+            self._transport: object = server
+        else:
+            self._server = server
+            self._transport = server
 
     @classmethod
-    def open(cls, path: str | Path, *, server: ShareService | str,
+    def open(cls, path: str | Path, *, server: ShareService | str | Deployment | RealmClient,
              kdf: KdfProfile = KdfProfile.INTERACTIVE,
              pin_policy: PinPolicy = PinPolicy.DEFAULT,
              pin_sha256: str | None = None,
              timeout: float = 10.0) -> Device:
         """Open (or create) the device store at ``path``, talking to ``server``: a
-        ``ShareServer`` in this process (any object with the service's methods), or
-        the URL of one (``https://host:port``)."""
-        if isinstance(server, str):
+        ``ShareServer`` in this process (any object with the service's methods), the
+        URL of one (``https://host:port``), or a t-of-n deployment
+        (``sv.Deployment.load("deployment.json")``: its realms and gateways, each asked
+        with ``timeout``)."""
+        service: ShareService | RealmClient
+        if isinstance(server, Deployment):
+            service = RealmClient(server, timeout=timeout)
+        elif isinstance(server, RealmClient):
+            service = server
+        elif isinstance(server, str):
             from .._extras import require
 
             require("httpx", "client", "a device talking to a remote share server")
             from ._http import HttpShareService
 
-            service: ShareService = HttpShareService(server, pin_sha256=pin_sha256,
-                                                     timeout=timeout)
+            service = HttpShareService(server, pin_sha256=pin_sha256, timeout=timeout)
         else:
             service = server
         device = cls(DeviceStore(path), service, kdf=kdf, pin_policy=pin_policy)
@@ -110,11 +130,15 @@ class Device:
         # this device can delete.
         with contextlib.suppress(ServerUnavailable, RateLimited):
             device.cancel_interrupted()
+        if device._realms is not None:
+            # A realm that was down when a card was enrolled gets it now.
+            with contextlib.suppress(VaultError):
+                device._realms.catch_up()
         return device
 
     def close(self) -> None:
         self._store.close()
-        closer = getattr(self._server, "close_transport", None)
+        closer = getattr(self._transport, "close_transport", None)
         if callable(closer):
             closer()
 
@@ -138,6 +162,8 @@ class Device:
         _check_pin(pin)
         check_new_pin(pin, self.pin_policy)
         phrase = _check_phrase(security_phrase)
+        if self._realms is not None:
+            return self._realms.enroll(card, pin, phrase)
         sign_seed = bytearray(secrets.token_bytes(32))
         card_id = card_id_for(public_key(sign_seed))  # the server accepts no other
         device_secret = bytearray(secrets.token_bytes(32))
@@ -217,6 +243,8 @@ class Device:
         card_id = self._store.get(card_id).card_id
         with self._card_lock(card_id):
             card = self._store.get(card_id)
+            if self._realm_card(card_id):
+                return self._with_realms().authorize(card, pin, payment)
             # One evaluation per call, never more: the device does not spend a guess on
             # its own. If the evaluation's reply is lost, ServerUnavailable reaches the
             # caller, who may ask the user to try again. If the authorization's reply
@@ -321,7 +349,12 @@ class Device:
         """Ask the share server for its settings, once, and raise what went wrong:
         ``ServerUnavailable`` saying why (unreachable, a certificate that fails
         verification or the pin, ``http://`` to a TLS port). For an app to check at
-        start instead of at the user's first payment. Spends no guess."""
+        start instead of at the user's first payment. Spends no guess. For a
+        deployment: every realm and gateway is asked, and fewer than ``t`` realms or no
+        gateway answering is ``ServerUnavailable`` naming those that did not."""
+        if self._realms is not None:
+            self._realms.check()
+            return
         self._server.info()
 
     def cards(self) -> list[CardSummary]:
@@ -343,6 +376,7 @@ class Device:
         server also rotates the card's OPRF key, so old transcripts are worthless."""
         _check_pin(old_pin)
         _check_pin(new_pin)
+        self._single_server_only(card_id, "changing the PIN")
         check_new_pin(new_pin, self.pin_policy)
         with self._card_lock(self._store.get(card_id).card_id):
             self._change_pin(self._store.get(card_id), old_pin, new_pin)
@@ -399,6 +433,7 @@ class Device:
         _check_pin(new_pin)
         check_new_pin(new_pin, self.pin_policy)
         old = self._store.get(card_id)
+        self._single_server_only(old.card_id, "re-enrollment")
         if card.brand != old.brand or card.last4 != old.last4:
             raise InvalidCard(f"not the card enrolled under this id (that is a {old.brand} "
                               f"ending {old.last4}); enroll a different card with enroll()")
@@ -450,6 +485,8 @@ class Device:
         locked), asked with this device's key for the card; spends no guess. Useful in
         a UI talking to a remote server, which cannot read the server's database."""
         card = self._store.get(card_id)
+        if self._realm_card(card.card_id):
+            return self._with_realms().state(card)
         request = CardStatusRequest(card.card_id, secrets.token_bytes(16), self._millis(),
                                     b"")
         request = dataclasses.replace(request,
@@ -459,8 +496,13 @@ class Device:
                          reply.share_version)
 
     def delete(self, card_id: str) -> None:
-        """Destroy both shares: the server's first, then this device's. Gone for good."""
+        """Destroy both shares: the server's first, then this device's. Gone for good.
+        With realms: at every realm that answers, then here (a realm down keeps a share
+        that nothing can ever open again without this device's part)."""
         card = self._store.get(card_id)
+        if self._realm_card(card.card_id):
+            self._with_realms().delete(card)
+            return
         request = DeleteRequest(card.card_id, secrets.token_bytes(16), self._millis(), b"")
         request = dataclasses.replace(request,
                                       signature=_device_sign(card, request.signed_bytes()))
@@ -477,7 +519,14 @@ class Device:
         ``ServerUnavailable`` if the server cannot be reached (the rows stay)."""
         done = 0
         for card in self._store.pending():
-            self._cancel(card.card_id, card.sign_seed)
+            if self._realm_card(card.card_id):
+                if self._realms is None:
+                    continue  # opened without its deployment: left for the next open
+                self._realms.cancel(card)
+            else:
+                if self._realms is not None:
+                    continue  # a single server's card: left for a device opened with it
+                self._cancel(card.card_id, card.sign_seed)
             done += 1
         return done
 
@@ -497,6 +546,29 @@ class Device:
 
     def _millis(self) -> int:
         return int(self._clock() * 1000)
+
+    def _realm_card(self, card_id: str) -> bool:
+        """Whether the card belongs to a t-of-n deployment; a card of the other kind
+        than this device was opened with is refused with what to do."""
+        realm = RealmCards.is_realm_card(self._store, card_id)
+        if realm and self._realms is None:
+            raise ConfigurationError("this card was enrolled with a realm deployment: open "
+                                     "the device with server=sv.Deployment.load(...)")
+        if not realm and self._realms is not None:
+            raise ConfigurationError("this card was enrolled with a single share server: "
+                                     "open the device with that server")
+        return realm
+
+    def _with_realms(self) -> RealmCards:
+        if self._realms is None:  # _realm_card refused it first
+            raise ConfigurationError("no realm deployment")
+        return self._realms
+
+    def _single_server_only(self, card_id: str, what: str) -> None:
+        if self._realm_card(self._store.get(card_id).card_id):
+            raise ConfigurationError(
+                f"{what} is not available yet for a card of a realm deployment; delete the "
+                "card and enroll it again to change its PIN")
 
     def _prove_pin(self, card: DeviceCard, pin: Pin, *, next_secret: bytes | None = None
                    ) -> tuple[EvaluateReply, bytearray, DeviceCard]:
@@ -560,6 +632,15 @@ class Device:
             raise ServerUnavailable("the share server answered for another version of this "
                                     "card's shares")
         return card
+
+
+class _NoSingleServer:
+    """The single-server transport of a device opened with a deployment: every call
+    refused (``_realm_card`` routes each realm card before one could be made)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise ConfigurationError("this device talks to a realm deployment, not a single "
+                                 "share server")
 
 
 def possession(card: DeviceCard, request: EvaluateRequest) -> bytes:

@@ -402,8 +402,8 @@ class HttpRealm(_HttpTransport):
     def delete(self, request: DeleteRequest) -> None:
         self._call("delete", request)
 
-    def card_status(self, request: CardStatusRequest) -> CardStatusReply:
-        return cast(CardStatusReply, self._call("card_status", request))
+    def realm_status(self, request: CardStatusRequest) -> CardStatusReply:
+        return cast(CardStatusReply, self._call("realm_status", request))
 
 
 class HttpGateway(_HttpTransport):

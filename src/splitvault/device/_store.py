@@ -26,7 +26,7 @@ from .._errors import ConfigurationError, UnknownCard
 from .._files import check_sqlite, prepare_sqlite
 from ._history import HISTORY_SCHEMA, PaymentRecord
 
-__all__ = ["DeviceCard", "DeviceStore"]
+__all__ = ["DeviceCard", "DeviceStore", "RealmPart"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cards (
@@ -55,12 +55,29 @@ CREATE TABLE IF NOT EXISTS cards (
     epoch_token BLOB,
     refresh_until REAL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS realm_parts (
+    card_id TEXT NOT NULL,
+    realm_key BLOB NOT NULL,
+    idx INTEGER NOT NULL CHECK (idx BETWEEN 1 AND 255),
+    public_share BLOB NOT NULL,
+    commitment BLOB NOT NULL,
+    registration BLOB,
+    PRIMARY KEY (card_id, realm_key)
+) STRICT;
 CREATE TABLE IF NOT EXISTS wallet (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seed BLOB NOT NULL,
     created_at REAL NOT NULL
 ) STRICT;
 """
+
+# ``realm_parts``: for a card of a t-of-n deployment (``device/_realm_flow.py``), one row
+# per realm: its Shamir index for this card, its public OPRF key share (the device
+# checks the realm's DLEQ proofs against it), the device's commitment to the realm's
+# share (the gateway checks the released share against it) and, until the realm has
+# confirmed it, the registration to send it (sealed to the realm: nothing here opens
+# it). Public values, all of them; the card's ``device_share`` is then the device's
+# part D (two scalars).
 
 # ``wallet``: the seed of the device's one wallet key (Ed25519), made at the first
 # enrollment that needs it. Every card enrolled since names its public key, so the
@@ -103,6 +120,17 @@ class DeviceCard:
     next_token: bytes | None = field(default=None, repr=False)
     epoch_token: bytes | None = field(default=None, repr=False)
     refresh_until: float | None = None  # keep refresh_secret until then (begin_refresh)
+
+
+@dataclass(frozen=True)
+class RealmPart:
+    """What the device keeps of one realm of a realm card (all public)."""
+
+    realm_key: bytes
+    index: int
+    public_share: bytes
+    commitment: bytes
+    registration: bytes | None = field(default=None, repr=False)  # unconfirmed: to send
 
 
 _WHAT = "device store"
@@ -153,16 +181,43 @@ class DeviceStore:
 
     def add_pending(self, card: DeviceCard, now: float) -> None:
         with self._write() as conn:
-            conn.execute(
-                f"INSERT INTO cards ({_COLUMNS}, state, created_at) "  # noqa: S608 (fixed column list)  # nosec B608
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                "'pending', ?)",
-                (card.card_id, card.brand, card.last4, card.expiry, card.sealed_record,
-                 card.device_share, card.sign_seed, card.device_secret, card.salt, *card.kdf,
-                 card.server_key, card.security_phrase, card.share_version, card.next_share,
-                 card.refresh_secret, card.refreshed_at, card.share_token, card.next_token,
-                 card.epoch_token, card.refresh_until, now),
-            )
+            _insert_pending(conn, card, now)
+
+    def add_realm_card(self, card: DeviceCard, parts: list[RealmPart], now: float) -> None:
+        """A realm card, pending, with its realms' rows, in one transaction."""
+        with self._write() as conn:
+            _insert_pending(conn, card, now)
+            conn.executemany(
+                "INSERT INTO realm_parts (card_id, realm_key, idx, public_share, commitment, "
+                "registration) VALUES (?, ?, ?, ?, ?, ?)",
+                [(card.card_id, p.realm_key, p.index, p.public_share, p.commitment,
+                  p.registration) for p in parts])
+
+    def realm_parts(self, card_id: str) -> list[RealmPart]:
+        """The card's realms, by index (none for a card of a single server)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT realm_key, idx, public_share, commitment, registration "
+                "FROM realm_parts WHERE card_id = ? ORDER BY idx", (card_id,)).fetchall()
+        return [RealmPart(bytes(r[0]), int(r[1]), bytes(r[2]), bytes(r[3]),
+                          None if r[4] is None else bytes(r[4])) for r in rows]
+
+    def realm_registered(self, card_id: str, realm_key: bytes) -> None:
+        """The realm confirmed the card: its registration need not be sent again."""
+        with self._write() as conn:
+            conn.execute("UPDATE realm_parts SET registration = NULL WHERE card_id = ? "
+                         "AND realm_key = ?", (card_id, realm_key))
+
+    def unregistered(self) -> list[tuple[str, RealmPart]]:
+        """Every active card's realms that have not confirmed it yet (catch-up)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT p.card_id, p.realm_key, p.idx, p.public_share, p.commitment, "
+                "p.registration FROM realm_parts p JOIN cards c USING (card_id) "
+                "WHERE c.state = 'active' AND p.registration IS NOT NULL "
+                "ORDER BY p.card_id, p.idx").fetchall()
+        return [(r[0], RealmPart(bytes(r[1]), int(r[2]), bytes(r[3]), bytes(r[4]),
+                                 bytes(r[5]))) for r in rows]
 
     def wallet_seed(self, now: float) -> bytearray:
         """The device's wallet key seed, made (once, atomically) if there is none."""
@@ -261,6 +316,7 @@ class DeviceStore:
         with self._write() as conn:
             conn.execute("DELETE FROM cards WHERE card_id = ?", (card_id,))
             conn.execute("DELETE FROM payments WHERE card_id = ?", (card_id,))
+            conn.execute("DELETE FROM realm_parts WHERE card_id = ?", (card_id,))
         # secure_delete zeroed the row's pages; move them out of the WAL as well.
         with self._lock:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -319,6 +375,19 @@ class DeviceStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _insert_pending(conn: sqlite3.Connection, card: DeviceCard, now: float) -> None:
+    conn.execute(
+        f"INSERT INTO cards ({_COLUMNS}, state, created_at) "  # noqa: S608 (fixed column list)  # nosec B608
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "'pending', ?)",
+        (card.card_id, card.brand, card.last4, card.expiry, card.sealed_record,
+         card.device_share, card.sign_seed, card.device_secret, card.salt, *card.kdf,
+         card.server_key, card.security_phrase, card.share_version, card.next_share,
+         card.refresh_secret, card.refreshed_at, card.share_token, card.next_token,
+         card.epoch_token, card.refresh_until, now),
+    )
 
 
 def _card(row: Any) -> DeviceCard:

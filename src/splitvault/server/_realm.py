@@ -38,7 +38,7 @@ from .._errors import (
 )
 from .._payment import validate_payment
 from .._profiles import ServerProfile
-from .._protocol import card_id_for
+from .._protocol import CardStatusReply, CardStatusRequest, card_id_for
 from .._realm_protocol import (
     KEY_SHARE_LEN,
     REGISTER_PLAIN_LEN,
@@ -65,6 +65,7 @@ from ._guesses import check_fresh
 from ._keyring import Keyring
 from ._keys import ServerKeys
 from ._signatures import check_device_signature, check_signature
+from ._status import CardStatus
 from ._store import AuditEvent, CardRecord, ChallengeRecord, Store
 
 __all__ = ["NEVER_RENEWS", "Realm"]
@@ -87,6 +88,7 @@ class Realm:
         self._profile = profile
         self._clock = clock
         self._deployment = deployment
+        self._status = CardStatus(store, profile, clock, lambda card: card.unproven)
 
     @property
     def key(self) -> bytes:
@@ -95,6 +97,11 @@ class Realm:
 
     def info(self) -> RealmInfo:
         return RealmInfo(self.key, self._profile.guess_limit, self._profile.challenge_ttl)
+
+    def status(self, request: CardStatusRequest) -> CardStatusReply:
+        """The card's state here, for its device: ``guesses_used`` counts evaluations
+        since the last correct PIN (what this realm's limit counts)."""
+        return self._status.query(request)
 
     # -- enrollment ------------------------------------------------------------------
 

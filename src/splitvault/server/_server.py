@@ -279,6 +279,10 @@ class ShareServer:
         self._maybe_refresh()
         return self._realm.release(request)
 
+    def realm_status(self, request: CardStatusRequest) -> CardStatusReply:
+        self._maybe_refresh()
+        return self._realm.status(request)
+
     def gateway_info(self) -> GatewayInfo:
         return self._gateway.info()
 
