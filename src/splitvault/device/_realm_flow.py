@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import secrets
 from collections.abc import Callable, Sequence
 
@@ -69,6 +70,8 @@ from ._realms import RealmClient
 from ._store import DeviceCard, DeviceStore, RealmPart
 
 __all__ = ["RealmCards"]
+
+log = logging.getLogger("splitvault.realms")
 
 _NO_SERVER_KEY = bytes(32)
 """A realm card's ``server_key`` column: it has no single server; its realms are in
@@ -271,6 +274,11 @@ class RealmCards:
                     failed[key] = RealmFaulty((self._client.name(key),))
                 else:
                     good[key] = result
+        for key, error in failed.items():
+            if isinstance(error, RealmFaulty):
+                # Paid with spares, but never silently: the realm's operator must know.
+                log.warning("realm %s returned an evaluation whose proof fails against its "
+                            "key share", self._client.name(key))
         if len(good) < t:
             raise self._short(failed, t, len(good))
         return good
