@@ -14,7 +14,8 @@ asks each for its key) and given, unchanged, to every device, realm and gateway:
       "gateways": [{"name": "gateway-1", "url": "...", "key": "...", "tls_pin": null}]
     }
 
-A realm's ``key`` is its identity: devices seal its part of each card to it, and a card
+A realm's ``key`` is its identity (two gateways over one store share their keys, so
+they may list the same one): devices seal its part of each card to it, and a card
 remembers which realm (by key) holds which Shamir index, so reordering or renaming the
 realms in the file changes nothing. ``tls_pin`` is the SHA-256 of the server's DER
 certificate (``--pin-sha256``), for a self-signed server.
@@ -180,9 +181,12 @@ def _check(d: Deployment) -> None:
         raise ConfigurationError("threshold 1 with several realms lets any one realm serve "
                                  "a card alone; use at least 2")
     endpoints: Sequence[Endpoint] = (*d.realms, *d.gateways)
+    # Gateways over one store share its keys (they are one gateway at several URLs), so a
+    # gateway key may repeat; a realm's may not, nor be a gateway's.
+    keys = [e.key.hex() for e in d.realms] + sorted({g.key.hex() for g in d.gateways})
     for what, values in (("name", [e.name for e in endpoints]),
                          ("url", [e.url for e in endpoints]),
-                         ("key", [e.key.hex() for e in endpoints])):
+                         ("key", keys)):
         seen: set[str] = set()
         for value in values:
             if value in seen:

@@ -205,7 +205,7 @@ class RealmCards:
             parts = {p.realm_key: p for p in self._store.realm_parts(card.card_id)}
         usable = [k for k, p in parts.items()
                   if p.registration is None and self._client.deployment.realm(k) is not None]
-        gateway, service = self._client.gateways()[0]
+        gateway = self._client.gateways()[0][0]
         with BlindedPin(card.card_id, pin) as blinded:
             replies = self._evaluations(card, parts, usable, blinded.blinded)
             combined = threshold.combine({parts[k].index: r.evaluated
@@ -234,15 +234,22 @@ class RealmCards:
                                           signature=sign(seed, request.signed_bytes(gateway.key)))
         finally:
             wipe(seed)
-        # The gateway answers a key from its ledger: sending the same request again
-        # after a lost reply never charges twice (and the HTTP client does, once).
-        try:
-            result = service.gateway_authorize(request)
-        except ServerUnavailable:
-            self._client.mark(gateway.key, False)
-            raise
-        self._client.mark(gateway.key, True)
-        return result
+        # A gateway answers a key from its ledger: sending the same request again after
+        # a lost reply never charges twice (the HTTP client does, once), and neither
+        # does sending it to another gateway of the same store (same key, same ledger).
+        error: ServerUnavailable | None = None
+        for endpoint, other in self._client.gateways():
+            if endpoint.key != gateway.key:
+                continue
+            try:
+                result = other.gateway_authorize(request)
+            except ServerUnavailable as exc:
+                self._client.mark_gateway(endpoint, False)
+                error = exc
+                continue
+            self._client.mark_gateway(endpoint, True)
+            return result
+        raise error or ServerUnavailable("no gateway of the deployment answered")
 
     def _evaluations(self, card: DeviceCard, parts: dict[bytes, RealmPart],
                      usable: Sequence[bytes],
@@ -343,7 +350,7 @@ class RealmCards:
             try:
                 info = gateway.gateway_info()
             except ServerUnavailable:
-                self._client.mark(endpoint.key, False)
+                self._client.mark_gateway(endpoint, False)
                 continue
             if info.gateway_key != endpoint.key:
                 raise RealmFaulty((endpoint.name,), f"gateway {endpoint.name} answers with "

@@ -37,7 +37,8 @@ class Unanswered(ServerUnavailable):
 
 class RealmClient:
     """The realms and gateways of ``deployment``. ``realms`` / ``gateways`` replace the
-    HTTP clients by key (tests, the demo); ``timeout`` bounds every call to one server."""
+    HTTP clients by key (tests, the demo; gateways sharing a key share the object);
+    ``timeout`` bounds every call to one server."""
 
     def __init__(self, deployment: Deployment, *, timeout: float = 10.0,
                  realms: Mapping[bytes, RealmService] | None = None,
@@ -52,7 +53,7 @@ class RealmClient:
         self._clock = clock
         self._owned: list[object] = []
         self._realms = {r.key: self._service(r, realms, "realm") for r in deployment.realms}
-        self._gateways = {g.key: self._service(g, gateways, "gateway")
+        self._gateways = {g.url: self._service(g, gateways, "gateway")
                           for g in deployment.gateways}
         self._down: dict[bytes, float] = {}
         self._lock = threading.Lock()
@@ -99,8 +100,12 @@ class RealmClient:
 
     def gateways(self) -> list[tuple[Endpoint, GatewayService]]:
         """The gateways, those not known to be down first."""
-        order = sorted(self.deployment.gateways, key=lambda g: self._is_down(g.key))
-        return [(g, self._gateways[g.key]) for g in order]  # type: ignore[misc]
+        order = sorted(self.deployment.gateways, key=lambda g: self._is_down(g.url.encode()))
+        return [(g, self._gateways[g.url]) for g in order]  # type: ignore[misc]
+
+    def mark_gateway(self, endpoint: Endpoint, up: bool) -> None:
+        # By URL: gateways over one store share a key.
+        self.mark(endpoint.url.encode(), up)
 
     def order(self, keys: Sequence[bytes]) -> list[bytes]:
         """``keys`` with the realms known to be down last (stable otherwise)."""
