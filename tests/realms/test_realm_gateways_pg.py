@@ -21,6 +21,7 @@ from splitvault.device._realms import RealmClient
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 sys.path.append(str(Path(__file__).resolve().parents[1] / "http"))
 from http_support import ServerProcess  # tests/http is not a package: on the path above
+
 from pg_support import require_postgres, temporary_database
 
 pytestmark = pytest.mark.xdist_group("realm-processes")
@@ -83,14 +84,13 @@ def test_one_charge_for_a_payment_sent_to_two_gateways(tmp_path: Path, pg_url: s
         both = BothAtOnce(*clients)
         client = RealmClient(deployment, gateways={keys[0]: both}, timeout=10.0)
         with sv.Device.open(tmp_path / "device.db", server=client,
-                            kdf=sv.KdfProfile.TEST_ONLY) as device:
-            with sv.Pin.from_digits(PIN) as pin:
-                card_id = device.enroll(sv.Card("4111111111111111", "12/30", "KIM MINJI"), pin)
-                for i in range(5):
-                    result = device.authorize(card_id, pin, amount=1000 + i, currency="KRW",
-                                              merchant="Gangnam Coffee",
-                                              idempotency_key=f"twice-{i}")
-                    assert result.approved
+                            kdf=sv.KdfProfile.TEST_ONLY) as device, sv.Pin.from_digits(PIN) as pin:
+            card_id = device.enroll(sv.Card("4111111111111111", "12/30", "KIM MINJI"), pin)
+            for i in range(5):
+                result = device.authorize(card_id, pin, amount=1000 + i, currency="KRW",
+                                          merchant="Gangnam Coffee",
+                                          idempotency_key=f"twice-{i}")
+                assert result.approved
         assert len(both.answers) == 10
         for first, second in zip(both.answers[::2], both.answers[1::2], strict=True):
             assert first.approval_code == second.approval_code
