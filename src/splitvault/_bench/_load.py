@@ -24,7 +24,7 @@ import subprocess  # nosec B404: starts our own server process, fixed arguments
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,15 +63,18 @@ class Server:
 
 
 @contextmanager
-def serve(root: Path, *, db: str | None = None, workers: int = 1) -> Iterator[Server]:
-    """``splitvault serve`` on plain HTTP on 127.0.0.1, any free port; stopped after."""
+def serve(root: Path, *, db: str | None = None, workers: int = 1,
+          args: Sequence[str] = ()) -> Iterator[Server]:
+    """``splitvault serve`` on plain HTTP on 127.0.0.1, any free port; stopped after.
+    ``args`` go on its command line too (``--role realm --deployment FILE``)."""
     kek = root / "kek.key"
     Kek.generate().write(kek)
     proc = subprocess.Popen(  # noqa: S603  # nosec B603: our interpreter, fixed arguments
         [sys.executable, "-m", "splitvault.server._serve", "--db",
          db if db is not None else str(root / "server.db"), "--kek-file", str(kek),
          "--port", "0", "--log-level", "warning", "--workers", str(workers),
-         "--rate-limit", "0"],  # every client is 127.0.0.1: one bucket would throttle all
+         "--rate-limit", "0",  # every client is 127.0.0.1: one bucket would throttle all
+         *args],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         yield Server(proc, _wait_ready(proc))
@@ -114,8 +117,9 @@ class Clients:
 
 
 @contextmanager
-def clients(root: Path, url: str, count: int) -> Iterator[Clients]:
-    """``count`` devices with one enrolled card each, talking to ``url``."""
+def clients(root: Path, url: str | sv.Deployment, count: int) -> Iterator[Clients]:
+    """``count`` devices with one enrolled card each, talking to ``url`` (one server)
+    or to a t-of-n deployment's realms and gateway."""
     card = sv.Card(pan="4111111111111111", expiry="12/30", holder="BENCH")
     devices: list[sv.Device] = []
     with sv.Pin.from_digits(PIN) as pin:
