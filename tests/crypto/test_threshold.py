@@ -90,6 +90,21 @@ def test_every_t_subset_recovers_the_secret(seed: bytes, tn: tuple[int, int], wi
 
 @DETERMINISTIC
 @given(seed=seeds, tn=pairs)
+def test_share_at_rebuilds_every_other_share(seed: bytes, tn: tuple[int, int]) -> None:
+    """From any t shares, share_at gives each realm's own share exactly (what a gateway
+    commits every realm's next share with), and fewer than t are refused."""
+    t, n = tn
+    secret = oprf.hash_to_scalar(seed) + oprf.hash_to_scalar(seed + b"2")
+    shares = threshold.split(secret, t, n, rng=rng_from(seed))
+    for subset in itertools.combinations(shares, t):
+        for target in shares:
+            assert threshold.share_at(list(subset), t, target.index).value == target.value
+    with pytest.raises(ThresholdError, match="too few shares"):
+        threshold.share_at(shares[: t - 1], t, 1)
+
+
+@DETERMINISTIC
+@given(seed=seeds, tn=pairs)
 def test_fewer_than_t_shares_are_refused(seed: bytes, tn: tuple[int, int]) -> None:
     """recover with t - 1 shares raises, never interpolates a wrong secret."""
     t, n = tn

@@ -53,6 +53,7 @@ __all__ = [
     "lagrange_coefficients",
     "public_key_share",
     "recover",
+    "share_at",
     "split",
     "split_key",
     "split_zero",
@@ -208,27 +209,42 @@ def split_key(
     raise ThresholdError("rng keeps producing a zero key share")
 
 
-def lagrange_coefficients(indices: Sequence[int]) -> dict[int, bytes]:
-    """lambda_i at zero for each index of the set (public values, not secrets)."""
+def lagrange_coefficients(indices: Sequence[int], at: int = 0) -> dict[int, bytes]:
+    """lambda_i at ``at`` (zero: the secret; an index: that index's share) for each index of
+    the set: ``prod_{j != i} (at - x_j) / (x_i - x_j)`` (public values, not secrets)."""
     xs = _check_indices(indices)
+    if not isinstance(at, int) or isinstance(at, bool) or not 0 <= at <= MAX_SHARES:
+        raise ThresholdError(f"interpolation point must be between 0 and {MAX_SHARES}")
+    x = bytes(SCALAR_LEN) if at == 0 else _field.from_index(at)
     out: dict[int, bytes] = {}
     for i in xs:
         num = bytearray(_field.from_index(1))
         den = bytearray(_field.from_index(1))
         for j in xs:
             if j != i:
-                num = _field.mul(num, _field.from_index(j))
-                den = _field.mul(den, _field.sub(_field.from_index(j), _field.from_index(i)))
+                num = _field.mul(num, _field.sub(x, _field.from_index(j)))
+                den = _field.mul(den, _field.sub(_field.from_index(i), _field.from_index(j)))
         out[i] = bytes(_field.mul(num, _field.invert(den)))
     return out
 
 
 def recover(shares: Sequence[Share], threshold: int) -> bytearray:
     """The shared secret from at least ``threshold`` shares (all of them are used). Wipe it."""
+    return _interpolate(shares, threshold, 0)
+
+
+def share_at(shares: Sequence[Share], threshold: int, index: int) -> Share:
+    """Realm ``index``'s share, from at least ``threshold`` others of the same sharing (the
+    polynomial they fix, evaluated at ``index``). A gateway holding t shares during a
+    payment uses it to commit to every realm's next share. Wipe it."""
+    return Share(_check_index(index), _interpolate(shares, threshold, index))
+
+
+def _interpolate(shares: Sequence[Share], threshold: int, at: int) -> bytearray:
     _check_threshold(threshold)
     if len(shares) < threshold:
         raise ThresholdError("too few shares")
-    lambdas = lagrange_coefficients([s.index for s in shares])
+    lambdas = lagrange_coefficients([s.index for s in shares], at)
     widths = {_check_scalars(s.value, "share") for s in shares}
     if len(widths) != 1:
         raise ThresholdError("shares differ in length")
