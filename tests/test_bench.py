@@ -152,7 +152,7 @@ def test_run_refuses_nonsense_settings(kwargs: dict[str, Any]) -> None:
 # -- the parts of `splitvault bench` beyond the core: HTTP, PostgreSQL, scale ----------
 
 #: The sections a run reports; PostgreSQL and scale may be skipped, with a reason.
-SECTIONS = ("core", "keypad", "http", "postgres", "scale")
+SECTIONS = ("core", "keypad", "http", "realms", "postgres", "scale")
 
 
 def check_http(http: dict[str, Any]) -> None:

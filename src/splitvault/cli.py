@@ -300,6 +300,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     result = run_all(quick=args.quick, http=not args.no_http, keypad=not args.no_keypad,
                      postgres=not args.no_postgres, scale=not args.no_scale,
+                     realms=not args.no_realms,
                      scale_10m=args.scale_10m)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -508,6 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-postgres", action="store_true",
                        help="skip the PostgreSQL benchmark (skipped anyway, with the "
                        "reason, when no PostgreSQL answers)")
+    bench.add_argument("--no-realms", action="store_true",
+                       help="skip the realm benchmark (3 realms at threshold 2 against "
+                       "the single server)")
     bench.add_argument("--no-scale", action="store_true",
                        help="skip the scale benchmark (10 thousand vs 1 million cards)")
     bench.add_argument("--scale-10m", action="store_true",

@@ -19,12 +19,13 @@ __all__ = ["count_operations", "render", "render_all", "run", "run_all"]
 #: name -> (module, seconds for a full run, seconds for --quick); in the order they run.
 _PARTS = {"keypad": ("splitvault._bench.keypad", None, None),
           "http": ("splitvault._bench.http", 5.0, 1.0),
+          "realms": ("splitvault._bench.realms", 5.0, 1.0),
           "postgres": ("splitvault._bench.postgres", 5.0, 1.0),
           "scale": ("splitvault._bench.scale", None, None)}
 
 
 def run_all(*, quick: bool = False, http: bool = True, keypad: bool = True,
-            postgres: bool = True, scale: bool = True,
+            postgres: bool = True, scale: bool = True, realms: bool = True,
             scale_10m: bool = False) -> dict[str, Any]:
     """Every benchmark in one run; the parts that compare against in-process figures get
     the in-process result measured here. A part left out, or one that cannot run here
@@ -35,6 +36,8 @@ def run_all(*, quick: bool = False, http: bool = True, keypad: bool = True,
                                           interactive_runs=2 if quick else 5)}
     left_out = {"keypad": None if keypad else "--no-keypad",
                 "http": None if http else "--no-http",
+                "realms": None if realms and http else
+                ("--no-realms" if http else "--no-http"),
                 "postgres": None if postgres and http else
                 ("--no-postgres" if http else "--no-http"),
                 "scale": None if scale else "--no-scale"}
