@@ -21,15 +21,20 @@ from ._realm_protocol import (
     SEALED_SHARE_LEN,
     GatewayAuthorize,
     GatewayInfo,
+    GatewayReply,
+    RealmCommitment,
+    RealmDelta,
     RealmEvaluate,
     RealmEvaluateReply,
     RealmInfo,
+    RealmMember,
     RealmRegister,
     RealmRelease,
     RealmReleaseReply,
     RealmShare,
 )
-from ._wire import Bytes, Int, JsonValue, Kind, Message, Number, Text
+from ._realm_refresh import DELTA_LEN, SEALED_REFRESH_LEN
+from ._wire import Bytes, Int, JsonValue, Kind, Message, Nested, Number, Text
 
 __all__ = ["GATEWAY_ROUTES", "MESSAGES", "REALM_ROUTES"]
 
@@ -44,6 +49,10 @@ _CURRENCY = Text(3, 3, "[A-Z]{3}")
 _MERCHANT = Text(1, 256)
 _IDEMPOTENCY_KEY = Text(1, 128, "[A-Za-z0-9._:-]{1,128}")
 _ENVELOPE = Bytes(1, 4096)
+_VERSION = Int(0, 2**53)
+MAX_DELTAS = 64
+"""Re-splits a device carries to one realm at once: a realm down for more payments than
+this is brought up in steps (each evaluation moves it by as many)."""
 
 
 @dataclass(frozen=True)
@@ -73,12 +82,20 @@ GATEWAY_INFO = Message("GatewayInfo", GatewayInfo, {"gateway_key": _KEY32})
 REALM_REGISTER = Message("RealmRegister", RealmRegister, {
     "card_id": _ID, "device_key": _KEY32, "envelope": Bytes(SEALED_REGISTER_LEN),
     "signature": _SIG})
+REALM_DELTA = Message("RealmDelta", RealmDelta, {
+    "realm_key": _KEY32, "version": _VERSION, "gateway_key": _KEY32,
+    "sealed": Bytes(DELTA_LEN)})
+REALM_MEMBER = Message("RealmMember", RealmMember, {"index": Int(1, 255), "realm_key": _KEY32})
+REALM_COMMITMENT = Message("RealmCommitment", RealmCommitment, {
+    "realm_key": _KEY32, "commitment": Bytes(COMMITMENT_LEN)})
 REALM_EVALUATE = Message("RealmEvaluate", RealmEvaluate, {
     "card_id": _ID, "nonce": _NONCE, "timestamp": _MILLIS, "blinded": _KEY32,
-    "signature": _SIG})
+    "signature": _SIG, "share_version": _VERSION,
+    "deltas": ListOf(REALM_DELTA, 0, MAX_DELTAS), "possession": Bytes(0, 32)},
+    optional=frozenset({"deltas", "possession"}))
 REALM_EVALUATE_REPLY = Message("RealmEvaluateReply", RealmEvaluateReply, {
     "evaluated": _KEY32, "proof": Bytes(64), "attempts_left": _COUNT, "challenge_id": _ID,
-    "nonce": _KEY32, "expires_at": Number(0, 2**53)})
+    "nonce": _KEY32, "expires_at": Number(0, 2**53), "share_version": _VERSION})
 REALM_RELEASE = Message("RealmRelease", RealmRelease, {
     "card_id": _ID, "challenge_id": _ID, "amount": _AMOUNT, "currency": _CURRENCY,
     "merchant": _MERCHANT, "idempotency_key": _IDEMPOTENCY_KEY, "gateway_key": _KEY32,
@@ -91,7 +108,13 @@ REALM_SHARE = Message("RealmShare", RealmShare, {
 GATEWAY_AUTHORIZE = Message("GatewayAuthorize", GatewayAuthorize, {
     "card_id": _ID, "device_key": _KEY32, "amount": _AMOUNT, "currency": _CURRENCY,
     "merchant": _MERCHANT, "idempotency_key": _IDEMPOTENCY_KEY, "envelope": _ENVELOPE,
-    "shares": ListOf(REALM_SHARE, 1, 16), "signature": _SIG})
+    "shares": ListOf(REALM_SHARE, 1, 16), "signature": _SIG, "share_version": _VERSION,
+    "refresh_key": _KEY32, "members": ListOf(REALM_MEMBER, 1, 16)})
+GATEWAY_REPLY = Message("GatewayReply", GatewayReply, {
+    "authorization": Nested(_wire.AUTHORIZATION), "share_version": _VERSION,
+    "refresh": Bytes(SEALED_REFRESH_LEN), "deltas": ListOf(REALM_DELTA, 0, 16),
+    "commitments": ListOf(REALM_COMMITMENT, 0, 16)},
+    optional=frozenset({"refresh", "deltas", "commitments"}))
 
 _PAY_ERRORS = ("invalid_payment", "tampered_data", "unknown_card", "idempotency_conflict",
                "payment_in_doubt", "acquirer_unavailable", "realm_faulty",
@@ -125,12 +148,13 @@ GATEWAY_ROUTES: tuple[Route, ...] = (
     Route("/v1/gateway/info", "gateway_info", None, GATEWAY_INFO, (),
           "The gateway's X25519 key, which realms seal shares to"),
     Route("/v1/gateway/authorize", "gateway_authorize", GATEWAY_AUTHORIZE,
-          _wire.AUTHORIZATION, _PAY_ERRORS,
+          GATEWAY_REPLY, _PAY_ERRORS,
           "Recombine the device's part with t realms' shares and pay, exactly once per "
           "idempotency key"),
 )
 
 MESSAGES: tuple[Message[Any], ...] = (
     REALM_INFO, GATEWAY_INFO, REALM_REGISTER, REALM_EVALUATE, REALM_EVALUATE_REPLY,
-    REALM_RELEASE, REALM_RELEASE_REPLY, REALM_SHARE, GATEWAY_AUTHORIZE,
+    REALM_RELEASE, REALM_RELEASE_REPLY, REALM_SHARE, GATEWAY_AUTHORIZE, REALM_DELTA,
+    REALM_COMMITMENT, GATEWAY_REPLY, REALM_MEMBER,
 )

@@ -54,10 +54,14 @@ __all__ = [
     "SEALED_SHARE_LEN",
     "GatewayAuthorize",
     "GatewayInfo",
+    "GatewayReply",
     "GatewayService",
+    "RealmCommitment",
+    "RealmDelta",
     "RealmEvaluate",
     "RealmEvaluateReply",
     "RealmInfo",
+    "RealmMember",
     "RealmRegister",
     "RealmRelease",
     "RealmReleaseReply",
@@ -85,8 +89,10 @@ SIGMA_LEN = 64
 """Realm ``i``'s share ``Sigma_i`` of the realms' side of the data key: two scalars
 (``crypto.threshold_secret.PART_LEN``)."""
 VERIFIER_LEN = 32
-REGISTER_PLAIN_LEN = KEY_SHARE_LEN + SIGMA_LEN + VERIFIER_LEN
-"""What a registration seals to its realm: ``k_i || Sigma_i || verifier``."""
+TOKEN_LEN = 32
+REGISTER_PLAIN_LEN = KEY_SHARE_LEN + SIGMA_LEN + VERIFIER_LEN + TOKEN_LEN
+"""What a registration seals to its realm: ``k_i || Sigma_i || verifier || T_0`` (the
+first share version's token, ``_realm_refresh``)."""
 SEALED_REGISTER_LEN = REGISTER_PLAIN_LEN + SEALED_OVERHEAD
 SEALED_SHARE_LEN = SIGMA_LEN + SEALED_OVERHEAD
 """``Sigma_i`` as a realm seals it to the gateway."""
@@ -141,20 +147,63 @@ def register_aad(card_id: str, realm_key: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
+class RealmDelta:
+    """One re-split step for one realm, as the gateway made it (``_realm_refresh``):
+    ``rho_i || T`` making ``version``, authenticated to the realm by the gateway."""
+
+    realm_key: bytes
+    version: int
+    gateway_key: bytes
+    sealed: bytes = field(repr=False)
+
+    def encoded(self) -> bytes:
+        return encode(self.realm_key, u64(self.version), self.gateway_key, self.sealed)
+
+
+@dataclass(frozen=True)
+class RealmCommitment:
+    """The device's commitment to a realm's share, after a re-split (the gateway's)."""
+
+    realm_key: bytes
+    commitment: bytes
+
+
+@dataclass(frozen=True)
+class RealmMember:
+    """A realm of a card and its Shamir index for that card (the device assigned them
+    at enrollment), which a gateway needs to deal every realm its part of a re-split."""
+
+    index: int
+    realm_key: bytes
+
+    def encoded(self) -> bytes:
+        return encode(bytes([self.index]), self.realm_key)
+
+
+@dataclass(frozen=True)
 class RealmEvaluate:
     """Device -> realm: evaluate the blinded PIN under this realm's key share (a counted
     guess). Single-use by its fresh nonce and time, like ``EvaluateRequest``; signed over
-    the realm's key, so the request spends a guess at this realm only."""
+    the realm's key, so the request spends a guess at this realm only.
+
+    ``share_version`` is the version of the device's part; ``deltas`` bring this realm
+    to it, in order, from the version the device last saw it at (empty if it is there);
+    ``possession`` is the MAC under that version's token over the signed bytes, which
+    a copy of the device from before a re-split cannot make."""
 
     card_id: str
     nonce: bytes
     timestamp: int
     blinded: bytes
     signature: bytes = field(repr=False)
+    share_version: int = 0
+    deltas: tuple[RealmDelta, ...] = field(default=(), repr=False)
+    possession: bytes = field(default=b"", repr=False)
 
     def signed_bytes(self, realm_key: bytes) -> bytes:
         return encode(D_REALM_EVALUATE, _s(self.card_id), realm_key, self.nonce,
-                      u64(self.timestamp), self.blinded)
+                      u64(self.timestamp), self.blinded, u64(self.share_version),
+                      *(d.encoded() for d in self.deltas))
 
 
 @dataclass(frozen=True)
@@ -168,6 +217,7 @@ class RealmEvaluateReply:
     challenge_id: str
     nonce: bytes
     expires_at: float
+    share_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -201,12 +251,13 @@ class RealmReleaseReply:
     sealed_share: bytes = field(repr=False)
 
 
-def share_aad(card_id: str, realm_key: bytes, gateway_key: bytes, amount: int, currency: str,
-              merchant: str, idempotency_key: str) -> bytes:
-    """AAD of ``Sigma_i`` sealed to the gateway: which card, which realm, which gateway
-    and which payment. The gateway opens it only for that payment, so a share released
-    for one payment never serves another."""
-    return encode(D_REALM_SHARE, _s(card_id), realm_key, gateway_key,
+def share_aad(card_id: str, realm_key: bytes, gateway_key: bytes, version: int, amount: int,
+              currency: str, merchant: str, idempotency_key: str) -> bytes:
+    """AAD of ``Sigma_i`` sealed to the gateway: which card, which realm, which gateway,
+    which share version and which payment. The gateway opens it only for that payment
+    at the version the device presents, so a share released for one payment never
+    serves another, nor one of another version."""
+    return encode(D_REALM_SHARE, _s(card_id), realm_key, gateway_key, u64(version),
                   *_payment(amount, currency, merchant, idempotency_key))
 
 
@@ -247,12 +298,31 @@ class GatewayAuthorize:
     envelope: bytes = field(repr=False)
     shares: tuple[RealmShare, ...] = field(repr=False)
     signature: bytes = field(repr=False)
+    share_version: int = 0
+    refresh_key: bytes = b""  # X25519: where an approval's re-split goes (32 bytes)
+    members: tuple[RealmMember, ...] = ()  # every realm of the card, for the re-split
 
     def signed_bytes(self, gateway_key: bytes) -> bytes:
         return encode(D_GATEWAY_AUTHORIZE, _s(self.card_id), gateway_key, self.device_key,
                       *_payment(self.amount, self.currency, self.merchant,
                                 self.idempotency_key),
-                      self.envelope, *(s.encoded() for s in self.shares))
+                      self.envelope, u64(self.share_version), self.refresh_key,
+                      encode(b"shares", *(s.encoded() for s in self.shares)),
+                      encode(b"members", *(m.encoded() for m in self.members)))
+
+
+@dataclass(frozen=True)
+class GatewayReply:
+    """The payment's result and, after an approval, the re-split the gateway dealt:
+    ``refresh`` (``rho || T`` sealed to the request's refresh key) making
+    ``share_version``, one delta per realm for the device to carry there, and every
+    realm's new commitment. A result answered from the ledger carries no re-split."""
+
+    authorization: Authorization
+    share_version: int = 0
+    refresh: bytes | None = field(default=None, repr=False)
+    deltas: tuple[RealmDelta, ...] = field(default=(), repr=False)
+    commitments: tuple[RealmCommitment, ...] = ()
 
 
 def gateway_envelope_aad(card_id: str, gateway_key: bytes, idempotency_key: str) -> bytes:
@@ -282,4 +352,4 @@ class GatewayService(Protocol):
 
     def gateway_info(self) -> GatewayInfo: ...
 
-    def gateway_authorize(self, request: GatewayAuthorize) -> Authorization: ...
+    def gateway_authorize(self, request: GatewayAuthorize) -> GatewayReply: ...

@@ -43,7 +43,6 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .._authorization import Authorization
 from .._errors import (
     AcquirerUnavailable,
     CardLocked,
@@ -89,6 +88,7 @@ from .._realm_api import GATEWAY_ROUTES, REALM_ROUTES
 from .._realm_protocol import (
     GatewayAuthorize,
     GatewayInfo,
+    GatewayReply,
     RealmEvaluate,
     RealmEvaluateReply,
     RealmInfo,
@@ -414,8 +414,8 @@ class HttpGateway(_HttpTransport):
     def gateway_info(self) -> GatewayInfo:
         return cast(GatewayInfo, self._call("gateway_info", None))
 
-    def gateway_authorize(self, request: GatewayAuthorize) -> Authorization:
-        return cast(Authorization, self._call("gateway_authorize", request))
+    def gateway_authorize(self, request: GatewayAuthorize) -> GatewayReply:
+        return cast(GatewayReply, self._call("gateway_authorize", request))
 
 
 def _speaks_tls(url: str) -> bool:

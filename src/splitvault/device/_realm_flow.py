@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from .._authorization import Authorization
 from .._card import Card
 from .._card_state import CardState
+from .._deployment import Endpoint
 from .._errors import (
     CardLocked,
     RealmFaulty,
@@ -42,11 +43,15 @@ from .._payment import Payment
 from .._pin import Pin
 from .._profiles import KdfProfile
 from .._protocol import CardStatusRequest, DeleteRequest, card_id_for, card_record_aad
-from .._realm_api import REALM_REGISTER
+from .._realm_api import MAX_DELTAS, REALM_REGISTER
 from .._realm_protocol import (
+    TOKEN_LEN,
     GatewayAuthorize,
+    GatewayReply,
+    RealmDelta,
     RealmEvaluate,
     RealmEvaluateReply,
+    RealmMember,
     RealmRegister,
     RealmRelease,
     RealmReleaseReply,
@@ -57,14 +62,18 @@ from .._realm_protocol import (
     release_proof_aad,
     share_commitment,
 )
+from .._realm_refresh import PART_LEN, REFRESH_PLAIN_LEN, open_device_refresh
+from .._resplit import possession_mac
 from .._wire import dumps, loads
 from ..crypto import dleq, oprf, threshold
-from ..crypto.envelope import seal_envelope
+from ..crypto._threshold_errors import ThresholdError
+from ..crypto.envelope import generate_keypair, seal_envelope
+from ..crypto.errors import AuthenticationFailed
 from ..crypto.memory import wipe
 from ..crypto.sealing import seal
 from ..crypto.shares import KEY_LEN
 from ..crypto.signing import public_key, sign
-from ..crypto.threshold_secret import split_data_key
+from ..crypto.threshold_secret import refresh_device_part, split_data_key
 from ._pinkey import BlindedPin, derive_pin_seed
 from ._realms import RealmClient
 from ._store import DeviceCard, DeviceStore, RealmPart
@@ -128,10 +137,12 @@ class RealmCards:
             part, sigma_shares = split_data_key(data_key, t, n)
             buffers.append(part)
             sealed = seal(data_key, record, card_record_aad(card_id))
+            token = bytearray(secrets.token_bytes(TOKEN_LEN))  # version 0's (possession)
+            buffers.append(token)
             parts: list[RealmPart] = []
             for realm, k_i, sigma_i in zip(deployment.realms, key_shares, sigma_shares,
                                            strict=True):
-                plain = bytearray(k_i.value + sigma_i.value + verifier)
+                plain = bytearray(k_i.value + sigma_i.value + verifier + token)
                 buffers.append(plain)
                 request = RealmRegister(card_id, device_key, seal_envelope(
                     realm.key, plain, register_aad(card_id, realm.key)), b"")
@@ -145,7 +156,8 @@ class RealmCards:
             # the next open cancels at the realms, never a card whose part was lost.
             pending = DeviceCard(card_id, card.brand, card.last4, card.expiry, sealed,
                                  bytes(part), bytes(sign_seed), bytes(device_secret), salt,
-                                 self._kdf.value, _NO_SERVER_KEY, phrase)
+                                 self._kdf.value, _NO_SERVER_KEY, phrase,
+                                 share_token=bytes(token))
             self._store.add_realm_card(pending, parts, self._clock())
         finally:
             for share in (*key_shares, *sigma_shares):
@@ -203,8 +215,11 @@ class RealmCards:
         if any(p.registration is not None for p in parts.values()):
             self._register(card.card_id, list(parts.values()))  # catch a realm up first
             parts = {p.realm_key: p for p in self._store.realm_parts(card.card_id)}
+        # A realm behind by more re-splits than one request carries is left out (it
+        # catches up once fewer remain, from a later payment's evaluation).
         usable = [k for k, p in parts.items()
-                  if p.registration is None and self._client.deployment.realm(k) is not None]
+                  if p.registration is None and self._client.deployment.realm(k) is not None
+                  and card.share_version - p.version <= MAX_DELTAS]
         gateway = self._client.gateways()[0][0]
         with BlindedPin(card.card_id, pin) as blinded:
             replies = self._evaluations(card, parts, usable, blinded.blinded)
@@ -221,13 +236,28 @@ class RealmCards:
             wipe(pin_seed)
         shares = tuple(RealmShare(parts[k].index, k, r.sealed_share, parts[k].commitment)
                        for k, r in released.items())
+        # The key this payment's re-split comes sealed to: in memory only. A reply that
+        # never arrives made no delta any realm has, so nothing waits for this key.
+        refresh_secret, refresh_key = generate_keypair()
+        try:
+            reply = self._pay(card, payment, gateway, shares, parts, refresh_key)
+            self._take_resplit(card, reply, refresh_secret)
+        finally:
+            wipe(refresh_secret)
+        return reply.authorization
+
+    def _pay(self, card: DeviceCard, payment: Payment, gateway: Endpoint,
+             shares: tuple[RealmShare, ...], parts: dict[bytes, RealmPart],
+             refresh_key: bytes) -> GatewayReply:
         request = GatewayAuthorize(
             card.card_id, public_key(card.sign_seed), payment.amount, payment.currency,
             payment.merchant, payment.idempotency_key,
             seal_envelope(gateway.key, card.device_share + card.sealed_record,
                           gateway_envelope_aad(card.card_id, gateway.key,
                                                payment.idempotency_key)),
-            shares, b"")
+            shares, b"", card.share_version, refresh_key,
+            tuple(RealmMember(p.index, k) for k, p in sorted(parts.items(),
+                                                             key=lambda kv: kv[1].index)))
         seed = bytearray(card.sign_seed)
         try:
             request = dataclasses.replace(request,
@@ -251,6 +281,39 @@ class RealmCards:
             return result
         raise error or ServerUnavailable("no gateway of the deployment answered")
 
+    def _take_resplit(self, card: DeviceCard, reply: GatewayReply,
+                      refresh_secret: bytearray) -> None:
+        """Take an approval's re-split: ``D - rho`` and the new token at the new
+        version, with each realm's delta to carry and its new commitment, in one write.
+        One that does not open (or is for another version) is dropped: no realm has a
+        delta the device never took, so the old version goes on working."""
+        if reply.refresh is None or reply.share_version != card.share_version + 1:
+            return
+        keys = {p.realm_key for p in self._store.realm_parts(card.card_id)}
+        deltas = [(d.realm_key, d.gateway_key, d.sealed) for d in reply.deltas
+                  if d.version == reply.share_version and d.realm_key in keys]
+        commitments = {c.realm_key: c.commitment for c in reply.commitments
+                       if c.realm_key in keys}
+        if len(deltas) != len(keys) or len(commitments) != len(keys):
+            return
+        try:
+            plain = open_device_refresh(refresh_secret, card.card_id, reply.share_version,
+                                        reply.refresh)
+        except AuthenticationFailed:
+            return
+        nxt = bytearray()
+        try:
+            if len(plain) != REFRESH_PLAIN_LEN:
+                return
+            nxt = refresh_device_part(card.device_share, plain[:PART_LEN])
+            self._store.realm_resplit(card.card_id, card.share_version, bytes(nxt),
+                                      bytes(plain[PART_LEN:]), deltas, commitments,
+                                      self._clock())
+        except (ThresholdError, ValueError):
+            return
+        finally:
+            wipe(plain, nxt)
+
     def _evaluations(self, card: DeviceCard, parts: dict[bytes, RealmPart],
                      usable: Sequence[bytes],
                      blinded: bytes) -> dict[bytes, RealmEvaluateReply]:
@@ -261,15 +324,24 @@ class RealmCards:
         queue = self._client.order(usable)
 
         def ask(key: bytes, realm: RealmService) -> RealmEvaluateReply:
+            steps = tuple(RealmDelta(key, version, gateway, sealed) for version, gateway, sealed
+                          in self._store.realm_deltas(card.card_id, key))
             request = RealmEvaluate(card.card_id, secrets.token_bytes(16), self._millis(),
-                                    blinded, b"")
+                                    blinded, b"", card.share_version, steps)
+            signed = request.signed_bytes(key)
             seed = bytearray(card.sign_seed)
             try:
                 request = dataclasses.replace(
-                    request, signature=sign(seed, request.signed_bytes(key)))
+                    request, signature=sign(seed, signed),
+                    possession=possession_mac(card.share_token or b"", None, signed))
             finally:
                 wipe(seed)
-            return realm.realm_evaluate(request)
+            reply = realm.realm_evaluate(request)
+            if reply.share_version != card.share_version:
+                raise ServerUnavailable(f"realm {self._client.name(key)} answered for another "
+                                        "version of this card's shares")
+            self._store.realm_seen(card.card_id, key, reply.share_version)
+            return reply
 
         while len(good) < t and queue:
             batch, queue = queue[:t - len(good)], queue[t - len(good):]
@@ -403,4 +475,6 @@ class RealmCards:
         left = sum(max(r.guess_limit - r.guesses_used, 0)
                    for r in replies if not r.locked) // t
         open_realms = sum(not r.locked and r.guesses_used < r.guess_limit for r in replies)
-        return CardState(max(limit - left, 0), limit, open_realms < t)
+        cloned = any(r.cloned for r in replies)
+        return CardState(max(limit - left, 0), limit, open_realms < t or cloned, cloned,
+                         card.share_version)

@@ -62,7 +62,16 @@ CREATE TABLE IF NOT EXISTS realm_parts (
     public_share BLOB NOT NULL,
     commitment BLOB NOT NULL,
     registration BLOB,
+    version INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (card_id, realm_key)
+) STRICT;
+CREATE TABLE IF NOT EXISTS realm_deltas (
+    card_id TEXT NOT NULL,
+    realm_key BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    gateway_key BLOB NOT NULL,
+    delta BLOB NOT NULL,
+    PRIMARY KEY (card_id, realm_key, version)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS wallet (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -76,8 +85,10 @@ CREATE TABLE IF NOT EXISTS wallet (
 # checks the realm's DLEQ proofs against it), the device's commitment to the realm's
 # share (the gateway checks the released share against it) and, until the realm has
 # confirmed it, the registration to send it (sealed to the realm: nothing here opens
-# it). Public values, all of them; the card's ``device_share`` is then the device's
-# part D (two scalars).
+# it), and the version the realm was last seen at. ``realm_deltas``: the re-split steps
+# (``_realm_refresh``) the device still has to carry to each realm, sealed by the
+# gateway to that realm. Nothing here opens anything; the card's ``device_share`` is
+# the device's part D (two scalars) at ``share_version``, ``share_token`` its token.
 
 # ``wallet``: the seed of the device's one wallet key (Ed25519), made at the first
 # enrollment that needs it. Every card enrolled since names its public key, so the
@@ -131,6 +142,7 @@ class RealmPart:
     public_share: bytes
     commitment: bytes
     registration: bytes | None = field(default=None, repr=False)  # unconfirmed: to send
+    version: int = 0  # the share version this realm was last seen at
 
 
 _WHAT = "device store"
@@ -197,10 +209,51 @@ class DeviceStore:
         """The card's realms, by index (none for a card of a single server)."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT realm_key, idx, public_share, commitment, registration "
+                "SELECT realm_key, idx, public_share, commitment, registration, version "
                 "FROM realm_parts WHERE card_id = ? ORDER BY idx", (card_id,)).fetchall()
         return [RealmPart(bytes(r[0]), int(r[1]), bytes(r[2]), bytes(r[3]),
-                          None if r[4] is None else bytes(r[4])) for r in rows]
+                          None if r[4] is None else bytes(r[4]), int(r[5])) for r in rows]
+
+    def realm_resplit(self, card_id: str, version: int, part: bytes, token: bytes,
+                      deltas: list[tuple[bytes, bytes, bytes]],
+                      commitments: dict[bytes, bytes], now: float) -> bool:
+        """Take a re-split: the new part and token at ``version + 1``, each realm's delta
+        (``realm_key, gateway_key, sealed``) to carry there and its new commitment, in
+        one transaction (compare-and-set on ``version``); then scrub the old part."""
+        with self._write() as conn:
+            if conn.execute("UPDATE cards SET device_share = ?, share_token = ?, "
+                            "share_version = ?, refreshed_at = ? WHERE card_id = ? "
+                            "AND share_version = ?", (part, token, version + 1, now, card_id,
+                                                      version)).rowcount != 1:
+                return False
+            conn.executemany(
+                "INSERT OR REPLACE INTO realm_deltas (card_id, realm_key, version, "
+                "gateway_key, delta) VALUES (?, ?, ?, ?, ?)",
+                [(card_id, key, version + 1, gateway, sealed)
+                 for key, gateway, sealed in deltas])
+            conn.executemany("UPDATE realm_parts SET commitment = ? WHERE card_id = ? "
+                             "AND realm_key = ?",
+                             [(c, card_id, key) for key, c in commitments.items()])
+        self._checkpoint()
+        return True
+
+    def realm_deltas(self, card_id: str, realm_key: bytes) -> list[tuple[int, bytes, bytes]]:
+        """The steps still to carry to one realm: ``(version, gateway_key, sealed)``."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT d.version, d.gateway_key, d.delta FROM realm_deltas d "
+                "JOIN realm_parts p USING (card_id, realm_key) WHERE d.card_id = ? "
+                "AND d.realm_key = ? AND d.version > p.version ORDER BY d.version",
+                (card_id, realm_key)).fetchall()
+        return [(int(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
+
+    def realm_seen(self, card_id: str, realm_key: bytes, version: int) -> None:
+        """The realm answered at ``version``: the steps up to it are done."""
+        with self._write() as conn:
+            conn.execute("UPDATE realm_parts SET version = max(version, ?) WHERE card_id = ? "
+                         "AND realm_key = ?", (version, card_id, realm_key))
+            conn.execute("DELETE FROM realm_deltas WHERE card_id = ? AND realm_key = ? "
+                         "AND version <= ?", (card_id, realm_key, version))
 
     def realm_registered(self, card_id: str, realm_key: bytes) -> None:
         """The realm confirmed the card: its registration need not be sent again."""
@@ -317,6 +370,7 @@ class DeviceStore:
             conn.execute("DELETE FROM cards WHERE card_id = ?", (card_id,))
             conn.execute("DELETE FROM payments WHERE card_id = ?", (card_id,))
             conn.execute("DELETE FROM realm_parts WHERE card_id = ?", (card_id,))
+            conn.execute("DELETE FROM realm_deltas WHERE card_id = ?", (card_id,))
         # secure_delete zeroed the row's pages; move them out of the WAL as well.
         with self._lock:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

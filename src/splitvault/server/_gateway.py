@@ -21,6 +21,7 @@ buffer wiped. Fraud rules (``RiskRules``) are the single server's only for now.
 from __future__ import annotations
 
 import hmac
+import secrets
 from collections.abc import Callable
 
 from .._authorization import Authorization
@@ -31,24 +32,30 @@ from .._payment import Payment, validate_payment
 from .._protocol import card_id_for, card_record_aad
 from .._realm_protocol import (
     SIGMA_LEN,
+    TOKEN_LEN,
     GatewayAuthorize,
     GatewayInfo,
+    GatewayReply,
+    RealmCommitment,
+    RealmDelta,
+    RealmMember,
     gateway_envelope_aad,
     share_aad,
     share_commitment,
 )
+from .._realm_refresh import seal_delta, seal_device_refresh
 from ..crypto.envelope import open_envelope
 from ..crypto.errors import AuthenticationFailed, DecodeError
 from ..crypto.memory import wipe
 from ..crypto.sealing import open_sealed
-from ..crypto.threshold import Share
-from ..crypto.threshold_secret import PART_LEN, recover_data_key
+from ..crypto.threshold import Share, add_shares, share_at
+from ..crypto.threshold_secret import PART_LEN, deal_refresh, recover_data_key
 from ._charges import Charges
 from ._checks import check_bytes, check_id
 from ._keys import ServerKeys
 from ._ledger import Ledger
 from ._signatures import check_signature
-from ._store import RETRYABLE, Store
+from ._store import RETRYABLE, LedgerEntry, Store
 
 __all__ = ["Gateway"]
 
@@ -75,7 +82,7 @@ class Gateway:
     def info(self) -> GatewayInfo:
         return GatewayInfo(self.key)
 
-    def authorize(self, request: GatewayAuthorize) -> Authorization:
+    def authorize(self, request: GatewayAuthorize) -> GatewayReply:
         card_id = check_id(request.card_id, "card id")
         device_key = check_bytes(request.device_key, "device key", 32)
         if not hmac.compare_digest(card_id, card_id_for(device_key)):
@@ -83,12 +90,18 @@ class Gateway:
         payment = validate_payment(request.amount, request.currency, request.merchant,
                                    request.idempotency_key)
         check_bytes(request.envelope, "envelope")
+        refresh_key = check_bytes(request.refresh_key, "refresh key", 32)
+        version = request.share_version
+        if isinstance(version, bool) or not isinstance(version, int) or not (
+                0 <= version < 2**53 - 1):
+            raise MalformedRequest("malformed share version")
         check_signature(device_key, request.signed_bytes(self.key), request.signature)
         deployment = self._deployment()
         if deployment is None:
             raise ConfigurationError("this gateway has no deployment file, so it knows no "
                                      "realm (start it with --deployment)")
         self._check_shares(request, deployment)
+        members = self._check_members(request, deployment)
         ledger = self._ledger
         key = ledger.key_digest(card_id, payment.idempotency_key)
         params = ledger.params_digest(card_id, payment.idempotency_key, payment.amount,
@@ -97,30 +110,92 @@ class Gateway:
         if entry is not None and (entry.state not in RETRYABLE
                                   or not ledger.same_params(entry, params)):
             # Recorded (or being charged) already: answered from the ledger, and the
-            # card is not opened again.
-            return self._charges.recorded(key, params, entry)
-        card = self._open(request, payment, deployment)
+            # card is not opened again (so no re-split: the device keeps its version).
+            return GatewayReply(self._charges.recorded(key, params, entry), version)
+        card, opened = self._open(request, payment, deployment)
         try:
-            charges = self._charges
-            if entry is None:
-                start = charges.start(card_id, card, payment, key, params, 0)
-                found = self._store.begin_payment(start, self._clock())
-                if found is None:
-                    return charges.charge(card_id, card, payment, start, None)
-                entry = found
-                if entry.state not in RETRYABLE or not ledger.same_params(entry, params):
-                    return charges.recorded(key, params, entry)
-            # Settled without taking money: this retry charges it once, under the next
-            # attempt's reference. Of concurrent retries one wins the row.
-            again = charges.start(card_id, card, payment, key, params, entry.attempt + 1)
-            if self._store.restart_payment(again, entry.attempt, self._clock()):
-                return charges.charge(card_id, card, payment, again, None)
-            latest = self._store.ledger_entry(key)
-            if latest is None:
-                raise TamperedData()  # a row never disappears; not reached
-            return charges.recorded(key, params, latest)
+            result, charged = self._pay(card_id, card, payment, key, params, entry)
+            if not (charged and result.approved):
+                return GatewayReply(result, version)
+            # Approved by this call: the shares are re-split while they are open here.
+            return self._resplit(request, deployment, members, opened, result, refresh_key)
         finally:
             del card  # the acquirer's copy is the last; see threat_model.md
+            for share in opened:
+                share.wipe()
+
+    def _pay(self, card_id: str, card: Card, payment: Payment, key: bytes, params: bytes,
+             entry: LedgerEntry | None) -> tuple[Authorization, bool]:
+        """The payment's result, and whether this call charged it (rather than read it
+        from the ledger)."""
+        charges, ledger = self._charges, self._ledger
+        if entry is None:
+            start = charges.start(card_id, card, payment, key, params, 0)
+            found = self._store.begin_payment(start, self._clock())
+            if found is None:
+                return charges.charge(card_id, card, payment, start, None), True
+            entry = found
+            if entry.state not in RETRYABLE or not ledger.same_params(entry, params):
+                return charges.recorded(key, params, entry), False
+        # Settled without taking money: this retry charges it once, under the next
+        # attempt's reference. Of concurrent retries one wins the row.
+        again = charges.start(card_id, card, payment, key, params, entry.attempt + 1)
+        if self._store.restart_payment(again, entry.attempt, self._clock()):
+            return charges.charge(card_id, card, payment, again, None), True
+        latest = self._store.ledger_entry(key)
+        if latest is None:
+            raise TamperedData()  # a row never disappears; not reached
+        return charges.recorded(key, params, latest), False
+
+    @staticmethod
+    def _check_members(request: GatewayAuthorize,
+                       deployment: Deployment) -> tuple[RealmMember, ...]:
+        members = request.members
+        if not isinstance(members, tuple) or len(members) != len(deployment.realms):
+            raise MalformedRequest("the request must name each realm of the deployment once")
+        if (len({m.index for m in members}) != len(members)
+                or {m.realm_key for m in members} != {r.key for r in deployment.realms}):
+            raise MalformedRequest("the request must name each realm of the deployment once")
+        by_key = {m.realm_key: m.index for m in members}
+        if any(by_key.get(s.realm_key) != s.index for s in request.shares):
+            raise MalformedRequest("a share's index is not its realm's")
+        return members
+
+    def _resplit(self, request: GatewayAuthorize, deployment: Deployment,
+                 members: tuple[RealmMember, ...], opened: list[Share],
+                 result: Authorization, refresh_key: bytes) -> GatewayReply:
+        """Deal the next version (``_realm_refresh``): ``rho || T`` for the device, a
+        delta per realm, and every realm's next commitment (its share interpolated from
+        the t open ones, plus its part of rho)."""
+        card_id, version = request.card_id, request.share_version + 1
+        t, n = deployment.threshold, len(members)
+        fresh = deal_refresh(t, n)
+        token = bytearray(secrets.token_bytes(TOKEN_LEN))
+        buffers: list[bytearray] = [token]
+        try:
+            plain = bytearray(fresh.device_delta + token)
+            buffers.append(plain)
+            refresh = seal_device_refresh(refresh_key, card_id, version, plain)
+            deltas, commitments = [], []
+            by_index = {s.index: s for s in opened}
+            for member in members:
+                rho = fresh.share_deltas[member.index - 1]
+                now_share = by_index.get(member.index) or share_at(opened, t, member.index)
+                nxt = add_shares(now_share, rho)
+                buffers.append(nxt.value)
+                if member.index not in by_index:
+                    buffers.append(now_share.value)
+                step = bytearray(rho.value + token)
+                buffers.append(step)
+                deltas.append(RealmDelta(member.realm_key, version, self.key, seal_delta(
+                    self._keys.x25519_secret, self.key, member.realm_key, card_id, version,
+                    step)))
+                commitments.append(RealmCommitment(member.realm_key, share_commitment(
+                    card_id, member.realm_key, nxt.value)))
+            return GatewayReply(result, version, refresh, tuple(deltas), tuple(commitments))
+        finally:
+            fresh.wipe()
+            wipe(*buffers)
 
     @staticmethod
     def _check_shares(request: GatewayAuthorize, deployment: Deployment) -> None:
@@ -139,9 +214,10 @@ class Gateway:
                 raise MalformedRequest("a share comes from a realm not in this deployment")
 
     def _open(self, request: GatewayAuthorize, payment: Payment,
-              deployment: Deployment) -> Card:
+              deployment: Deployment) -> tuple[Card, list[Share]]:
         """The card, opened with the device's part and the realms' shares (all in memory,
-        all wiped), or ``TamperedData`` / ``RealmFaulty``."""
+        all wiped but the shares, which the caller wipes after the re-split), or
+        ``TamperedData`` / ``RealmFaulty``."""
         card_id = request.card_id
         buffers: list[bytearray] = []
         opened: list[Share] = []
@@ -165,8 +241,8 @@ class Gateway:
                 try:
                     sigma = open_envelope(
                         self._keys.x25519_secret, share.sealed,
-                        share_aad(card_id, share.realm_key, self.key, payment.amount,
-                                  payment.currency, payment.merchant,
+                        share_aad(card_id, share.realm_key, self.key, request.share_version,
+                                  payment.amount, payment.currency, payment.merchant,
                                   payment.idempotency_key), public=self.key)
                 except AuthenticationFailed:
                     # Sealed for another payment, card or gateway: replayed or tampered
@@ -191,8 +267,11 @@ class Gateway:
             except AuthenticationFailed:
                 raise TamperedData() from None
             buffers.append(record)
-            return Card._from_record(record)
-        finally:
+            card = Card._from_record(record)
+        except BaseException:
             for each in opened:
                 each.wipe()
+            raise
+        finally:
             wipe(*buffers)
+        return card, opened

@@ -22,13 +22,16 @@ PIN could otherwise have the shares sealed to himself and open the card.
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections.abc import Callable
+from typing import NoReturn
 
 from .._deployment import Deployment
 from .._errors import (
     CardLocked,
     ConfigurationError,
+    DeviceCloned,
     InvalidChallenge,
     MalformedRequest,
     RateLimited,
@@ -44,6 +47,7 @@ from .._realm_protocol import (
     REGISTER_PLAIN_LEN,
     SEALED_REGISTER_LEN,
     SIGMA_LEN,
+    VERIFIER_LEN,
     RealmEvaluate,
     RealmEvaluateReply,
     RealmInfo,
@@ -54,12 +58,17 @@ from .._realm_protocol import (
     release_proof_aad,
     share_aad,
 )
+from .._realm_refresh import REFRESH_PLAIN_LEN as DELTA_PLAIN_LEN
+from .._realm_refresh import open_delta
+from .._resplit import possession_mac
 from ..crypto import _field, oprf
+from ..crypto._threshold_errors import ThresholdError
 from ..crypto.dleq import generate_proof
 from ..crypto.envelope import open_envelope, seal_envelope
 from ..crypto.errors import AuthenticationFailed
 from ..crypto.memory import wipe
 from ..crypto.signing import verify
+from ..crypto.threshold import Share, add_shares
 from ._checks import check_bytes, check_id
 from ._guesses import check_fresh
 from ._keyring import Keyring
@@ -132,13 +141,16 @@ class Realm:
                 raise TamperedData()
             key_share = bytearray(plain[:KEY_SHARE_LEN])
             sigma = bytearray(plain[KEY_SHARE_LEN:KEY_SHARE_LEN + SIGMA_LEN])
-            verifier = bytes(plain[KEY_SHARE_LEN + SIGMA_LEN:])
-            parts += [key_share, sigma]
+            at = KEY_SHARE_LEN + SIGMA_LEN
+            verifier = bytes(plain[at:at + VERIFIER_LEN])
+            token = bytearray(plain[at + VERIFIER_LEN:])
+            parts += [key_share, sigma, token]
             if (not _field.is_canonical(key_share) or _field.is_zero(key_share)
                     or not _field.is_canonical(sigma[:32]) or not _field.is_canonical(sigma[32:])):
                 raise TamperedData()
             wrapped_key = self._keyring.wrap("oprf-key", card_id, key_share)
             wrapped_share = self._keyring.wrap("share", card_id, sigma)
+            wrapped_token = self._keyring.wrap("share-token", card_id, token)
         finally:
             wipe(*parts)
         slot = self._store.begin_enrollment(
@@ -153,7 +165,8 @@ class Realm:
             # A registration whose first attempt died between its two steps: the pending
             # row holds the key share of the same envelope; finish it below.
         done = self._store.finish_enrollment(card_id, verifier, wrapped_share, now,
-                                             AuditEvent("enrolled", card_id, {"realm": True}))
+                                             AuditEvent("enrolled", card_id, {"realm": True}),
+                                             wrapped_token)
         if not done and self._store.card(card_id) is None:
             raise UnknownCard()  # the pending row expired under us
 
@@ -164,11 +177,18 @@ class Realm:
         blinded = check_bytes(request.blinded, "blinded element", 32)
         now = self._clock()
         nonce, nonce_expires = check_fresh(request.nonce, request.timestamp, now)
-        card = check_device_signature(self._store.card(card_id),
-                                      request.signed_bytes(self.key), request.signature)
+        version = request.share_version
+        if isinstance(version, bool) or not isinstance(version, int) or not (
+                0 <= version < 2**53):
+            raise MalformedRequest("malformed share version")
+        signed = request.signed_bytes(self.key)
+        card = check_device_signature(self._store.card(card_id), signed, request.signature)
+        if card.cloned:
+            raise DeviceCloned()
         limit = self._profile.guess_limit
         if card.locked or card.unproven >= limit:
             raise CardLocked()
+        card = self._catch_up(card, version, request.deltas, request.possession, signed, now)
         key = self._keyring.unwrap("oprf-key", card_id, card.oprf_key)
         try:
             try:
@@ -184,18 +204,94 @@ class Realm:
         # Counted, durably, before the evaluation leaves: one conditional UPDATE in the
         # store, exact on any number of workers. Here the unproven budget *is* the
         # guess limit (see the module's docstring).
+        # The version is judged again in the spend's transaction: a copy racing in with
+        # the old one since is marked there.
         spend = self._store.spend_guess(card_id, nonce, nonce_expires, challenge, limit, now,
-                                        unproven_limit=limit, unproven_window=NEVER_RENEWS)
+                                        unproven_limit=limit, unproven_window=NEVER_RENEWS,
+                                        share_version=version)
         if spend.outcome == "replayed":
             raise InvalidChallenge("request already used (replayed nonce)")
         if spend.outcome == "unknown":
             raise UnknownCard()
+        if spend.outcome in ("cloned", "cut_off", "unproven", "late", "ahead"):
+            raise DeviceCloned()
         if spend.outcome != "spent":  # locked, or every evaluation of the limit used
             raise CardLocked()
         used = self._store.card(card_id)
         left = limit - (used.unproven if used is not None else limit)
         return RealmEvaluateReply(evaluated, proof, max(left, 0), challenge.challenge_id,
-                                  challenge.nonce, challenge.expires_at)
+                                  challenge.nonce, challenge.expires_at, spend.share_version)
+
+    def _catch_up(self, card: CardRecord, version: int, deltas: object, possession: object,
+                  signed: bytes, now: float) -> CardRecord:
+        """Bring this realm's share to the device's ``version`` with the gateway's deltas
+        it carries, and check the device holds that version (its token's MAC). A version
+        behind this realm's, or one claimed without its token, is a copy of the device:
+        the card is marked cloned here (audited) and refused."""
+        card_id = card.card_id
+        if not isinstance(deltas, tuple) or not isinstance(possession, bytes):
+            raise MalformedRequest("malformed re-split steps")
+        if version < card.share_version:
+            self._cloned(card, version, now)
+        steps = sorted((d for d in deltas if d.version > card.share_version),
+                       key=lambda d: d.version)
+        if [d.version for d in steps] != list(range(card.share_version + 1, version + 1)):
+            raise MalformedRequest(f"the re-split steps do not lead from version "
+                                   f"{card.share_version} to {version}")
+        deployment = self._deployment() if steps else None
+        if steps and deployment is None:
+            raise ConfigurationError("this realm has no deployment file, so it trusts no "
+                                     "gateway's re-split (start it with --deployment)")
+        if card.share_token is None:
+            raise TamperedData()  # every realm card has one from its registration
+        sigma = self._keyring.unwrap("share", card_id, card.share)
+        token = self._keyring.unwrap("share-token", card_id, card.share_token)
+        try:
+            for step in steps:
+                if (step.realm_key != self.key or deployment is None
+                        or deployment.gateway(step.gateway_key) is None):
+                    raise MalformedRequest("a re-split step not made for this realm by a "
+                                           "gateway of its deployment")
+                try:
+                    plain = open_delta(self._keys.x25519_secret, self.key, step.gateway_key,
+                                       card_id, step.version, step.sealed)
+                except AuthenticationFailed:
+                    raise TamperedData() from None
+                try:
+                    if len(plain) != DELTA_PLAIN_LEN:
+                        raise TamperedData()
+                    moved = add_shares(Share(1, sigma), Share(1, bytearray(plain[:SIGMA_LEN])))
+                    wipe(sigma, token)
+                    sigma, token = moved.value, bytearray(plain[SIGMA_LEN:])
+                except ThresholdError:
+                    raise TamperedData() from None
+                finally:
+                    wipe(plain)
+            if not hmac.compare_digest(possession_mac(token, None, signed), possession):
+                self._cloned(card, version, now)
+            if not steps:
+                return card
+            if not self._store.advance_share(
+                    card_id, card.share_version, version,
+                    self._keyring.wrap("share", card_id, sigma),
+                    self._keyring.wrap("share-token", card_id, token), now,
+                    AuditEvent("shares_committed", card_id,
+                               {"share_version": version, "realm": True})):
+                raise InvalidChallenge("the card's shares changed during this request; "
+                                       "try again")
+        finally:
+            wipe(sigma, token)
+        moved_card = self._store.card(card_id)
+        if moved_card is None:
+            raise UnknownCard()
+        return moved_card
+
+    def _cloned(self, card: CardRecord, presented: int, now: float) -> NoReturn:
+        self._store.mark_cloned(card.card_id, card.share_version, now,
+                                AuditEvent("clone_detected", card.card_id,
+                                           {"presented": presented,
+                                            "share_version": card.share_version}))
+        raise DeviceCloned()
 
     # -- payments ----------------------------------------------------------------------
 
@@ -220,6 +316,9 @@ class Realm:
         card = self._store.card(card_id)
         if card is None:
             raise UnknownCard()
+        if challenge.share_version != card.share_version:
+            raise InvalidChallenge("the card's shares were re-split since this evaluation; "
+                                   "pay again")
         verified = self._verified(card, request.signed_bytes(self.key, challenge.nonce),
                                   sealed)
         # One evaluation, one proof: consumed whatever the outcome. The evaluation was
@@ -239,8 +338,9 @@ class Realm:
         try:
             return RealmReleaseReply(seal_envelope(
                 gateway_key, sigma,
-                share_aad(card_id, self.key, gateway_key, payment.amount, payment.currency,
-                          payment.merchant, payment.idempotency_key)))
+                share_aad(card_id, self.key, gateway_key, card.share_version,
+                          payment.amount, payment.currency, payment.merchant,
+                          payment.idempotency_key)))
         finally:
             wipe(sigma)
 

@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from .._authorization import Authorization
 from .._card import Card
 from .._card_state import CardState
 from .._deployment import Deployment, DeploymentFile
@@ -48,6 +47,7 @@ from .._protocol import (
 from .._realm_protocol import (
     GatewayAuthorize,
     GatewayInfo,
+    GatewayReply,
     RealmEvaluate,
     RealmEvaluateReply,
     RealmInfo,
@@ -286,7 +286,7 @@ class ShareServer:
     def gateway_info(self) -> GatewayInfo:
         return self._gateway.info()
 
-    def gateway_authorize(self, request: GatewayAuthorize) -> Authorization:
+    def gateway_authorize(self, request: GatewayAuthorize) -> GatewayReply:
         self._maybe_refresh()
         return self._gateway.authorize(request)
 

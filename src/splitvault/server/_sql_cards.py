@@ -258,6 +258,27 @@ class CardsSql(LedgerSql, RiskSql):
             return True
         return self._db.write(go)
 
+    def advance_share(self, card_id: str, version: int, to_version: int, share: bytes,
+                      token: bytes, now: float, event: AuditEvent) -> bool:
+        def go(tx: Tx) -> bool:
+            if not tx.run("UPDATE cards SET share = ?, share_token = ?, share_version = ?, "
+                          "committed_at = ? WHERE card_id = ? AND state = 'active' "
+                          "AND share_version = ? AND cloned = 0", share, token, to_version,
+                          now, card_id, version):
+                return False
+            self._append(tx, event, now)
+            return True
+        return self._db.write(go)
+
+    def mark_cloned(self, card_id: str, version: int, now: float, event: AuditEvent) -> bool:
+        def go(tx: Tx) -> bool:
+            if not tx.run("UPDATE cards SET cloned = 1 WHERE card_id = ? AND state = 'active' "
+                          "AND share_version = ? AND cloned = 0", card_id, version):
+                return False
+            self._append(tx, event, now)
+            return True
+        return self._db.write(go)
+
     def use_nonce(self, nonce: bytes, nonce_expires: float) -> bool:
         """Take a device nonce for a request that changes nothing else (a status
         query); False if it was used before."""

@@ -465,6 +465,17 @@ class Store(Protocol):
     def finish_pin_change(self, card_id: str, challenge_id: str, oprf_key: bytes,
                           verifier: bytes, now: float) -> bool: ...
 
+    def advance_share(self, card_id: str, version: int, to_version: int, share: bytes,
+                      token: bytes, now: float, event: AuditEvent) -> bool:
+        """A realm's re-split (``_realm_refresh``): replace the card's share and version
+        token (both wrapped) and move it from ``version`` to ``to_version``, audited;
+        compare-and-set, False if the card is not at ``version`` or is marked cloned."""
+        ...
+
+    def mark_cloned(self, card_id: str, version: int, now: float, event: AuditEvent) -> bool:
+        """Mark the card cloned if it is still at ``version`` (audited)."""
+        ...
+
     def use_nonce(self, nonce: bytes, nonce_expires: float) -> bool:
         """Take a device nonce (single use); False if it was used before."""
         ...

@@ -1,0 +1,219 @@
+"""The re-split after every payment, across realms (``_realm_refresh.py``), in process:
+each approval moves the device's part and every realm's share to the next version;
+a realm down during payments is brought up by the deltas the device carries; a copy of
+the device from before a payment is refused and the card marked cloned; a lost reply
+leaves the old version working."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import splitvault as sv
+from splitvault._deployment import Deployment, Endpoint
+from splitvault._realm_protocol import GatewayAuthorize, GatewayReply
+from splitvault.device._realms import RealmClient
+
+PIN = "402917"
+
+
+class Switch:
+    """A realm that can be switched off (every call: ServerUnavailable)."""
+
+    def __init__(self, realm: sv.ShareServer) -> None:
+        self.realm = realm
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        if self.down:
+            raise sv.ServerUnavailable("switched off")
+        return getattr(self.realm, name)
+
+
+class LosesReplies:
+    """A gateway whose next ``lose`` replies are lost after it answered."""
+
+    def __init__(self, gateway: sv.ShareServer) -> None:
+        self.gateway = gateway
+        self.lose = 0
+
+    def gateway_info(self) -> object:
+        return self.gateway.gateway_info()
+
+    def gateway_authorize(self, request: GatewayAuthorize) -> GatewayReply:
+        reply = self.gateway.gateway_authorize(request)
+        if self.lose:
+            self.lose -= 1
+            raise sv.ServerUnavailable("reply lost")
+        return reply
+
+
+@dataclass
+class Realms:
+    root: Path
+    deployment: Deployment
+    servers: list[sv.ShareServer]
+    switches: list[Switch]
+    gateway: sv.ShareServer
+    lossy: LosesReplies
+
+    def device(self, name: str = "device.db") -> sv.Device:
+        client = RealmClient(self.deployment,
+                             realms={e.key: s for e, s in zip(self.deployment.realms,
+                                                              self.switches, strict=True)},
+                             gateways={self.deployment.gateways[0].key: self.lossy},
+                             timeout=5.0)
+        return sv.Device.open(self.root / name, server=client, kdf=sv.KdfProfile.TEST_ONLY)
+
+    def versions(self, card_id: str) -> list[tuple[int, bool]]:
+        out = []
+        for server in self.servers:
+            card = server.store.card(card_id)
+            assert card is not None
+            out.append((card.share_version, card.cloned))
+        return out
+
+
+@pytest.fixture()
+def realms(tmp_path: Path) -> Iterator[Realms]:
+    first = [sv.ShareServer.open(tmp_path / f"realm-{i}.db") for i in (1, 2, 3)]
+    gate = sv.ShareServer.open(tmp_path / "gateway.db")
+    keys = [s.realm_info().realm_key for s in first]
+    gateway_key = gate.gateway_info().gateway_key
+    for server in (*first, gate):
+        server.close()
+    deployment = Deployment(
+        tuple(Endpoint(f"realm-{i}", f"http://127.0.0.1:{9000 + i}", k)
+              for i, k in enumerate(keys, 1)),
+        (Endpoint("gateway-1", "http://127.0.0.1:9100", gateway_key),), 2)
+    servers = [sv.ShareServer.open(tmp_path / f"realm-{i}.db", deployment=deployment,
+                                   profile=sv.ServerProfile.REALM) for i in (1, 2, 3)]
+    gateway = sv.ShareServer.open(tmp_path / "gateway.db", deployment=deployment)
+    try:
+        yield Realms(tmp_path, deployment, servers, [Switch(s) for s in servers], gateway,
+                     LosesReplies(gateway))
+    finally:
+        for server in (*servers, gateway):
+            server.close()
+
+
+def _enroll(device: sv.Device) -> str:
+    with sv.Pin.from_digits(PIN) as pin:
+        return device.enroll(sv.Card("4111111111111111", "12/30", "KIM MINJI"), pin)
+
+
+def _pay(device: sv.Device, card_id: str, key: str) -> sv.Authorization:
+    with sv.Pin.from_digits(PIN) as pin:
+        return device.authorize(card_id, pin, amount=5000, currency="KRW",
+                                merchant="Gangnam Coffee", idempotency_key=key)
+
+
+def test_every_approval_moves_the_versions_on(realms: Realms) -> None:
+    """Version v on the device; the realms of the next payment at v once they have
+    carried the step; the card opens at every version (the gateway recombines)."""
+    with realms.device() as device:
+        card_id = _enroll(device)
+        assert device.card_state(card_id).share_version == 0
+        for i in range(1, 4):
+            assert _pay(device, card_id, f"order-{i}").approved
+            assert device.card_state(card_id).share_version == i
+        # The two realms of each payment are at the version the device presented.
+        assert sorted(v for v, _ in realms.versions(card_id))[-2:] == [2, 2]
+
+
+def test_a_realm_down_for_payments_catches_up(realms: Realms) -> None:
+    """Realm 3 misses three payments, then serves one with realm 1 down: the device
+    carried it every step it missed, and it is at the device's version."""
+    with realms.device() as device:
+        card_id = _enroll(device)
+        realms.switches[2].down = True
+        for i in range(3):
+            assert _pay(device, card_id, f"down-{i}").approved
+        realms.switches[2].down = False
+        realms.switches[0].down = True
+        assert _pay(device, card_id, "caught-up").approved
+        assert realms.versions(card_id)[2] == (3, False)
+        assert device.card_state(card_id).share_version == 4
+
+
+def test_a_copy_from_before_a_payment_is_refused_and_the_card_marked(realms: Realms) -> None:
+    """A copy of the device's files from before the owner paid, with one realm down
+    during that payment: refused as a copy (DeviceCloned, never "wrong PIN"), nothing
+    charged, and the card marked cloned at the realms it tried."""
+    with realms.device() as device:
+        card_id = _enroll(device)
+    shutil.copy(realms.root / "device.db", realms.root / "copy.db")
+    with realms.device() as device:
+        realms.switches[2].down = True
+        assert _pay(device, card_id, "owner-1").approved
+        assert _pay(device, card_id, "owner-2").approved
+        realms.switches[2].down = False
+    with realms.device("copy.db") as copy:
+        with pytest.raises(sv.DeviceCloned):
+            _pay(copy, card_id, "thief-1")
+    assert realms.gateway.payment_state(card_id, "thief-1") is None
+    assert any(cloned for _, cloned in realms.versions(card_id))
+
+
+def test_the_copy_cannot_use_the_realm_that_missed_the_payments(realms: Realms) -> None:
+    """Realm 3 is still at the copy's version (it was down), but one realm is not
+    enough: with realm 3 and either other, the copy is refused."""
+    with realms.device() as device:
+        card_id = _enroll(device)
+    shutil.copy(realms.root / "device.db", realms.root / "copy.db")
+    with realms.device() as device:
+        realms.switches[2].down = True
+        assert _pay(device, card_id, "owner").approved
+        assert _pay(device, card_id, "owner-again").approved  # realms 1, 2 at 1
+        realms.switches[2].down = False
+    realms.switches[1].down = True  # the copy gets realm 3 (at 0) and realm 1 (at 1)
+    with realms.device("copy.db") as copy, pytest.raises(sv.DeviceCloned):
+        _pay(copy, card_id, "thief")
+    assert realms.gateway.payment_state(card_id, "thief") is None
+
+
+def test_a_lost_reply_leaves_the_old_version_working(realms: Realms) -> None:
+    """The gateway approved and re-split, and the reply was lost: no realm has a step the device never took, so the device pays on at its version,
+    the retry of the key is answered from the ledger, and nothing is charged twice."""
+    with realms.device() as device:
+        card_id = _enroll(device)
+        realms.lossy.lose = 1
+        with pytest.raises(sv.ServerUnavailable):
+            _pay(device, card_id, "lost")
+        assert device.card_state(card_id).share_version == 0
+        again = _pay(device, card_id, "lost")
+        assert again.approved
+        assert device.card_state(card_id).share_version == 0  # recorded: no re-split
+        assert _pay(device, card_id, "next").approved
+        assert device.card_state(card_id).share_version == 1
+    assert realms.gateway.payment_state(card_id, "lost") == "approved"
+
+
+def test_a_copy_that_claims_the_new_version_is_refused(realms: Realms) -> None:
+    """A copy that edits its file to present the owner's new version has neither the
+    new part nor the version's token: its possession MAC fails at every realm, and it
+    is refused as a copy before any guess is spent."""
+    import sqlite3
+
+    with realms.device() as device:
+        card_id = _enroll(device)
+    shutil.copy(realms.root / "device.db", realms.root / "copy.db")
+    with realms.device() as device:
+        assert _pay(device, card_id, "owner-1").approved
+        assert _pay(device, card_id, "owner-2").approved  # realms 1 and 2 at 1
+    conn = sqlite3.connect(realms.root / "copy.db")
+    with conn:
+        conn.execute("UPDATE cards SET share_version = 1")
+        conn.execute("UPDATE realm_parts SET version = 1")
+    conn.close()
+    used = [s.store.card(card_id).unproven for s in realms.servers]  # type: ignore[union-attr]
+    with realms.device("copy.db") as copy, pytest.raises(sv.DeviceCloned):
+        _pay(copy, card_id, "thief")
+    assert [s.store.card(card_id).unproven  # type: ignore[union-attr]
+            for s in realms.servers] == used
+    assert realms.gateway.payment_state(card_id, "thief") is None
