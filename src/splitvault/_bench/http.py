@@ -13,6 +13,11 @@ server share the machine's cores, as the issue asks.
 3. **The same open loop while strangers flood enrollment** (``enroll_flood.py``):
    the owners' p50 against the open loop's alone; target at most 2x (issue 9 item 4).
 
+Each loop starts after an ``os.sync()`` (``_disk.py``), so that writeback of other
+work's dirty pages does not land in it; the result says how long each took.
+The load generator's heap is frozen for the GC once its clients are enrolled
+(``_load.clients``): its full collections would stop every client thread for ~18 ms.
+
 Part of ``splitvault bench``; alone, ``python -m splitvault._bench.http`` prints JSON;
 ``--profile FILE`` also runs py-spy on the server during the closed loop, if installed.
 """
@@ -30,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from . import enroll_flood
+from ._disk import settle
 from ._load import clients, closed_loop, open_loop, percentiles, serve
 
 __all__ = ["TARGET_OPEN_P99_MS", "TARGET_RATIO", "render", "run"]
@@ -52,6 +58,7 @@ def run(duration: float = 5.0, clients_count: int = 32, *, profile: Path | None 
     try:
         with serve(root) as server, clients(root, server.url, clients_count) as group:
             closed_loop(group, min(0.5, duration))  # warm: connections, caches, WAL
+            settled = [settle()]
             spy = _py_spy(server.proc.pid, duration, profile)
             cpu_before = server.cpu_seconds()
             closed = closed_loop(group, duration)
@@ -59,7 +66,9 @@ def run(duration: float = 5.0, clients_count: int = 32, *, profile: Path | None 
             if spy is not None:
                 spy.wait(60)
             rate = round(max(closed.per_s * OPEN_LOOP_SHARE, 1.0), 1)
+            settled.append(settle())
             opened = open_loop(group, rate, duration)
+            settled.append(settle())
             flood = enroll_flood.run(group, server.url, rate, duration, root / "server.db",
                                      percentiles(opened.latencies))
     finally:
@@ -86,6 +95,9 @@ def run(duration: float = 5.0, clients_count: int = 32, *, profile: Path | None 
         },
         "enroll_flood": flood,
         "cpus": os.cpu_count(),
+        # Seconds os.sync() took before the closed loop, the open loop and the flood
+        # (_disk.py): long ones mean other work had left the disk a backlog of writes.
+        "disk_settle_s": settled,
         # CPU the server process used during the closed loop, per authorization.
         "server_cpu_ms_per_auth": (round(cpu * 1e3 / len(closed.latencies), 2)
                                    if closed.latencies else None),
@@ -115,7 +127,8 @@ def render(result: dict[str, Any]) -> str:
     ratio, t, o = result.get("ratio_to_inprocess"), result["targets"], result["open_loop"]
     lines = [
         f"HTTP on loopback, {result['clients']} concurrent clients, TEST_ONLY KDF, SQLite "
-        f"(clients and server share {result['cpus']} cores)",
+        f"(clients and server share {result['cpus']} cores; os.sync before each loop: "
+        f"{' / '.join(f'{x:g}' for x in result['disk_settle_s'])} s)",
         f"  closed loop: {result['auth_per_s']:.1f} authorizations/s, p50 "
         f"{result['p50_ms']} ms, p99 {result['p99_ms']} ms, {result['errors']} errors; "
         f"server CPU {result['server_cpu_ms_per_auth']} ms per authorization",
