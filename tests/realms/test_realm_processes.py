@@ -41,6 +41,15 @@ class Rig:
                                  announce=False, create=False) as server:
             return server.payment_state(card_id, key)
 
+    def unproven(self, index: int, card_id: str) -> int:
+        """Evaluations realm ``index`` counted since the card's last correct PIN."""
+        proc = self.realms[index]
+        with sv.ShareServer.open(proc.db, kek_file=proc.kek, announce=False,
+                                 create=False) as server:
+            card = server.store.card(card_id)
+            assert card is not None
+            return card.unproven
+
     def realm_holds(self, index: int, card_id: str) -> bool:
         proc = self.realms[index]
         with sv.ShareServer.open(proc.db, kek_file=proc.kek, announce=False,
@@ -136,6 +145,13 @@ def test_two_realms_down_is_refused_cleanly(rig: Rig) -> None:
             assert "realm-1" in str(refused.value) and "realm-3" in str(refused.value)
             assert "realm-2" not in str(refused.value)
             assert rig.charged(card_id, "refused-1") is None
+            # Known down now: the next tries spend nothing at the realm that answers.
+            spent = rig.unproven(1, card_id)
+            assert spent <= 1
+            for _ in range(3):
+                with pytest.raises(sv.ServerUnavailable, match="No guess was spent"):
+                    _pay(device, card_id, "refused-1")
+            assert rig.unproven(1, card_id) == spent
         finally:
             rig.realms[0].start()
             rig.realms[2].start()

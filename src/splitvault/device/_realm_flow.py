@@ -321,6 +321,7 @@ class RealmCards:
         t = self._client.threshold
         good: dict[bytes, RealmEvaluateReply] = {}
         failed: dict[bytes, BaseException] = {}
+        self._enough_up(usable, t)
         queue = self._client.order(usable)
 
         def ask(key: bytes, realm: RealmService) -> RealmEvaluateReply:
@@ -361,6 +362,22 @@ class RealmCards:
         if len(good) < t:
             raise self._short(failed, t, len(good))
         return good
+
+    def _enough_up(self, usable: Sequence[bytes], t: int) -> None:
+        """Spend no guess when the payment cannot be served: with fewer than ``t`` realms
+        not known to be down, those are asked for their info first (free), and if still
+        fewer than ``t`` answer, ``ServerUnavailable`` names the others."""
+        up = [k for k in usable if not self._client.is_down(k)]
+        if len(up) >= t:
+            return
+        down = [k for k in usable if k not in up]
+        answered = self._client.fan_out(down, lambda key, realm: realm.realm_info())
+        up += [k for k, r in answered.items() if not isinstance(r, BaseException)]
+        if len(up) < t:
+            names = ", ".join(self._client.name(k) for k in usable if k not in up)
+            raise ServerUnavailable(f"{len(up)} of the {t} realms a payment needs answer; "
+                                    f"no answer from {names}. No guess was spent and "
+                                    "nothing was charged")
 
     def _releases(self, card: DeviceCard, replies: dict[bytes, RealmEvaluateReply],
                   payment: Payment, gateway_key: bytes,

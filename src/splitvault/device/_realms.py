@@ -111,6 +111,10 @@ class RealmClient:
         """``keys`` with the realms known to be down last (stable otherwise)."""
         return sorted(keys, key=self._is_down)
 
+    def is_down(self, key: bytes) -> bool:
+        """Whether the realm (or gateway URL) did not answer in the last DOWN_SECONDS."""
+        return self._is_down(key)
+
     def _is_down(self, key: bytes) -> bool:
         with self._lock:
             until = self._down.get(key)
