@@ -322,7 +322,7 @@ class RealmCards:
         good: dict[bytes, RealmEvaluateReply] = {}
         failed: dict[bytes, BaseException] = {}
         self._enough_up(usable, t)
-        queue = self._client.order(usable)
+        queue = self._client.order(usable, card.card_id)
 
         def ask(key: bytes, realm: RealmService) -> RealmEvaluateReply:
             steps = tuple(RealmDelta(key, version, gateway, sealed) for version, gateway, sealed
@@ -342,6 +342,7 @@ class RealmCards:
                 raise ServerUnavailable(f"realm {self._client.name(key)} answered for another "
                                         "version of this card's shares")
             self._store.realm_seen(card.card_id, key, reply.share_version)
+            self._client.note_left(card.card_id, key, reply.attempts_left)
             return reply
 
         while len(good) < t and queue:

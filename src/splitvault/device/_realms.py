@@ -56,6 +56,7 @@ class RealmClient:
         self._gateways = {g.url: self._service(g, gateways, "gateway")
                           for g in deployment.gateways}
         self._down: dict[bytes, float] = {}
+        self._left: dict[tuple[str, bytes], int] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=len(deployment.realms),
                                         thread_name_prefix="splitvault-realm")
@@ -107,9 +108,19 @@ class RealmClient:
         # By URL: gateways over one store share a key.
         self.mark(endpoint.url.encode(), up)
 
-    def order(self, keys: Sequence[bytes]) -> list[bytes]:
-        """``keys`` with the realms known to be down last (stable otherwise)."""
-        return sorted(keys, key=self._is_down)
+    def order(self, keys: Sequence[bytes], card_id: str = "") -> list[bytes]:
+        """``keys`` with the realms known to be down last, and among the others those
+        with the most evaluations left for ``card_id`` first (as they last said; stable
+        otherwise): the owner's wrong PINs are spread over the realms, so the card
+        locks after floor(n * G / t) of them, not after G at the first t realms."""
+        with self._lock:
+            left = {k: self._left.get((card_id, k), 1 << 30) for k in keys}
+        return sorted(keys, key=lambda k: (self._is_down(k), -left[k]))
+
+    def note_left(self, card_id: str, key: bytes, left: int) -> None:
+        """What a realm said remains for the card (its evaluation's ``attempts_left``)."""
+        with self._lock:
+            self._left[(card_id, key)] = left
 
     def is_down(self, key: bytes) -> bool:
         """Whether the realm (or gateway URL) did not answer in the last DOWN_SECONDS."""
