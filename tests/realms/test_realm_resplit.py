@@ -217,3 +217,98 @@ def test_a_copy_that_claims_the_new_version_is_refused(realms: Realms) -> None:
     assert [s.store.card(card_id).unproven  # type: ignore[union-attr]
             for s in realms.servers] == used
     assert realms.gateway.payment_state(card_id, "thief") is None
+
+
+class Captures:
+    """A gateway client that keeps every request it forwards."""
+
+    def __init__(self, gateway: sv.ShareServer) -> None:
+        self.gateway = gateway
+        self.requests: list[GatewayAuthorize] = []
+
+    def gateway_info(self) -> object:
+        return self.gateway.gateway_info()
+
+    def gateway_authorize(self, request: GatewayAuthorize) -> GatewayReply:
+        self.requests.append(request)
+        return self.gateway.gateway_authorize(request)
+
+
+def test_a_released_share_serves_only_its_payment(realms: Realms) -> None:
+    """The holder of the device (its key, its files) takes the shares t realms released
+    for a 5,000 KRW payment and asks the gateway for 900,000 under a new key, re-signed:
+    the shares are bound to their payment, so the gateway refuses and charges nothing."""
+    import dataclasses
+
+    from splitvault.crypto.signing import sign
+
+    captured = Captures(realms.gateway)
+    realms.lossy = captured  # type: ignore[assignment]
+    with realms.device() as device:
+        card_id = _enroll(device)
+        assert _pay(device, card_id, "small").approved
+        seed = bytearray(device._store.get(card_id).sign_seed)
+    request = captured.requests[-1]
+    gateway_key = realms.deployment.gateways[0].key
+    for change in ({"amount": 900_000}, {"merchant": "Elsewhere"},
+                   {"idempotency_key": "big"}):
+        forged = dataclasses.replace(request, **change)  # type: ignore[arg-type]
+        forged = dataclasses.replace(forged, signature=sign(seed, forged.signed_bytes(
+            gateway_key)))
+        with pytest.raises((sv.TamperedData, sv.IdempotencyConflict)):
+            realms.gateway.gateway_authorize(forged)
+    assert realms.gateway.payment_state(card_id, "big") is None
+    assert realms.gateway.payment_state(card_id, "small") == "approved"
+
+
+def test_only_the_gateway_makes_a_delta_a_realm_takes(realms: Realms) -> None:
+    """A re-split step sealed by anyone but the deployment's gateway (here: under a key
+    from the right X25519 exchange but with another gateway secret) is refused as
+    tampered, and the realm's share and version stay."""
+    import dataclasses
+
+    from splitvault._realm_protocol import RealmDelta, RealmEvaluate
+    from splitvault._realm_refresh import seal_delta
+    from splitvault._resplit import possession_mac
+    from splitvault.crypto.envelope import generate_keypair
+    from splitvault.crypto.signing import sign
+
+    with realms.device() as device:
+        card_id = _enroll(device)
+        stored = device._store.get(card_id)
+    realm, realm_key = realms.servers[0], realms.deployment.realms[0].key
+    before = realm.store.card(card_id)
+    assert before is not None
+    secret, _ = generate_keypair()
+    gateway_key = realms.deployment.gateways[0].key  # claims to be the gateway
+    forged = RealmDelta(realm_key, 1, gateway_key, seal_delta(
+        secret, gateway_key, realm_key, card_id, 1, bytes(64) + bytes(32)))
+    blinded = realm.realm_info().realm_key  # any valid element
+    request = RealmEvaluate(card_id, bytes(16), int(realm.now() * 1000), blinded, b"", 1,
+                            (forged,))
+    signed = request.signed_bytes(realm_key)
+    request = dataclasses.replace(request, signature=sign(bytearray(stored.sign_seed), signed),
+                                  possession=possession_mac(bytes(32), None, signed))
+    with pytest.raises(sv.TamperedData):
+        realm.realm_evaluate(request)
+    after = realm.store.card(card_id)
+    assert after is not None
+    assert (after.share, after.share_version, after.unproven) == (
+        before.share, before.share_version, before.unproven)
+
+
+def test_realms_and_gateway_keep_nothing_of_the_card(realms: Realms) -> None:
+    """After enrollment and payments: the gateway's store has no card row and no share,
+    and no realm's or gateway's database file holds the card number, in any form a
+    scan finds (digits, UTF-8)."""
+    pan = "4111111111111111"
+    with realms.device() as device:
+        card_id = _enroll(device)
+        for i in range(3):
+            assert _pay(device, card_id, f"scan-{i}").approved
+    assert realms.gateway.store.card(card_id) is None
+    assert realms.gateway.store.card_count() == 0
+    for name in ("gateway.db", "realm-1.db", "realm-2.db", "realm-3.db"):
+        for path in realms.root.glob(name + "*"):
+            data = path.read_bytes()
+            assert pan.encode() not in data and pan[-8:].encode() not in data, path
