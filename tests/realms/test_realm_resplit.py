@@ -153,9 +153,8 @@ def test_a_copy_from_before_a_payment_is_refused_and_the_card_marked(realms: Rea
         assert _pay(device, card_id, "owner-1").approved
         assert _pay(device, card_id, "owner-2").approved
         realms.switches[2].down = False
-    with realms.device("copy.db") as copy:
-        with pytest.raises(sv.DeviceCloned):
-            _pay(copy, card_id, "thief-1")
+    with realms.device("copy.db") as copy, pytest.raises(sv.DeviceCloned):
+        _pay(copy, card_id, "thief-1")
     assert realms.gateway.payment_state(card_id, "thief-1") is None
     assert any(cloned for _, cloned in realms.versions(card_id))
 
