@@ -177,8 +177,9 @@ def test_the_copy_cannot_use_the_realm_that_missed_the_payments(realms: Realms) 
 
 
 def test_a_lost_reply_leaves_the_old_version_working(realms: Realms) -> None:
-    """The gateway approved and re-split, and the reply was lost: no realm has a step the device never took, so the device pays on at its version,
-    the retry of the key is answered from the ledger, and nothing is charged twice."""
+    """The gateway approved and re-split, and the reply was lost: no realm has a step
+    the device never took, so the device pays on at its version, the retry of the key is
+    answered from the ledger, and nothing is charged twice."""
     with realms.device() as device:
         card_id = _enroll(device)
         realms.lossy.lose = 1
