@@ -35,6 +35,7 @@ def check_loaded(part: dict[str, Any], servers: set[str]) -> None:
 def check_alone(alone: dict[str, Any], steps: set[str]) -> None:
     """One client's payments: the total and the wall time of each server step."""
     assert positive(alone["payments"]) and positive(alone["p50_ms"])
+    assert alone["errors"] == 0 and alone["error_codes"] == []
     assert set(alone["steps_p50_ms"]) == steps
     assert all(positive(ms) for ms in alone["steps_p50_ms"].values())
     assert isinstance(alone["device_p50_ms"], float)
@@ -62,6 +63,7 @@ def test_quick_run_reports_realms_against_the_single_server() -> None:
     check_alone(down["alone"], realm_steps)
     # Every device paid with realm-1 gone: it learned, and asked the spare.
     assert positive(down["first_payment_alone_ms"])
+    assert down["first_payment_alone_errors"] == []
     first = down["first_payments"]
     assert first["payments"] == result["clients"] and first["errors"] == 0
     table = realms.render(result)

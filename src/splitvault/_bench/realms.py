@@ -11,9 +11,9 @@ The same number of clients (``_load.clients``, TEST_ONLY KDF) drive each in turn
    two rates (target >= 0.5). A single-server payment is two sequential round trips
    (evaluate, authorize); a realm payment is three: ``t`` evaluations in parallel, ``t``
    releases in parallel, then the gateway, five requests in all.
-2. **One client alone** (a separate probe device), to show where an unloaded
-   payment's time goes: each step's wall time (a parallel step ends with its slower
-   realm) and what is left for the device itself.
+2. **One client alone** (a separate probe device, :data:`PROBE_PAYMENTS` payments
+   back to back), to show where an unloaded payment's time goes: each step's wall
+   time (a parallel step ends with its slower realm) and what is left for the device.
 3. **One realm down**: realm-1, one of the two every device asks first, is killed
    (SIGKILL). The first payment of the probe and then of every client at once is
    timed apart (each device learns that the realm is down and asks the spare), then the
@@ -57,6 +57,11 @@ KILLED = 0
 """The realm killed for the one-down figures: realm-1, which every device asks first
 (realms in deployment order, those known to be down last), so that each device must
 learn it is down and ask the spare."""
+PROBE_PAYMENTS = 30
+"""Payments of the probe in each alone phase: enough for a median, and below the ~45
+payments after which a spare realm's catch-up no longer fits in one request body
+(every payment's re-split leaves the device one delta to carry to each realm it did
+not ask; measured at d6c0027: 45 payments paid around a killed realm, 50 did not)."""
 TIMEOUT = 60.0
 """Every device's per-call timeout, as ``_load.clients``'s: a killed realm refuses the
 connection at once, so the timeout never runs out here."""
@@ -135,7 +140,8 @@ class _Probe:
     keys: Iterator[int] = dataclasses.field(default_factory=lambda: iter(range(10**9)))
 
     def pay(self) -> tuple[float, dict[str, float]]:
-        """One payment: its latency and each step's wall time, in milliseconds."""
+        """One payment: its latency and each step's wall time, in milliseconds (a
+        refusal raises its ``VaultError``)."""
         self.spans.clear()
         began = time.perf_counter()
         with sv.Pin.from_digits(PIN) as pin:
@@ -176,21 +182,28 @@ def _probe(root: Path, server: str | Deployment) -> Iterator[_Probe]:
             transport.close_transport()
 
 
-def _alone(probe: _Probe, seconds: float) -> dict[str, Any]:
-    """The probe pays back to back for ``seconds``: p50 of the total and of each step."""
+def _alone(probe: _Probe, payments: int) -> dict[str, Any]:
+    """The probe pays ``payments`` times back to back: p50 of the total and of each
+    step; a refused payment is counted by its error code, not raised."""
     totals: list[float] = []
     steps: dict[str, list[float]] = {}
-    until = time.perf_counter() + seconds
-    while time.perf_counter() < until or not totals:
-        total, step = probe.pay()
+    errors: list[str] = []
+    for _ in range(payments):
+        try:
+            total, step = probe.pay()
+        except sv.VaultError as exc:
+            errors.append(exc.code)
+            continue
         totals.append(total)
         for name, ms in step.items():
             steps.setdefault(name, []).append(ms)
     p50 = {name: round(statistics.median(v), 2) for name, v in steps.items()}
-    return {"payments": len(totals), "p50_ms": round(statistics.median(totals), 2),
-            "steps_p50_ms": p50,
+    median = round(statistics.median(totals), 2) if totals else None
+    return {"payments": len(totals), "p50_ms": median, "steps_p50_ms": p50,
             # What no server call covers: the device's crypto, its store, the threads.
-            "device_p50_ms": round(statistics.median(totals) - sum(p50.values()), 2)}
+            "device_p50_ms": (round(median - sum(p50.values()), 2)
+                              if median is not None else None),
+            "errors": len(errors), "error_codes": sorted(set(errors))}
 
 
 def _loaded(group: Clients, duration: float, pids: dict[str, int]) -> dict[str, Any]:
@@ -229,7 +242,7 @@ def _first_payments(group: Clients) -> dict[str, Any]:
     return {"payments": len(latencies), **percentiles(latencies), "errors": len(errors)}
 
 
-def _single(root: Path, count: int, duration: float, alone: float) -> dict[str, Any]:
+def _single(root: Path, count: int, duration: float, alone: int) -> dict[str, Any]:
     root.mkdir()
     with serve(root) as server, clients(root, server.url, count) as group, \
             _probe(root, server.url) as probe:
@@ -239,7 +252,7 @@ def _single(root: Path, count: int, duration: float, alone: float) -> dict[str, 
 
 
 def _with_realms(root: Path, count: int, duration: float,
-                 alone: float) -> tuple[dict[str, Any], dict[str, Any]]:
+                 alone: int) -> tuple[dict[str, Any], dict[str, Any]]:
     root.mkdir()
     with _realms(root) as rig, clients(root, rig.deployment, count) as group, \
             _probe(root, rig.deployment) as probe:
@@ -251,9 +264,10 @@ def _with_realms(root: Path, count: int, duration: float,
         victim.kill()
         victim.wait(10)
         del pids[killed]
-        first_alone, _ = probe.pay()
+        first_alone = _alone(probe, 1)
         first = _first_payments(group)
-        down = {"killed": killed, "first_payment_alone_ms": round(first_alone, 1),
+        down = {"killed": killed, "first_payment_alone_ms": first_alone["p50_ms"],
+                "first_payment_alone_errors": first_alone["error_codes"],
                 "first_payments": first, "alone": _alone(probe, alone),
                 **_loaded(group, duration, pids)}
         return up, down
@@ -265,7 +279,7 @@ def run(duration: float = 5.0, clients_count: int = 32, *,
     realm killed: the same load on each."""
     if quick:
         duration, clients_count = min(duration, 1.0), min(clients_count, 4)
-    alone = min(1.0, duration / 2)
+    alone = 10 if quick else PROBE_PAYMENTS
     root = Path(tempfile.mkdtemp(prefix="splitvault-bench-realms-"))
     started = time.perf_counter()
     try:
@@ -297,7 +311,8 @@ def render(result: dict[str, Any]) -> str:
         f"{t['ratio_min']}: {'met' if t['ratio_met'] else 'NOT MET'}",
         _loaded_line(f"{down['killed']} killed", down),
         f"  {down['killed']} killed, first payment of each device (it learns, asks the "
-        f"spare): alone {down['first_payment_alone_ms']} ms; all {first['payments']} at "
+        f"spare): alone {down['first_payment_alone_ms']} ms"
+        f"{_refused(down['first_payment_alone_errors'])}; all {first['payments']} at "
         f"once p50 {first['p50_ms']} ms, max {first['max_ms']} ms, {first['errors']} errors",
         "  one client alone, p50 (per step: wall time; a parallel step ends with its "
         "slower server):",
@@ -305,8 +320,13 @@ def render(result: dict[str, Any]) -> str:
     for label, part in (("single", single), ("realms", up), ("one down", down)):
         steps = ", ".join(f"{k} {v}" for k, v in part["alone"]["steps_p50_ms"].items())
         lines.append(f"    {label}: {part['alone']['p50_ms']} ms = {steps}, device "
-                     f"{part['alone']['device_p50_ms']}")
+                     f"{part['alone']['device_p50_ms']}, {part['alone']['errors']} errors"
+                     f"{_refused(part['alone']['error_codes'])}")
     return "\n".join(lines)
+
+
+def _refused(codes: list[str]) -> str:
+    return f" (refused: {', '.join(codes)})" if codes else ""
 
 
 def _loaded_line(label: str, part: dict[str, Any]) -> str:
