@@ -97,7 +97,7 @@ class ServerProfile:
     #: A realm of a t-of-n deployment (``serve --role realm``): 3 evaluations without a
     #: correct PIN, each counted as a guess. Every PIN test needs ``t`` realms'
     #: evaluations, so an attacker with the device gets at most floor(n * 3 / t) tests
-    #: across all realms: 4 for 2 of 3 (threat_model.md, R3), at most the single
+    #: across all realms: 4 for 2 of 3 (threat_model.md, RL3), at most the single
     #: server's 5.
     REALM: ClassVar[ServerProfile]  # set below
 
