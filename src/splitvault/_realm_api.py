@@ -81,7 +81,7 @@ REALM_INFO = Message("RealmInfo", RealmInfo, {
 GATEWAY_INFO = Message("GatewayInfo", GatewayInfo, {"gateway_key": _KEY32})
 REALM_REGISTER = Message("RealmRegister", RealmRegister, {
     "card_id": _ID, "device_key": _KEY32, "envelope": Bytes(SEALED_REGISTER_LEN),
-    "signature": _SIG})
+    "signature": _SIG, "share_version": _VERSION}, optional=frozenset({"share_version"}))
 REALM_DELTA = Message("RealmDelta", RealmDelta, {
     "realm_key": _KEY32, "version": _VERSION, "gateway_key": _KEY32,
     "sealed": Bytes(DELTA_LEN)})

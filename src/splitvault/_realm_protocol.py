@@ -127,18 +127,25 @@ class GatewayInfo:
 
 @dataclass(frozen=True)
 class RealmRegister:
-    """Device -> realm: enroll a card here. ``envelope`` is ``k_i || Sigma_i || verifier``
-    sealed to this realm (:func:`register_aad`); signed by the device key over the
-    realm's key too, so a registration is for one realm only."""
+    """Device -> realm: enroll a card here. ``envelope`` is ``k_i || Sigma_i || verifier
+    || T`` sealed to this realm (:func:`register_aad`); signed by the device key over the
+    realm's key too, so a registration is for one realm only.
+
+    ``share_version`` above 0 re-enrolls the card (``Device.reenroll``): a registration
+    starting above the card's current floor replaces its keys, share, verifier and
+    token, clears its counts, lock and clone mark, and becomes the floor below which
+    every older copy of the device is cut off. Sent again (catch-up, a lost reply) it
+    changes nothing."""
 
     card_id: str
     device_key: bytes
     envelope: bytes = field(repr=False)
     signature: bytes = field(repr=False)
+    share_version: int = 0  # the version it starts at: above every older one's (reenroll)
 
     def signed_bytes(self, realm_key: bytes) -> bytes:
         return encode(D_REALM_REGISTER, _s(self.card_id), realm_key, self.device_key,
-                      self.envelope)
+                      self.envelope, u64(self.share_version))
 
 
 def register_aad(card_id: str, realm_key: bytes) -> bytes:

@@ -312,3 +312,44 @@ def test_realms_and_gateway_keep_nothing_of_the_card(realms: Realms) -> None:
         for path in realms.root.glob(name + "*"):
             data = path.read_bytes()
             assert pan.encode() not in data and pan[-8:].encode() not in data, path
+
+
+def test_reenroll_is_the_way_back_and_cuts_every_copy_off(realms: Realms) -> None:
+    """After a copy got the card marked cloned (or wrong PINs locked it), the owner
+    re-enrolls it with the card and a new PIN, with a realm down: it pays again, the
+    realm that was down is brought to the new enrollment when next asked, and the copy
+    stays refused everywhere."""
+    card = sv.Card("4111111111111111", "12/30", "KIM MINJI")
+    with realms.device() as device:
+        card_id = _enroll(device)
+    shutil.copy(realms.root / "device.db", realms.root / "copy.db")
+    with realms.device() as device:
+        assert _pay(device, card_id, "owner-1").approved
+        assert _pay(device, card_id, "owner-2").approved
+    with realms.device("copy.db") as copy, pytest.raises(sv.DeviceCloned):
+        _pay(copy, card_id, "thief-1")
+    with realms.device() as device:
+        with pytest.raises(sv.DeviceCloned):
+            _pay(device, card_id, "owner-3")  # the card is frozen for its owner too
+        realms.switches[2].down = True
+        with sv.Pin.from_digits("518263") as new_pin:
+            device.reenroll(card_id, card, new_pin)
+            assert not device.card_state(card_id).locked
+            assert device.authorize(card_id, new_pin, amount=100, currency="KRW",
+                                    merchant="Gangnam Coffee",
+                                    idempotency_key="after").approved
+            realms.switches[2].down = False
+            realms.switches[0].down = True  # realm 3 must serve now: it catches up
+            assert device.authorize(card_id, new_pin, amount=100, currency="KRW",
+                                    merchant="Gangnam Coffee",
+                                    idempotency_key="after-2").approved
+            realms.switches[0].down = False
+    assert not any(cloned for _, cloned in realms.versions(card_id))
+    with realms.device("copy.db") as copy, pytest.raises(sv.DeviceCloned):
+        _pay(copy, card_id, "thief-2")
+    assert realms.gateway.payment_state(card_id, "thief-2") is None
+    # Cut off, not marked: the copy cannot freeze the re-enrolled card again.
+    assert not any(cloned for _, cloned in realms.versions(card_id))
+    with realms.device() as device, sv.Pin.from_digits("518263") as new_pin:
+        assert device.authorize(card_id, new_pin, amount=100, currency="KRW",
+                                merchant="Gangnam Coffee", idempotency_key="after-3").approved

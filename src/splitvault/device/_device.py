@@ -433,10 +433,13 @@ class Device:
         _check_pin(new_pin)
         check_new_pin(new_pin, self.pin_policy)
         old = self._store.get(card_id)
-        self._single_server_only(old.card_id, "re-enrollment")
         if card.brand != old.brand or card.last4 != old.last4:
             raise InvalidCard(f"not the card enrolled under this id (that is a {old.brand} "
                               f"ending {old.last4}); enroll a different card with enroll()")
+        if self._realm_card(old.card_id):
+            with self._card_lock(old.card_id):
+                self._with_realms().reenroll(self._store.get(old.card_id), card, new_pin)
+            return
         device_secret = bytearray(secrets.token_bytes(32))
         salt = secrets.token_bytes(16)
         with BlindedPin(card_id, new_pin) as blinded:
@@ -567,8 +570,8 @@ class Device:
     def _single_server_only(self, card_id: str, what: str) -> None:
         if self._realm_card(self._store.get(card_id).card_id):
             raise ConfigurationError(
-                f"{what} is not available yet for a card of a realm deployment; delete the "
-                "card and enroll it again to change its PIN")
+                f"{what} is not available yet for a card of a realm deployment; re-enroll "
+                "it with the card and the new PIN (Device.reenroll)")
 
     def _prove_pin(self, card: DeviceCard, pin: Pin, *, next_secret: bytes | None = None
                    ) -> tuple[EvaluateReply, bytearray, DeviceCard]:

@@ -80,6 +80,10 @@ from ._store import DeviceCard, DeviceStore, RealmPart
 
 __all__ = ["RealmCards"]
 
+REENROLL_STEP = 2
+"""A re-enrollment starts this many versions above the card's: above any version a copy
+of the device can present, which the realms then cut off (as ``server/_refresh.py``)."""
+
 log = logging.getLogger("splitvault.realms")
 
 _NO_SERVER_KEY = bytes(32)
@@ -108,14 +112,62 @@ class RealmCards:
     # -- enrollment ------------------------------------------------------------------
 
     def enroll(self, card: Card, pin: Pin, phrase: str | None) -> str:
+        sign_seed = bytearray(secrets.token_bytes(32))
+        try:
+            pending, parts = self._deal(card, pin, phrase, sign_seed, 0)
+        finally:
+            wipe(sign_seed)
+        card_id = pending.card_id
+        t = self._client.threshold
+        # Pending first, with every registration: a crash from here on leaves a row the
+        # next open cancels at the realms, never a card whose part was lost.
+        self._store.add_realm_card(pending, parts, self._clock())
+        registered = self._register(card_id, parts)
+        if len(registered) < t:
+            missing = [self._client.name(p.realm_key) for p in parts
+                       if p.realm_key not in registered]
+            with contextlib.suppress(VaultError):
+                self.cancel(pending)
+            raise ServerUnavailable(
+                f"only {len(registered)} of the {t} realms a card needs took it; no answer "
+                f"from {', '.join(missing)}. Nothing was kept; enroll again later")
+        self._store.activate(card_id)
+        return card_id
+
+    def reenroll(self, old: DeviceCard, card: Card, pin: Pin) -> None:
+        """Enroll the card again under ``pin`` with the same device key, at a version
+        above every copy's: new OPRF key, data key, part, shares and token. Stored here
+        first, with a registration per realm; a realm that does not answer now is sent
+        its registration later (until then the card pays with the others)."""
+        seed = bytearray(old.sign_seed)
+        try:
+            fresh, parts = self._deal(card, pin, old.security_phrase, seed,
+                                      old.share_version + REENROLL_STEP)
+        finally:
+            wipe(seed)
+        self._store.replace_realm_card(fresh, parts)
+        registered = self._register(old.card_id, parts)
+        t = self._client.threshold
+        if len(registered) < t:
+            missing = [self._client.name(p.realm_key) for p in parts
+                       if p.realm_key not in registered]
+            raise ServerUnavailable(
+                f"re-enrolled at {len(registered)} of the {t} realms a payment needs; no "
+                f"answer from {', '.join(missing)}. It completes when they answer (the "
+                "device keeps their registrations)")
+
+    def _deal(self, card: Card, pin: Pin, phrase: str | None, sign_seed: bytearray,
+              version: int) -> tuple[DeviceCard, list[RealmPart]]:
+        """Every secret of one enrollment at ``version``: the OPRF key (evaluated here
+        on the PIN, split, wiped), the data key (split into this device's part and the
+        realms' shares), the sealed card, the first token; each realm's registration."""
         deployment = self._client.deployment
         t, n = deployment.threshold, len(deployment.realms)
-        sign_seed = bytearray(secrets.token_bytes(32))
         device_key = public_key(sign_seed)
         card_id = card_id_for(device_key)
         device_secret = bytearray(secrets.token_bytes(32))
         salt = secrets.token_bytes(16)
-        buffers: list[bytearray] = [sign_seed, device_secret]
+        buffers: list[bytearray] = [device_secret]
         key_shares: list[threshold.Share] = []
         sigma_shares: list[threshold.Share] = []
         try:
@@ -137,7 +189,7 @@ class RealmCards:
             part, sigma_shares = split_data_key(data_key, t, n)
             buffers.append(part)
             sealed = seal(data_key, record, card_record_aad(card_id))
-            token = bytearray(secrets.token_bytes(TOKEN_LEN))  # version 0's (possession)
+            token = bytearray(secrets.token_bytes(TOKEN_LEN))  # the first version's
             buffers.append(token)
             parts: list[RealmPart] = []
             for realm, k_i, sigma_i in zip(deployment.realms, key_shares, sigma_shares,
@@ -145,35 +197,21 @@ class RealmCards:
                 plain = bytearray(k_i.value + sigma_i.value + verifier + token)
                 buffers.append(plain)
                 request = RealmRegister(card_id, device_key, seal_envelope(
-                    realm.key, plain, register_aad(card_id, realm.key)), b"")
+                    realm.key, plain, register_aad(card_id, realm.key)), b"", version)
                 request = dataclasses.replace(
                     request, signature=sign(sign_seed, request.signed_bytes(realm.key)))
                 parts.append(RealmPart(realm.key, k_i.index,
                                        threshold.public_key_share(k_i),
                                        share_commitment(card_id, realm.key, sigma_i.value),
-                                       dumps(REALM_REGISTER, request)))
-            # Pending first, with every registration: a crash from here on leaves a row
-            # the next open cancels at the realms, never a card whose part was lost.
-            pending = DeviceCard(card_id, card.brand, card.last4, card.expiry, sealed,
-                                 bytes(part), bytes(sign_seed), bytes(device_secret), salt,
-                                 self._kdf.value, _NO_SERVER_KEY, phrase,
-                                 share_token=bytes(token))
-            self._store.add_realm_card(pending, parts, self._clock())
+                                       dumps(REALM_REGISTER, request), version))
+            return DeviceCard(card_id, card.brand, card.last4, card.expiry, sealed,
+                              bytes(part), bytes(sign_seed), bytes(device_secret), salt,
+                              self._kdf.value, _NO_SERVER_KEY, phrase, share_version=version,
+                              share_token=bytes(token)), parts
         finally:
             for share in (*key_shares, *sigma_shares):
                 share.wipe()
             wipe(*buffers)
-        registered = self._register(card_id, parts)
-        if len(registered) < t:
-            missing = [self._client.name(p.realm_key) for p in parts
-                       if p.realm_key not in registered]
-            with contextlib.suppress(VaultError):
-                self.cancel(pending)
-            raise ServerUnavailable(
-                f"only {len(registered)} of the {t} realms a card needs took it; no answer "
-                f"from {', '.join(missing)}. Nothing was kept; enroll again later")
-        self._store.activate(card_id)
-        return card_id
 
     def _register(self, card_id: str, parts: Sequence[RealmPart]) -> set[bytes]:
         """Send the registrations still unconfirmed; the realms that confirmed."""

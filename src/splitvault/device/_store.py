@@ -199,11 +199,27 @@ class DeviceStore:
         """A realm card, pending, with its realms' rows, in one transaction."""
         with self._write() as conn:
             _insert_pending(conn, card, now)
-            conn.executemany(
-                "INSERT INTO realm_parts (card_id, realm_key, idx, public_share, commitment, "
-                "registration) VALUES (?, ?, ?, ?, ?, ?)",
-                [(card.card_id, p.realm_key, p.index, p.public_share, p.commitment,
-                  p.registration) for p in parts])
+            _insert_parts(conn, card.card_id, parts)
+
+    def replace_realm_card(self, card: DeviceCard, parts: list[RealmPart]) -> None:
+        """A re-enrolled realm card over the old one (same id and device key): its new
+        part, keys and token at its new version, new realm rows with their
+        registrations, no re-split steps left; then the old part is scrubbed."""
+        with self._write() as conn:
+            if conn.execute(
+                    "UPDATE cards SET brand = ?, last4 = ?, expiry = ?, sealed_record = ?, "
+                    "device_share = ?, device_secret = ?, salt = ?, kdf_t = ?, kdf_m = ?, "
+                    "kdf_p = ?, share_version = ?, next_share = NULL, refresh_secret = NULL, "
+                    "refreshed_at = NULL, share_token = ?, next_token = NULL, "
+                    "epoch_token = NULL WHERE card_id = ? AND state = 'active'",
+                    (card.brand, card.last4, card.expiry, card.sealed_record,
+                     card.device_share, card.device_secret, card.salt, *card.kdf,
+                     card.share_version, card.share_token, card.card_id)).rowcount != 1:
+                raise UnknownCard()
+            conn.execute("DELETE FROM realm_parts WHERE card_id = ?", (card.card_id,))
+            conn.execute("DELETE FROM realm_deltas WHERE card_id = ?", (card.card_id,))
+            _insert_parts(conn, card.card_id, parts)
+        self._checkpoint()
 
     def realm_parts(self, card_id: str) -> list[RealmPart]:
         """The card's realms, by index (none for a card of a single server)."""
@@ -429,6 +445,14 @@ class DeviceStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _insert_parts(conn: sqlite3.Connection, card_id: str, parts: list[RealmPart]) -> None:
+    conn.executemany(
+        "INSERT INTO realm_parts (card_id, realm_key, idx, public_share, commitment, "
+        "registration, version) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(card_id, p.realm_key, p.index, p.public_share, p.commitment, p.registration,
+          p.version) for p in parts])
 
 
 def _insert_pending(conn: sqlite3.Connection, card: DeviceCard, now: float) -> None:

@@ -120,16 +120,20 @@ class Realm:
         envelope = check_bytes(request.envelope, "envelope", SEALED_REGISTER_LEN)
         if card_id != card_id_for(device_key):
             raise MalformedRequest("card id is not the one its device key names")
+        version = request.share_version
+        if isinstance(version, bool) or not isinstance(version, int) or not (
+                0 <= version < 2**53):
+            raise MalformedRequest("malformed share version")
         check_signature(device_key, request.signed_bytes(self.key), request.signature)
         now = self._clock()
         existing = self._store.card(card_id)
         if existing is not None:
-            # The device sends a registration again when it lost the reply, or to catch
-            # this realm up later: the card is here already, and nothing is replaced
-            # (the holder of the device key cannot swap a realm's share or key share).
             if existing.device_key != device_key:
                 raise MalformedRequest("card id already in use")
-            return
+            if version <= existing.share_floor:
+                # Sent again (a lost reply, or catching this realm up later): the card
+                # is here at this enrollment or a later one, and nothing is replaced.
+                return
         try:
             plain = open_envelope(self._keys.x25519_secret, envelope,
                                   register_aad(card_id, self.key), public=self.key)
@@ -153,6 +157,16 @@ class Realm:
             wrapped_token = self._keyring.wrap("share-token", card_id, token)
         finally:
             wipe(*parts)
+        if existing is not None:
+            # A re-enrollment: the device key (possession of the device) replaces
+            # everything, which gives a thief nothing (the card sealed on the device
+            # never opens again; only the owner has the card to seal anew).
+            self._store.reregister(card_id, version, wrapped_key, wrapped_share, verifier,
+                                   wrapped_token, now,
+                                   AuditEvent("reenrolled", card_id, {"realm": True,
+                                                                      "share_version": version}))
+            self._store.scrub()
+            return
         slot = self._store.begin_enrollment(
             card_id, device_key, wrapped_key, now, now + self._profile.enrollment_ttl,
             total=self._profile.pending_total)
@@ -169,6 +183,13 @@ class Realm:
                                              wrapped_token)
         if not done and self._store.card(card_id) is None:
             raise UnknownCard()  # the pending row expired under us
+        if version:
+            # Down when the card was first enrolled and re-enrolled since: first
+            # registered at all now, at the re-enrollment's version.
+            self._store.reregister(card_id, version, wrapped_key, wrapped_share, verifier,
+                                   wrapped_token, now,
+                                   AuditEvent("reenrolled", card_id, {"realm": True,
+                                                                      "share_version": version}))
 
     # -- guesses -----------------------------------------------------------------------
 
@@ -231,6 +252,10 @@ class Realm:
         card_id = card.card_id
         if not isinstance(deltas, tuple) or not isinstance(possession, bytes):
             raise MalformedRequest("malformed re-split steps")
+        if version < card.share_floor:
+            # A copy from before the card's re-enrollment: cut off, and not marked (it
+            # would freeze the re-enrolled card for its owner again).
+            raise DeviceCloned()
         if version < card.share_version:
             self._cloned(card, version, now)
         steps = sorted((d for d in deltas if d.version > card.share_version),

@@ -270,6 +270,21 @@ class CardsSql(LedgerSql, RiskSql):
             return True
         return self._db.write(go)
 
+    def reregister(self, card_id: str, version: int, oprf_key: bytes, share: bytes,
+                   verifier: bytes, token: bytes, now: float, event: AuditEvent) -> bool:
+        def go(tx: Tx) -> bool:
+            if not tx.run("UPDATE cards SET oprf_key = ?, share = ?, verifier = ?, "
+                          "share_token = ?, share_version = ?, share_floor = ?, "
+                          "share_next = NULL, share_next_token = NULL, refresh_key = NULL, "
+                          "guesses_used = 0, unproven = 0, locked = 0, cloned = 0, "
+                          "committed_at = ? WHERE card_id = ? AND state = 'active' "
+                          "AND share_floor < ?", oprf_key, share, verifier, token, version,
+                          version, now, card_id, version):
+                return False
+            self._append(tx, event, now)
+            return True
+        return self._db.write(go)
+
     def mark_cloned(self, card_id: str, version: int, now: float, event: AuditEvent) -> bool:
         def go(tx: Tx) -> bool:
             if not tx.run("UPDATE cards SET cloned = 1 WHERE card_id = ? AND state = 'active' "

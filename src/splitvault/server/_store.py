@@ -472,6 +472,14 @@ class Store(Protocol):
         compare-and-set, False if the card is not at ``version`` or is marked cloned."""
         ...
 
+    def reregister(self, card_id: str, version: int, oprf_key: bytes, share: bytes,
+                   verifier: bytes, token: bytes, now: float, event: AuditEvent) -> bool:
+        """A realm card re-enrolled: new OPRF key share, share, verifier and token (all
+        wrapped but the verifier), at ``version``, which becomes its floor; counts, lock
+        and clone mark cleared; audited. Compare-and-set: only if the floor is below
+        ``version`` (so sending it again changes nothing)."""
+        ...
+
     def mark_cloned(self, card_id: str, version: int, now: float, event: AuditEvent) -> bool:
         """Mark the card cloned if it is still at ``version`` (audited)."""
         ...
