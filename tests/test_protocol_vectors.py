@@ -4,15 +4,19 @@ The file is what a port of the device (Kotlin, Swift) checks itself against, so 
 section is replayed here through the library's own functions from the recorded inputs,
 with the recorded draws served to ``secrets.token_bytes`` where the library draws its own
 randomness; the script must regenerate the file exactly; and every must-fail row fails
-with the error it names. The threshold glue's vectors are tests/vectors/threshold.json,
+with the error it names. The realms section (a 2-of-3 card from enrollment through one
+re-split) is replayed the same way, each message rebuilt from its recorded fields and each
+seal, MAC and commitment recomputed. The threshold glue's vectors are tests/vectors/threshold.json,
 checked by tests/crypto/test_threshold.py; this file pins that file's SHA-256.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import importlib.util
+import itertools
 import json
 import secrets
 import typing
@@ -34,15 +38,49 @@ from splitvault import (
     Pin,
     TamperedData,
     _protocol,
+    _realm_api,
+    _realm_protocol,
     _resplit,
     _wire,
 )
+from splitvault._authorization import Authorization
+from splitvault._realm_protocol import (
+    D_SHARE_COMMITMENT,
+    GatewayAuthorize,
+    GatewayReply,
+    RealmCommitment,
+    RealmDelta,
+    RealmEvaluate,
+    RealmMember,
+    RealmRegister,
+    RealmRelease,
+    RealmShare,
+    gateway_envelope_aad,
+    register_aad,
+    release_proof_aad,
+    share_aad,
+    share_commitment,
+)
+from splitvault._realm_refresh import (
+    delta_key,
+    open_delta,
+    open_device_refresh,
+    seal_delta,
+    seal_device_refresh,
+)
 from splitvault._resplit import open_refresh, seal_refresh
-from splitvault.crypto import envelope, oprf, shares, signing
+from splitvault.crypto import dleq, envelope, oprf, shares, signing, threshold
 from splitvault.crypto.encoding import decode, encode, u64
-from splitvault.crypto.errors import AuthenticationFailed
+from splitvault.crypto.errors import AuthenticationFailed, DecodeError
 from splitvault.crypto.kdf import argon2id, hkdf
 from splitvault.crypto.sealing import aead_encrypt, open_sealed, seal
+from splitvault.crypto.threshold_secret import (
+    deal_refresh,
+    recover_data_key,
+    refresh_device_part,
+    refresh_share,
+    split_data_key,
+)
 from splitvault.hazmat import BlindedPin, derive_pin_seed
 from splitvault.server import Kek, Keyring, _audit
 from splitvault.server._ledger import Ledger
@@ -207,7 +245,8 @@ def test_every_signed_message_has_a_vector() -> None:
 # --- the PIN key ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", V["pin_key"], ids=lambda c: c["label"])
+@pytest.mark.parametrize("case", [*V["pin_key"], V["realms"]["pin_key"]],
+                         ids=lambda c: c["label"])
 def test_pin_key(case: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """The device's own path (BlindedPin with the recorded blind, derive_pin_seed with
     TEST_ONLY) reproduces every step from the PIN to the verifier."""
@@ -410,6 +449,426 @@ def test_wire_json(case: dict[str, Any]) -> None:
     assert _wire.loads(codec, case["json"].encode("utf-8")) == message
 
 
+# --- realms (t-of-n) --------------------------------------------------------------------
+
+R = V["realms"]
+REALM_SECRETS = {r["index"]: b(r["secret"]) for r in R["keys"]["realms"]}
+REALM_KEYS = {r["index"]: b(r["public"]) for r in R["keys"]["realms"]}
+GATEWAY_SECRET = b(R["keys"]["gateway"]["secret"])
+GATEWAY_KEY = b(R["keys"]["gateway"]["public"])
+DEVICE_SEED = b(KEYS["device"]["seed"])
+SIGMAS = {s["index"]: b(s["value"]) for s in R["data_key"]["realm_shares"]}
+KEY_SHARES = {s["index"]: b(s["value"]) for s in R["oprf_key"]["key_shares"]}
+
+
+class Recording:
+    """A label's SHAKE-256 stream as the library's ``rng`` argument, keeping its draws."""
+
+    def __init__(self, label: str) -> None:
+        self.rng = make_vectors.ShakeRng(label)
+        self.draws: list[str] = []
+
+    def __call__(self, n: int) -> bytes:
+        out: bytes = self.rng(n)
+        self.draws.append(out.hex())
+        return out
+
+
+def share_list(rows: list[dict[str, Any]]) -> list[threshold.Share]:
+    return [threshold.Share(r["index"], bytearray(b(r["value"]))) for r in rows]
+
+
+def realm_delta_of(f: dict[str, Any]) -> RealmDelta:
+    return RealmDelta(b(f["realm_key"]), f["version"], b(f["gateway_key"]), b(f["sealed"]))
+
+
+def realm_evaluate_of(f: dict[str, Any]) -> RealmEvaluate:
+    return RealmEvaluate(f["card_id"], b(f["nonce"]), f["timestamp"], b(f["blinded"]),
+                         b(f["signature"]), f["share_version"],
+                         tuple(realm_delta_of(d) for d in f["deltas"]), b(f["possession"]))
+
+
+def gateway_authorize_of(f: dict[str, Any]) -> GatewayAuthorize:
+    return GatewayAuthorize(
+        f["card_id"], b(f["device_key"]), f["amount"], f["currency"], f["merchant"],
+        f["idempotency_key"], b(f["envelope"]),
+        tuple(RealmShare(s["index"], b(s["realm_key"]), b(s["sealed"]), b(s["commitment"]))
+              for s in f["shares"]),
+        b(f["signature"]), f["share_version"], b(f["refresh_key"]),
+        tuple(RealmMember(m["index"], b(m["realm_key"])) for m in f["members"]))
+
+
+def gateway_reply_of(f: dict[str, Any]) -> GatewayReply:
+    a = dict(f["authorization"])
+    a["timestamp"] = datetime.datetime.fromisoformat(a["timestamp"])
+    return GatewayReply(Authorization(**a), f["share_version"], b(f["refresh"]),
+                        tuple(realm_delta_of(d) for d in f["deltas"]),
+                        tuple(RealmCommitment(b(c["realm_key"]), b(c["commitment"]))
+                              for c in f["commitments"]))
+
+
+def check_device_signature(row: dict[str, Any], signed: bytes) -> None:
+    """The row's one signature is the device key's over ``signed``."""
+    assert signed.hex() == row["signed_bytes"]
+    assert row["signatures"] == {"signature": {"key": "device"}}
+    signature = b(row["fields"]["signature"])
+    assert signature == signing.sign(DEVICE_SEED, signed)
+    signing.verify(b(KEYS["device"]["public"]), signed, signature)
+
+
+def test_realm_keys() -> None:
+    """2 of 3; each realm's, the gateway's and the payment's refresh X25519 key is the
+    first 32 bytes of its label's stream; the card is the story's."""
+    assert (R["threshold"], R["realms"]) == (2, 3)
+    assert (R["card_id"], R["device_key"]) == (CARD_ID, KEYS["device"]["public"])
+    keys = [*R["keys"]["realms"], R["keys"]["gateway"], R["keys"]["refresh"]]
+    assert [r["index"] for r in R["keys"]["realms"]] == [1, 2, 3]
+    for key in keys:
+        assert key["type"] == "x25519"
+        assert make_vectors.ShakeRng(key["from"])(32) == b(key["secret"])
+        assert envelope.public_key(b(key["secret"])) == b(key["public"])
+
+
+def test_realm_oprf_key_split() -> None:
+    """The dealt OPRF key is a scalar from its label; split_key with the recorded rng
+    gives the recorded key shares and draws, each with its public share k_i * G."""
+    case = R["oprf_key"]
+    assert make_vectors.scalar(case["from"]).hex() == case["key"]
+    rng = Recording(case["rng"])
+    got = threshold.split_key(b(case["key"]), R["threshold"], R["realms"], rng=rng)
+    assert rng.draws == case["draws"]
+    assert [{"index": s.index, "value": s.value.hex(),
+             "public_share": threshold.public_key_share(s).hex()} for s in got] == case[
+        "key_shares"]
+    assert threshold.recover(got[1:], R["threshold"]).hex() == case["key"]
+    assert R["pin_key"]["oprf_key"] == case["key"]
+
+
+def test_realm_data_key_split() -> None:
+    """split_data_key with the recorded rng: D, then Sigma's shares; dec(D + Sigma) from
+    any two of them is the data key, which opens the card record."""
+    case = R["data_key"]
+    rng = Recording(case["rng"])
+    part, sigmas = split_data_key(b(case["key"]), R["threshold"], R["realms"], rng=rng)
+    assert rng.draws == case["draws"]
+    assert part.hex() == case["device_part"]
+    assert [{"index": s.index, "value": s.value.hex()} for s in sigmas] == case["realm_shares"]
+    for pair in itertools.combinations(sigmas, R["threshold"]):
+        assert recover_data_key(part, list(pair), R["threshold"]).hex() == case["key"]
+    assert case["aad"] == _protocol.card_record_aad(CARD_ID).hex()
+    assert open_sealed(b(case["key"]), b(case["sealed_record"]), b(case["aad"]))
+    assert make_vectors.ShakeRng(R["token_0"]["from"])(32).hex() == R["token_0"]["token"]
+
+
+@pytest.mark.parametrize("row", R["registrations"], ids=lambda r: f"realm {r['realm']}")
+def test_realm_registration(row: dict[str, Any]) -> None:
+    """k_i || Sigma_i || verifier || T_0 sealed to the realm under register_aad; the
+    RealmRegister's signed bytes over the realm's key and the device's signature; the
+    device's commitment to Sigma_i."""
+    i, realm_key = row["realm"], REALM_KEYS[row["realm"]]
+    assert row["realm_key"] == realm_key.hex()
+    plain = (KEY_SHARES[i] + SIGMAS[i] + b(R["pin_key"]["verifier"])
+             + b(R["token_0"]["token"]))
+    assert plain.hex() == row["plaintext"]
+    assert register_aad(CARD_ID, realm_key).hex() == row["aad"]
+    env = ENVELOPES[row["envelope"]]
+    assert (env["recipient_public"], env["aad"], env["plaintext"]) == (
+        realm_key.hex(), row["aad"], row["plaintext"])
+    request = build(RealmRegister, row["fields"])
+    assert request.envelope.hex() == env["envelope"]
+    check_device_signature(row, request.signed_bytes(realm_key))
+    opened = envelope.open_envelope(REALM_SECRETS[i], request.envelope, b(row["aad"]))
+    assert bytes(opened) == plain
+    assert share_commitment(CARD_ID, realm_key, SIGMAS[i]).hex() == row["commitment"]
+
+
+@pytest.mark.parametrize("case", R["evaluations"], ids=lambda c: f"realm {c['request']['realm']}")
+def test_realm_evaluation(case: dict[str, Any]) -> None:
+    """RealmEvaluate at version 0 (no deltas): signed bytes over the realm's key, the
+    device's signature, the possession MAC under T_0; the realm's k_i * B with its DLEQ
+    proof from the recorded rng, which verifies against k_i * G."""
+    row = case["request"]
+    i, realm_key = row["realm"], REALM_KEYS[row["realm"]]
+    request = realm_evaluate_of(row["fields"])
+    assert (request.share_version, request.deltas) == (0, ())
+    assert request.blinded.hex() == case["blinded"] == R["pin_key"]["blinded"]
+    signed = request.signed_bytes(realm_key)
+    check_device_signature(row, signed)
+    proof = row["possession"]
+    assert (proof["token"], proof["message"]) == (R["token_0"]["token"], signed.hex())
+    assert _resplit.possession_mac(b(proof["token"]), None, signed) == request.possession
+    assert request.possession.hex() == proof["mac"]
+    assert case["key_share"] == KEY_SHARES[i].hex()
+    rng = Recording(case["proof"]["rng"])
+    got = threshold.evaluate(threshold.Share(i, bytearray(KEY_SHARES[i])), request.blinded,
+                             rng=rng)
+    assert rng.draws == case["proof"]["draws"]
+    assert (got.element.hex(), got.proof.hex()) == (case["proof"]["evaluated"],
+                                                     case["proof"]["proof"])
+    assert dleq.verify_proof(b(case["public_share"]), [request.blinded], [got.element],
+                             got.proof)
+    assert make_vectors.ShakeRng(f"realms/challenge/{i}/id")(16).hex() == case["challenge_id"]
+    assert make_vectors.ShakeRng(f"realms/challenge/{i}/nonce")(32).hex() == case[
+        "challenge_nonce"]
+
+
+def test_realm_threshold_combination() -> None:
+    """The two evaluations combine (Lagrange at 0) to the whole key's evaluation, and
+    finalize to the RFC 9497 OPRF output under the whole key: the PIN key's input."""
+    case = R["combination"]
+    evaluations = {e["request"]["realm"]: b(e["proof"]["evaluated"]) for e in R["evaluations"]}
+    assert sorted(evaluations) == case["indices"]
+    assert {str(k): v.hex() for k, v in threshold.lagrange_coefficients(
+        case["indices"]).items()} == case["lagrange"]
+    combined = threshold.combine(evaluations)
+    assert combined.hex() == case["combined"] == case["whole_key_evaluated"]
+    blinded = b(R["pin_key"]["blinded"])
+    assert oprf.blind_evaluate(b(R["oprf_key"]["key"]), blinded).hex() == case[
+        "whole_key_evaluated"]
+    verified = threshold.combine_verified(
+        blinded, [threshold.Evaluation(e["request"]["realm"], b(e["proof"]["evaluated"]),
+                                       b(e["proof"]["proof"])) for e in R["evaluations"]],
+        {e["request"]["realm"]: b(e["public_share"]) for e in R["evaluations"]},
+        R["threshold"])
+    assert verified == combined
+    pin_input = b(R["pin_key"]["pin_input"])
+    output = oprf.finalize(pin_input, b(R["pin_key"]["blind"]), combined)
+    assert output.hex() == case["oprf_output"] == R["pin_key"]["oprf_output"]
+    assert oprf.evaluate(b(R["oprf_key"]["key"]), pin_input).hex() == case["oprf_output"]
+
+
+@pytest.mark.parametrize("row", R["releases"], ids=lambda r: f"realm {r['realm']}")
+def test_realm_release(row: dict[str, Any]) -> None:
+    """RealmRelease's signed bytes over the realm's key and its challenge nonce, for the
+    payment and the gateway's key; the PIN key's signature, sealed to the realm under
+    release_proof_aad."""
+    i, realm_key = row["realm"], REALM_KEYS[row["realm"]]
+    evaluation = next(e for e in R["evaluations"] if e["request"]["realm"] == i)
+    release = build(RealmRelease, row["fields"])
+    assert release.challenge_id == evaluation["challenge_id"]
+    assert row["nonce"] == evaluation["challenge_nonce"]
+    assert (release.amount, release.currency, release.merchant,
+            release.idempotency_key) == tuple(R["payment"].values())
+    assert release.gateway_key == GATEWAY_KEY
+    signed = release.signed_bytes(realm_key, b(row["nonce"]))
+    assert signed.hex() == row["signed_bytes"]
+    spec = row["signatures"]["pin_signature"]
+    assert (spec["key"], spec["sealed_to_realm"]) == (R["pin_key"]["label"], i)
+    seed = b(R["pin_key"]["seed"])
+    assert signing.sign(seed, signed).hex() == row["pin_signature_plain"]
+    assert release_proof_aad(CARD_ID, realm_key).hex() == row["aad"]
+    assert ENVELOPES[spec["envelope"]]["envelope"] == release.pin_signature.hex()
+    opened = envelope.open_envelope(REALM_SECRETS[i], release.pin_signature, b(row["aad"]))
+    signing.verify(b(R["pin_key"]["verifier"]), signed, bytes(opened))
+    assert bytes(opened).hex() == row["pin_signature_plain"]
+
+
+@pytest.mark.parametrize("row", R["shares"], ids=lambda r: f"realm {r['realm']}")
+def test_realm_sealed_share(row: dict[str, Any]) -> None:
+    """share_aad binds card, realm, gateway, version and payment; Sigma_i sealed to the
+    gateway under it; share_commitment is BLAKE2b-256 of the encoded share."""
+    i, realm_key = row["realm"], REALM_KEYS[row["realm"]]
+    pay = R["payment"]
+    aad = share_aad(CARD_ID, realm_key, GATEWAY_KEY, row["version"], pay["amount"],
+                    pay["currency"], pay["merchant"], pay["idempotency_key"])
+    assert aad.hex() == row["aad"] == ENVELOPES[row["envelope"]]["aad"]
+    assert ENVELOPES[row["envelope"]]["envelope"] == row["sealed"]
+    sigma = envelope.open_envelope(GATEWAY_SECRET, b(row["sealed"]), aad)
+    assert bytes(sigma) == SIGMAS[i] == b(row["sigma"])
+    message = encode(D_SHARE_COMMITMENT, CARD_ID.encode(), realm_key, SIGMAS[i])
+    assert message.hex() == row["commitment_message"]
+    assert hashlib.blake2b(message, digest_size=32).hexdigest() == row["commitment"]
+    assert share_commitment(CARD_ID, realm_key, sigma).hex() == row["commitment"]
+    registration = next(r for r in R["registrations"] if r["realm"] == i)
+    assert registration["commitment"] == row["commitment"]
+
+
+def test_gateway_authorize() -> None:
+    """GatewayAuthorize's signed bytes over the gateway's key (the two released shares,
+    every realm as a member) and the device's signature; its envelope is D || sealed
+    card record under gateway_envelope_aad; the gateway recombines the data key."""
+    case = R["gateway_authorize"]
+    auth = gateway_authorize_of(case["fields"])
+    assert case["signed_for"] == GATEWAY_KEY.hex()
+    check_device_signature(case, auth.signed_bytes(GATEWAY_KEY))
+    pay = R["payment"]
+    assert (auth.amount, auth.currency, auth.merchant, auth.idempotency_key) == tuple(
+        pay.values())
+    assert auth.refresh_key.hex() == R["keys"]["refresh"]["public"]
+    assert [(m.index, m.realm_key) for m in auth.members] == sorted(REALM_KEYS.items())
+    assert [(s.index, s.sealed.hex(), s.commitment.hex()) for s in auth.shares] == [
+        (r["realm"], r["sealed"], r["commitment"]) for r in R["shares"]]
+    aad = gateway_envelope_aad(CARD_ID, GATEWAY_KEY, auth.idempotency_key)
+    assert aad.hex() == case["envelope_aad"] == ENVELOPES[case["envelope"]]["aad"]
+    assert auth.envelope.hex() == ENVELOPES[case["envelope"]]["envelope"]
+    plain = envelope.open_envelope(GATEWAY_SECRET, auth.envelope, aad)
+    assert bytes(plain).hex() == case["envelope_plaintext"]
+    part, sealed_record = bytes(plain[:64]), bytes(plain[64:])
+    assert part.hex() == R["data_key"]["device_part"]
+    opened = [threshold.Share(s.index, envelope.open_envelope(
+        GATEWAY_SECRET, s.sealed, share_aad(CARD_ID, s.realm_key, GATEWAY_KEY, 0,
+                                            *pay.values()))) for s in auth.shares]
+    key = recover_data_key(part, opened, R["threshold"])
+    assert key.hex() == R["data_key"]["key"]
+    assert open_sealed(key, sealed_record, _protocol.card_record_aad(CARD_ID))
+
+
+def test_realm_resplit_deal() -> None:
+    """deal_refresh with the recorded rng: rho (two scalars) and its 2-of-3 sharing; the
+    new token from its label; rho || T sealed to the refresh key at version 1, by
+    seal_device_refresh with the envelope's draws; D' = D - rho."""
+    case = R["resplit"]
+    rng = Recording(case["rng"])
+    fresh = deal_refresh(R["threshold"], R["realms"], rng=rng)
+    assert rng.draws == case["draws"]
+    assert fresh.device_delta.hex() == case["rho"]
+    assert [{"index": s.index, "value": s.value.hex()} for s in fresh.share_deltas] == case[
+        "rho_shares"]
+    token = case["token"]
+    assert make_vectors.ShakeRng(token["from"])(32).hex() == token["token"]
+    refresh = case["device_refresh"]
+    assert refresh["plaintext"] == case["rho"] + token["token"]
+    row = ENVELOPES[refresh["envelope"]]
+    assert (row["aad"], row["plaintext"], row["envelope"]) == (
+        refresh["aad"], refresh["plaintext"], refresh["sealed"])
+    with replayed(row["draws"]):
+        sealed = seal_device_refresh(b(R["keys"]["refresh"]["public"]), CARD_ID,
+                                     case["version"], b(refresh["plaintext"]))
+    assert sealed.hex() == refresh["sealed"]
+    opened = open_device_refresh(b(R["keys"]["refresh"]["secret"]), CARD_ID, case["version"],
+                                 sealed)
+    assert opened.hex() == refresh["plaintext"]
+    assert case["device_part"] == R["data_key"]["device_part"]
+    part_next = refresh_device_part(b(case["device_part"]), b(case["rho"]))
+    assert part_next.hex() == case["device_part_next"]
+
+
+@pytest.mark.parametrize("row", R["resplit"]["deltas"], ids=lambda r: f"realm {r['realm']}")
+def test_realm_delta(row: dict[str, Any]) -> None:
+    """delta_key: BLAKE2b-256 keyed with X25519(gateway, realm) over the encoded card,
+    keys and version, the same from either side; seal_delta with the recorded nonce
+    seals rho_i || T under the delta AAD; the realm opens it."""
+    i, realm_key = row["realm"], REALM_KEYS[row["realm"]]
+    case = R["resplit"]
+    assert (row["gateway_key"], row["version"]) == (GATEWAY_KEY.hex(), case["version"])
+    shared = envelope.x25519(GATEWAY_SECRET, realm_key)
+    assert shared.hex() == row["shared_secret"]
+    assert envelope.x25519(REALM_SECRETS[i], GATEWAY_KEY) == shared
+    assert hashlib.blake2b(b(row["key_message"]), key=bytes(shared),
+                           digest_size=32).hexdigest() == row["delta_key"]
+    for own, peer in ((GATEWAY_SECRET, realm_key), (REALM_SECRETS[i], GATEWAY_KEY)):
+        assert delta_key(own, peer, CARD_ID, realm_key, GATEWAY_KEY, row["version"]).hex() == row[
+            "delta_key"]
+    rho_i = case["rho_shares"][i - 1]
+    assert rho_i["index"] == i
+    assert row["plaintext"] == rho_i["value"] + case["token"]["token"]
+    assert [make_vectors.ShakeRng(f"realms/delta/{i}")(24).hex()] == row["draws"]
+    with replayed(row["draws"]):
+        sealed = seal_delta(GATEWAY_SECRET, GATEWAY_KEY, realm_key, CARD_ID, row["version"],
+                            b(row["plaintext"]))
+    assert sealed.hex() == row["sealed"]
+    assert sealed[:24].hex() == row["draws"][0]
+    assert open_sealed(b(row["delta_key"]), sealed, b(row["aad"])).hex() == row["plaintext"]
+    assert open_delta(REALM_SECRETS[i], realm_key, GATEWAY_KEY, CARD_ID, row["version"],
+                      sealed).hex() == row["plaintext"]
+    delta = RealmDelta(realm_key, row["version"], GATEWAY_KEY, sealed)
+    assert delta.encoded().hex() == row["encoded"]
+
+
+def test_realm_next_shares() -> None:
+    """The gateway's next commitments: each realm's share (realm 3's by share_at from the
+    two opened) plus rho_i; the realm's own refresh_share gives the same; D' with any
+    two next shares is the data key still."""
+    case = R["resplit"]
+    opened = [threshold.Share(e["realm"], bytearray(b(e["sigma"]))) for e in R["shares"]]
+    rho = {s.index: s for s in share_list(case["rho_shares"])}
+    nexts = []
+    for row in case["next_shares"]:
+        i, realm_key = row["realm"], REALM_KEYS[row["realm"]]
+        served = i in {s.index for s in opened}
+        assert row["from"] == ("opened" if served else "share_at")
+        now = threshold.share_at(opened, R["threshold"], i)
+        assert now.value.hex() == row["current"] == SIGMAS[i].hex()
+        assert row["rho_i"] == rho[i].value.hex()
+        nxt = threshold.add_shares(now, rho[i])
+        assert nxt.value.hex() == row["next"]
+        own = refresh_share(threshold.Share(i, bytearray(SIGMAS[i])), rho[i])
+        assert own.value == nxt.value
+        assert share_commitment(CARD_ID, realm_key, nxt.value).hex() == row["commitment"]
+        nexts.append(nxt)
+    for pair in itertools.combinations(nexts, R["threshold"]):
+        key = recover_data_key(b(case["device_part_next"]), list(pair), R["threshold"])
+        assert key.hex() == R["data_key"]["key"]
+
+
+def test_realm_evaluate_with_delta() -> None:
+    """The next evaluation, at version 1, carries realm 3's one delta: signed bytes over
+    the delta's encoding too, the device's signature, the MAC under T_1; the realm
+    applies the delta and its share matches the gateway's commitment."""
+    row = R["evaluate_next"]
+    i, realm_key = row["realm"], REALM_KEYS[row["realm"]]
+    request = realm_evaluate_of(row["fields"])
+    assert request.share_version == R["resplit"]["version"] == 1
+    (delta,) = request.deltas
+    assert delta.sealed.hex() == R["resplit"]["deltas"][i - 1]["sealed"]
+    blind = row["blind"]
+    assert make_vectors.scalar(blind["from"]).hex() == blind["blind"]
+    _, blinded = oprf.blind(b(R["pin_key"]["pin_input"]), rng=lambda: b(blind["blind"]))
+    assert blinded.hex() == blind["blinded"] == request.blinded.hex()
+    signed = request.signed_bytes(realm_key)
+    check_device_signature(row, signed)
+    proof = row["possession"]
+    assert proof["token"] == R["resplit"]["token"]["token"]
+    assert _resplit.possession_mac(b(proof["token"]), None, signed).hex() == proof["mac"]
+    assert request.possession.hex() == proof["mac"]
+    step = open_delta(REALM_SECRETS[i], realm_key, delta.gateway_key, CARD_ID, delta.version,
+                      delta.sealed)
+    moved = refresh_share(threshold.Share(1, bytearray(SIGMAS[i])),
+                          threshold.Share(1, bytearray(step[:64])))
+    commitment = R["resplit"]["next_shares"][i - 1]["commitment"]
+    assert share_commitment(CARD_ID, realm_key, moved.value).hex() == commitment
+    assert _resplit.possession_mac(bytes(step[64:]), None, signed) == request.possession
+
+
+_REALM_WIRE: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "REALM_EVALUATE": realm_evaluate_of,
+    "GATEWAY_AUTHORIZE": gateway_authorize_of,
+    "GATEWAY_REPLY": gateway_reply_of,
+}
+
+
+@pytest.mark.parametrize("case", R["wire"], ids=lambda c: c["type"])
+def test_realm_wire_json(case: dict[str, Any]) -> None:
+    """_wire.dumps with _realm_api's messages gives the recorded body; loads reads it back;
+    the messages are the ones the other realm vectors record."""
+    message = _REALM_WIRE[case["message"]](case["fields"])
+    assert type(message).__name__ == case["type"]
+    codec = getattr(_realm_api, case["message"])
+    assert _wire.dumps(codec, message).decode("utf-8") == case["json"]
+    assert _wire.loads(codec, case["json"].encode("utf-8")) == message
+    same = {"REALM_EVALUATE": R["evaluate_next"]["fields"],
+            "GATEWAY_AUTHORIZE": R["gateway_authorize"]["fields"]}
+    if case["message"] in same:
+        assert case["fields"] == same[case["message"]]
+    else:
+        assert message.share_version == R["resplit"]["version"]
+        assert message.refresh.hex() == R["resplit"]["device_refresh"]["sealed"]
+        assert [d.sealed.hex() for d in message.deltas] == [
+            d["sealed"] for d in R["resplit"]["deltas"]]
+        assert [c.commitment.hex() for c in message.commitments] == [
+            s["commitment"] for s in R["resplit"]["next_shares"]]
+
+
+def test_every_realm_signed_message_has_a_vector() -> None:
+    """Each message class with signed_bytes() in _realm_protocol has a vector."""
+    signed_classes = {name for name in _realm_protocol.__all__
+                      if hasattr(getattr(_realm_protocol, name), "signed_bytes")}
+    covered = {R["registrations"][0]["message"], R["evaluations"][0]["request"]["message"],
+               R["releases"][0]["message"], R["gateway_authorize"]["message"],
+               R["evaluate_next"]["message"]}
+    assert signed_classes == covered
+
+
 # --- rows that must fail ----------------------------------------------------------------
 
 
@@ -448,6 +907,25 @@ def _fail_wire_loads(row: dict[str, Any]) -> None:
     _wire.loads(getattr(_wire, row["message"]), row["json"].encode("utf-8"))
 
 
+def _fail_open_delta(row: dict[str, Any]) -> None:
+    open_delta(b(row["realm_secret"]), b(row["realm_key"]), b(row["gateway_key"]),
+               row["card_id"], row["version"], b(row["sealed"]))
+
+
+def _fail_open_share(row: dict[str, Any]) -> None:
+    envelope.open_envelope(b(row["gateway_secret"]), b(row["sealed"]), share_aad(
+        row["card_id"], b(row["realm_key"]), b(row["gateway_key"]), row["version"],
+        row["amount"], row["currency"], row["merchant"], row["idempotency_key"]))
+
+
+def _fail_open_device_refresh(row: dict[str, Any]) -> None:
+    open_device_refresh(b(row["secret"]), row["card_id"], row["version"], b(row["sealed"]))
+
+
+def _fail_recover_data_key(row: dict[str, Any]) -> None:
+    recover_data_key(b(row["device_part"]), share_list(row["shares"]), len(row["shares"]))
+
+
 _OPERATIONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "open_envelope": _fail_open_envelope,
     "open_sealed": _fail_open_sealed,
@@ -457,6 +935,10 @@ _OPERATIONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "card_from_record": _fail_card_from_record,
     "audit_verify": _fail_audit_verify,
     "wire_loads": _fail_wire_loads,
+    "open_delta": _fail_open_delta,
+    "open_share": _fail_open_share,
+    "open_device_refresh": _fail_open_device_refresh,
+    "recover_data_key": _fail_recover_data_key,
 }
 _ERRORS: dict[str, type[Exception]] = {
     "AuthenticationFailed": AuthenticationFailed,
@@ -464,6 +946,7 @@ _ERRORS: dict[str, type[Exception]] = {
     "ConfigurationError": ConfigurationError,
     "InvalidCard": InvalidCard,
     "MalformedRequest": MalformedRequest,
+    "DecodeError": DecodeError,
 }
 
 

@@ -8,6 +8,13 @@ encoding, the PIN input and PIN key, the KEK wrap, the XOR shares and their re-s
 audit MAC, the ledger's digests and the wire JSON of a few messages. The threshold glue has
 its own file, threshold.json (make_threshold_vectors.py); this one names it and its SHA-256.
 
+``realms`` is one card of a 2-of-3 deployment (``_realm_protocol.py``, ``_realm_refresh.py``):
+the dealt OPRF key and data key and their splits, each realm's registration, the evaluations
+at version 0 with their DLEQ proofs and their threshold combination (the RFC 9497 output
+under the whole key), the releases, the shares sealed to the gateway, GatewayAuthorize, the
+gateway's re-split to version 1 (rho, its shares, the deltas, the device's refresh, the next
+commitments, D' = D - rho), the next evaluation carrying realm 3's delta, and wire JSON.
+
 Randomness is injected and recorded, so a port can replay every case:
 
 - a value drawn "from label L" is the SHAKE-256 output stream of L (ASCII), read front to
@@ -18,8 +25,12 @@ Randomness is injected and recorded, so a port can replay every case:
   ``secrets.token_bytes`` for that one call with the case's stream and records every draw,
   in order, as the case's ``draws``. ``seal_envelope`` draws the ephemeral X25519 secret
   (32) and then the nonce (24); ``Kek.wrap`` the nonce (24); ``_refresh.new_share`` the
-  next server share (32). ``shares.split`` and ``seal`` take their rng and nonce as
-  arguments; the PIN's OPRF blind is passed to ``oprf.blind(rng=...)``.
+  next server share (32); ``seal_delta`` the nonce (24). ``shares.split`` and ``seal``
+  take their rng and nonce as arguments; the PIN's OPRF blind is passed to
+  ``oprf.blind(rng=...)``;
+- ``threshold.split_key``, ``split_data_key``, ``deal_refresh`` and ``threshold.evaluate``
+  (the DLEQ proof's scalar) take the label's stream as their ``rng`` argument; its draws
+  (64 bytes per scalar, reduced mod L by the library) are recorded as ``draws`` too.
 
 Ed25519 is deterministic, so the signatures are known answers too. Bytes are lower-case hex;
 ``*_text`` fields are the same bytes as UTF-8 text where that helps reading.
@@ -39,7 +50,8 @@ from typing import Any
 
 import pysodium
 
-from splitvault import Card, KdfProfile, Pin, _resplit, _wire
+from splitvault import Card, KdfProfile, Pin, _realm_api, _resplit, _wire
+from splitvault._authorization import Authorization
 from splitvault._protocol import (
     AuthorizeRequest,
     CardStatusReply,
@@ -59,10 +71,42 @@ from splitvault._protocol import (
     proof_aad,
     refresh_aad,
 )
-from splitvault.crypto import envelope, oprf, shares, signing
+from splitvault._realm_protocol import (
+    D_SHARE_COMMITMENT,
+    GatewayAuthorize,
+    GatewayReply,
+    RealmCommitment,
+    RealmDelta,
+    RealmEvaluate,
+    RealmMember,
+    RealmRegister,
+    RealmRelease,
+    RealmShare,
+    gateway_envelope_aad,
+    register_aad,
+    release_proof_aad,
+    share_aad,
+    share_commitment,
+)
+from splitvault._realm_refresh import (
+    D_DELTA,
+    D_DELTA_KEY,
+    D_DEVICE_REFRESH,
+    delta_key,
+    seal_delta,
+    seal_device_refresh,
+)
+from splitvault.crypto import dleq, envelope, oprf, shares, signing, threshold
 from splitvault.crypto.encoding import encode, u64
 from splitvault.crypto.kdf import argon2id, hkdf
 from splitvault.crypto.sealing import seal
+from splitvault.crypto.threshold import Share, add_shares
+from splitvault.crypto.threshold_secret import (
+    deal_refresh,
+    recover_data_key,
+    refresh_device_part,
+    split_data_key,
+)
 from splitvault.hazmat import derive_pin_seed
 from splitvault.server import Kek, Keyring, _audit
 from splitvault.server._ledger import Ledger
@@ -601,6 +645,428 @@ def _noncanonical_nonce(ev_json: str) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
+# --- realms (t-of-n): _realm_protocol.py, _realm_refresh.py, the device and the gateway --
+
+
+REALM_T, REALM_N = 2, 3
+"""The default deployment: three realms, any two of which serve a payment."""
+REALM_PAYMENT: dict[str, Any] = {"amount": 12500, "currency": "KRW", "merchant": "Corner Café",
+                 "idempotency_key": "order-realm-0001"}
+REALM_PIN = "realms/pin"
+SERVING = (1, 2)
+"""The realms that serve the story's payment; realm 3 catches up with its delta later."""
+CATCH_UP = 3
+"""The realm the evaluation at version 1 goes to, carrying its one delta."""
+
+
+class Recorded:
+    """A ``ShakeRng`` passed to the library as its ``rng`` argument, keeping its draws."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.rng = ShakeRng(label)
+        self.draws: list[bytes] = []
+
+    def __call__(self, n: int) -> bytes:
+        out = self.rng(n)
+        self.draws.append(out)
+        return out
+
+    def row(self) -> dict[str, Any]:
+        return {"rng": self.label, "draws": [h(d) for d in self.draws]}
+
+
+def jsonable(value: Any) -> Any:
+    """A message as JSON, nested messages and tuples included: bytes as hex."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return h(value)
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    return value
+
+
+def share_rows(shares_: list[Share], public: bool = False) -> list[dict[str, Any]]:
+    rows = []
+    for s in shares_:
+        row: dict[str, Any] = {"index": s.index, "value": h(s.value)}
+        if public:
+            row["public_share"] = h(threshold.public_key_share(s))
+        rows.append(row)
+    return rows
+
+
+class Deployment:
+    """Three realms' and a gateway's X25519 keys, and the refresh key of the payment."""
+
+    def __init__(self) -> None:
+        self.realm_secrets = {i: ShakeRng(f"realms/key/realm-{i}")(32)
+                              for i in range(1, REALM_N + 1)}
+        self.realm_keys = {i: envelope.public_key(s) for i, s in self.realm_secrets.items()}
+        self.gateway_secret = ShakeRng("realms/key/gateway")(32)
+        self.gateway_key = envelope.public_key(self.gateway_secret)
+        self.refresh_secret = ShakeRng("realms/key/refresh")(32)
+        self.refresh_key = envelope.public_key(self.refresh_secret)
+
+    def keys(self) -> dict[str, Any]:
+        def x(label: str, secret: bytes) -> dict[str, str]:
+            return {"type": "x25519", "secret": h(secret),
+                    "public": h(envelope.public_key(secret)), "from": label}
+
+        return {
+            "realms": [{"index": i, **x(f"realms/key/realm-{i}", s)}
+                       for i, s in self.realm_secrets.items()],
+            "gateway": x("realms/key/gateway", self.gateway_secret),
+            "refresh": x("realms/key/refresh", self.refresh_secret),
+        }
+
+
+def realm_enrollment(story: Story, dep: Deployment, data_key: bytes, sealed_record: bytes,
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The device deals: k and its split, the PIN key under k, the data key's split, T_0,
+    and one registration per realm (k_i || Sigma_i || verifier || T_0 sealed to it)."""
+    cid = story.card_id
+    oprf_key = scalar("realms/oprf-key")
+    key_rng = Recorded("realms/oprf-key/split")
+    key_shares = threshold.split_key(oprf_key, REALM_T, REALM_N, rng=key_rng)
+    pin = pin_key_case(story, REALM_PIN, "123456", oprf_key=oprf_key)
+    data_rng = Recorded("realms/data-key/split")
+    part, sigmas = split_data_key(data_key, REALM_T, REALM_N, rng=data_rng)
+    assert recover_data_key(part, sigmas[:REALM_T], REALM_T) == data_key
+    token0 = ShakeRng("realms/token-0")(32)
+    verifier = bytes.fromhex(pin["verifier"])
+    registrations = []
+    for k_i, sigma_i in zip(key_shares, sigmas, strict=True):
+        i, realm_key = k_i.index, dep.realm_keys[k_i.index]
+        plain = bytes(k_i.value + sigma_i.value + verifier + token0)
+        label = f"envelope/realm-register/{i}"
+        sealed = story.seal_to(label, dep.realm_secrets[i], plain, register_aad(cid, realm_key),
+                               "register_aad(card_id, realm_key); plaintext k_i || Sigma_i "
+                               "|| verifier || T_0")
+        request = RealmRegister(cid, story.device_key, sealed, b"")
+        signed = request.signed_bytes(realm_key)
+        request = dataclasses.replace(request, signature=signing.sign(story.device_seed, signed))
+        registrations.append({
+            "realm": i, "realm_key": h(realm_key), "plaintext": h(plain),
+            "aad": h(register_aad(cid, realm_key)), "envelope": label,
+            "message": "RealmRegister", "fields": jsonable(request),
+            "signed_bytes": h(signed), "signatures": {"signature": DEVICE},
+            "commitment": h(share_commitment(cid, realm_key, sigma_i.value)),
+        })
+    case = {
+        "oprf_key": {"from": "realms/oprf-key", "key": h(oprf_key), **key_rng.row(),
+                     "key_shares": share_rows(key_shares, public=True)},
+        "pin_key": pin,
+        "data_key": {"key": h(data_key), **data_rng.row(), "device_part": h(part),
+                     "realm_shares": share_rows(sigmas), "sealed_record": h(sealed_record),
+                     "aad": h(card_record_aad(cid))},
+        "token_0": {"from": "realms/token-0", "token": h(token0)},
+        "registrations": registrations,
+    }
+    state = {"oprf_key": oprf_key, "key_shares": key_shares, "part": part, "sigmas": sigmas,
+             "token0": token0, "pin": pin, "data_key": data_key, "sealed_record": sealed_record}
+    return case, state
+
+
+def realm_evaluate_row(story: Story, realm: int, realm_key: bytes, request: RealmEvaluate,
+                       token: bytes) -> tuple[RealmEvaluate, dict[str, Any]]:
+    """A RealmEvaluate signed by the device for one realm, with its possession MAC."""
+    signed = request.signed_bytes(realm_key)
+    request = dataclasses.replace(request, signature=signing.sign(story.device_seed, signed),
+                                  possession=_resplit.possession_mac(token, None, signed))
+    return request, {
+        "realm": realm, "realm_key": h(realm_key), "message": "RealmEvaluate",
+        "fields": jsonable(request), "signed_bytes": h(signed),
+        "signatures": {"signature": DEVICE},
+        "possession": {"token": h(token), "dh": None, "message": h(signed),
+                       "mac": h(request.possession)},
+    }
+
+
+def realm_payment(story: Story, dep: Deployment, state: dict[str, Any],
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Realms 1 and 2 evaluate (DLEQ proofs), the device combines, the PIN key signs a
+    release for each, each seals Sigma_i to the gateway; the device's GatewayAuthorize."""
+    cid, pay = story.card_id, REALM_PAYMENT
+    pin, key_shares = state["pin"], state["key_shares"]
+    blinded = bytes.fromhex(pin["blinded"])
+    evaluations, releases, shares_out = [], [], []
+    evaluated: dict[int, bytes] = {}
+    realm_shares = []
+    pin_seed = bytes.fromhex(pin["seed"])
+    for i in SERVING:
+        realm_key = dep.realm_keys[i]
+        request = RealmEvaluate(cid, ShakeRng(f"realms/evaluate/{i}/nonce")(16), TIMESTAMP_MS,
+                                blinded, b"")
+        request, row = realm_evaluate_row(story, i, realm_key, request, state["token0"])
+        proof_rng = Recorded(f"realms/evaluate/{i}/proof")
+        ev = threshold.evaluate(key_shares[i - 1], blinded, rng=proof_rng)
+        assert dleq.verify_proof(threshold.public_key_share(key_shares[i - 1]), [blinded],
+                                 [ev.element], ev.proof)
+        evaluated[i] = ev.element
+        challenge_id = ShakeRng(f"realms/challenge/{i}/id")(16).hex()
+        challenge_nonce = ShakeRng(f"realms/challenge/{i}/nonce")(32)
+        evaluations.append({
+            "request": row, "key_share": h(key_shares[i - 1].value),
+            "public_share": h(threshold.public_key_share(key_shares[i - 1])),
+            "blinded": h(blinded), "proof": {**proof_rng.row(), "evaluated": h(ev.element),
+                                             "proof": h(ev.proof)},
+            "challenge_id": challenge_id, "challenge_nonce": h(challenge_nonce),
+        })
+        release = RealmRelease(cid, challenge_id, pay["amount"], pay["currency"],
+                               pay["merchant"], pay["idempotency_key"], dep.gateway_key, b"")
+        signed = release.signed_bytes(realm_key, challenge_nonce)
+        signature = signing.sign(pin_seed, signed)
+        label = f"envelope/realm-release/{i}"
+        release = dataclasses.replace(release, pin_signature=story.seal_to(
+            label, dep.realm_secrets[i], signature, release_proof_aad(cid, realm_key),
+            "release_proof_aad(card_id, realm_key); plaintext the PIN key's signature"))
+        releases.append({
+            "realm": i, "realm_key": h(realm_key), "message": "RealmRelease",
+            "fields": jsonable(release), "nonce": h(challenge_nonce), "signed_bytes": h(signed),
+            "signatures": {"pin_signature": {"key": REALM_PIN, "sealed_to_realm": i,
+                                             "envelope": label}},
+            "pin_signature_plain": h(signature),
+            "aad": h(release_proof_aad(cid, realm_key)),
+        })
+        aad = share_aad(cid, realm_key, dep.gateway_key, 0, pay["amount"], pay["currency"],
+                        pay["merchant"], pay["idempotency_key"])
+        sigma = state["sigmas"][i - 1]
+        label = f"envelope/realm-share/{i}"
+        sealed = story.seal_to(label, dep.gateway_secret, bytes(sigma.value), aad,
+                               "share_aad(card_id, realm_key, gateway_key, version, amount, "
+                               "currency, merchant, idempotency_key); plaintext Sigma_i")
+        commitment = share_commitment(cid, realm_key, sigma.value)
+        realm_shares.append(RealmShare(i, realm_key, sealed, commitment))
+        shares_out.append({
+            "realm": i, "realm_key": h(realm_key), "sigma": h(sigma.value), "version": 0,
+            "aad": h(aad), "envelope": label, "sealed": h(sealed),
+            "commitment_message": h(encode(D_SHARE_COMMITMENT, cid.encode(), realm_key,
+                                           bytes(sigma.value))),
+            "commitment": h(commitment),
+        })
+    combined = threshold.combine(evaluated)
+    whole = oprf.blind_evaluate(state["oprf_key"], blinded)
+    assert combined == whole
+    x = bytes.fromhex(pin["pin_input"])
+    output = bytes(oprf.finalize(x, bytes.fromhex(pin["blind"]), combined))
+    assert output == bytes(oprf.evaluate(state["oprf_key"], x)) == bytes.fromhex(
+        pin["oprf_output"])
+    lambdas = threshold.lagrange_coefficients(list(SERVING))
+    combination = {
+        "indices": list(SERVING), "lagrange": {str(i): h(c) for i, c in lambdas.items()},
+        "combined": h(combined), "whole_key_evaluated": h(whole), "oprf_output": h(output),
+    }
+    members = tuple(RealmMember(i, dep.realm_keys[i]) for i in range(1, REALM_N + 1))
+    env_aad = gateway_envelope_aad(cid, dep.gateway_key, pay["idempotency_key"])
+    plain = bytes(state["part"]) + state["sealed_record"]
+    env = story.seal_to("envelope/gateway-authorize", dep.gateway_secret, plain, env_aad,
+                        "gateway_envelope_aad(card_id, gateway_key, idempotency_key); "
+                        "plaintext D || sealed card record")
+    auth = GatewayAuthorize(cid, story.device_key, pay["amount"], pay["currency"],
+                            pay["merchant"], pay["idempotency_key"], env, tuple(realm_shares),
+                            b"", 0, dep.refresh_key, members)
+    signed = auth.signed_bytes(dep.gateway_key)
+    auth = dataclasses.replace(auth, signature=signing.sign(story.device_seed, signed))
+    case = {
+        "payment": dict(pay), "evaluations": evaluations, "combination": combination,
+        "releases": releases, "shares": shares_out,
+        "gateway_authorize": {
+            "message": "GatewayAuthorize", "fields": jsonable(auth),
+            "signed_for": h(dep.gateway_key), "signed_bytes": h(signed),
+            "signatures": {"signature": DEVICE}, "envelope": "envelope/gateway-authorize",
+            "envelope_aad": h(env_aad), "envelope_plaintext": h(plain),
+        },
+    }
+    return case, {"authorize": auth, "evaluated": evaluated}
+
+
+def realm_resplit(story: Story, dep: Deployment, state: dict[str, Any],
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The gateway's re-split after the approval: rho and its shares, T_1, rho || T_1
+    sealed to the refresh key, a delta per realm, every realm's next commitment; the
+    device's D' = D - rho."""
+    cid, version = story.card_id, 1
+    rho_rng = Recorded("realms/resplit/rho")
+    fresh = deal_refresh(REALM_T, REALM_N, rng=rho_rng)
+    token1 = ShakeRng("realms/resplit/token")(32)
+    plain = bytes(fresh.device_delta) + token1
+    device_aad = encode(D_DEVICE_REFRESH, cid.encode(), u64(version))
+    refresh = story.seal_to("envelope/realm-refresh", dep.refresh_secret, plain, device_aad,
+                            "encode(D_DEVICE_REFRESH, card_id, u64(version)); plaintext "
+                            "rho || T")
+    with injected(_replay(story, "envelope/realm-refresh")):
+        assert seal_device_refresh(dep.refresh_key, cid, version, plain) == refresh
+    opened = [state["sigmas"][i - 1] for i in SERVING]
+    deltas: list[RealmDelta] = []
+    delta_rows: list[dict[str, Any]] = []
+    next_rows: list[dict[str, Any]] = []
+    nexts: dict[int, Share] = {}
+    for i in range(1, REALM_N + 1):
+        realm_key, rho_i = dep.realm_keys[i], fresh.share_deltas[i - 1]
+        now = threshold.share_at(opened, REALM_T, i)
+        assert now.value == state["sigmas"][i - 1].value
+        nxt = add_shares(now, rho_i)
+        nexts[i] = nxt
+        commitment = share_commitment(cid, realm_key, nxt.value)
+        next_rows.append({"realm": i, "realm_key": h(realm_key),
+                          "from": "opened" if i in SERVING else "share_at",
+                          "current": h(now.value), "rho_i": h(rho_i.value),
+                          "next": h(nxt.value), "commitment": h(commitment)})
+        step = bytes(rho_i.value) + token1
+        shared = envelope.x25519(dep.gateway_secret, realm_key)
+        key_message = encode(D_DELTA_KEY, cid.encode(), realm_key, dep.gateway_key,
+                             u64(version))
+        key = delta_key(dep.gateway_secret, realm_key, cid, realm_key, dep.gateway_key,
+                        version)
+        with injected(ShakeRng(f"realms/delta/{i}")) as draws:
+            sealed = seal_delta(dep.gateway_secret, dep.gateway_key, realm_key, cid, version,
+                                step)
+        deltas.append(RealmDelta(realm_key, version, dep.gateway_key, sealed))
+        delta_rows.append({
+            "realm": i, "realm_key": h(realm_key), "gateway_key": h(dep.gateway_key),
+            "version": version, "shared_secret": h(shared), "key_message": h(key_message),
+            "delta_key": h(key), "aad": h(encode(D_DELTA, cid.encode(), realm_key,
+                                                 dep.gateway_key, u64(version))),
+            "plaintext": h(step), "draws": [h(d) for d in draws], "sealed": h(sealed),
+            "encoded": h(deltas[-1].encoded()),
+        })
+    part_next = refresh_device_part(state["part"], fresh.device_delta)
+    for pair in ((1, 2), (1, 3), (2, 3)):
+        assert recover_data_key(part_next, [nexts[i] for i in pair], REALM_T) == state[
+            "data_key"]
+    commitments = tuple(RealmCommitment(dep.realm_keys[r["realm"]], bytes.fromhex(
+        r["commitment"])) for r in next_rows)
+    case = {
+        "version": version, **rho_rng.row(), "rho": h(fresh.device_delta),
+        "rho_shares": share_rows(fresh.share_deltas),
+        "token": {"from": "realms/resplit/token", "token": h(token1)},
+        "device_refresh": {"aad": h(device_aad), "plaintext": h(plain),
+                           "envelope": "envelope/realm-refresh", "sealed": h(refresh)},
+        "deltas": delta_rows, "next_shares": next_rows,
+        "device_part": h(state["part"]), "device_part_next": h(part_next),
+    }
+    return case, {"deltas": tuple(deltas), "commitments": commitments, "token1": token1,
+                  "refresh": refresh, "nexts": nexts, "part_next": part_next}
+
+
+def _replay(story: Story, label: str) -> Callable[[int], bytes]:
+    """The recorded draws of ``label``'s envelope, served in order."""
+    queue = [bytes.fromhex(d) for d in
+             next(e for e in story.envelopes if e["label"] == label)["draws"]]
+    return lambda n: queue.pop(0)
+
+
+def realms_case(story: Story, data_key: bytes, sealed_record: bytes) -> dict[str, Any]:
+    """One 2-of-3 card's enrollment, payment, re-split and the next evaluation."""
+    dep = Deployment()
+    enrollment, state = realm_enrollment(story, dep, data_key, sealed_record)
+    payment, paid = realm_payment(story, dep, state)
+    resplit, split_state = realm_resplit(story, dep, state)
+    pin = state["pin"]
+    x = bytes.fromhex(pin["pin_input"])
+    blind_v1 = scalar("realms/pin/blind-v1")
+    _, blinded_v1 = oprf.blind(x, rng=lambda: blind_v1)
+    delta = split_state["deltas"][CATCH_UP - 1]
+    request = RealmEvaluate(story.card_id, ShakeRng("realms/evaluate-v1/nonce")(16),
+                            TIMESTAMP_MS, blinded_v1, b"", 1, (delta,))
+    request, v1 = realm_evaluate_row(story, CATCH_UP, dep.realm_keys[CATCH_UP], request,
+                                     split_state["token1"])
+    v1["blind"] = {"from": "realms/pin/blind-v1", "blind": h(blind_v1),
+                   "blinded": h(blinded_v1)}
+    authorization = Authorization(True, "000123", None, "•••• 1111", REALM_PAYMENT["amount"],
+                                  REALM_PAYMENT["currency"], REALM_PAYMENT["merchant"],
+                                  REALM_PAYMENT["idempotency_key"],
+                                  datetime.datetime(2026, 1, 1, 0, 2, tzinfo=datetime.UTC))
+    reply = GatewayReply(authorization, 1, split_state["refresh"], split_state["deltas"],
+                         split_state["commitments"])
+    wire = [{"message": name, "type": type(value).__name__, "fields": jsonable(value),
+             "json": _wire.dumps(getattr(_realm_api, name), value).decode("utf-8")}
+            for name, value in (("REALM_EVALUATE", request),
+                                ("GATEWAY_AUTHORIZE", paid["authorize"]),
+                                ("GATEWAY_REPLY", reply))]
+    return {
+        "threshold": REALM_T, "realms": REALM_N, "card_id": story.card_id,
+        "device_key": h(story.device_key), "keys": dep.keys(), **enrollment,
+        **payment, "resplit": resplit, "evaluate_next": v1, "wire": wire,
+    }
+
+
+def realm_must_fail(story: Story, realms: dict[str, Any]) -> list[dict[str, Any]]:
+    """Realm rows a port must refuse: deltas, released shares and the device's refresh
+    opened out of their binding, and a stale part with fresh shares."""
+    keys = realms["keys"]
+    realm = {r["index"]: r for r in keys["realms"]}
+    delta = realms["resplit"]["deltas"][CATCH_UP - 1]
+    gateway = keys["gateway"]
+
+    def open_delta_row(why: str, at: int, **change: Any) -> dict[str, Any]:
+        row = {"operation": "open_delta", "why": why, "realm_secret": realm[at]["secret"],
+               "realm_key": realm[at]["public"], "gateway_key": delta["gateway_key"],
+               "card_id": story.card_id, "version": delta["version"],
+               "sealed": delta["sealed"], "error": "AuthenticationFailed"}
+        return {**row, **change}
+
+    share = realms["shares"][0]
+    pay = realms["payment"]
+
+    def open_share_row(why: str, **change: Any) -> dict[str, Any]:
+        row = {"operation": "open_share", "why": why, "gateway_secret": gateway["secret"],
+               "card_id": story.card_id, "realm_key": share["realm_key"],
+               "gateway_key": gateway["public"], "version": share["version"], **pay,
+               "sealed": share["sealed"], "error": "AuthenticationFailed"}
+        return {**row, **change}
+
+    refresh = realms["resplit"]["device_refresh"]
+    next_shares = realms["resplit"]["next_shares"]
+    old_shares = realms["data_key"]["realm_shares"]
+    evaluate = realms["evaluate_next"]
+    other_realm = realm[1]["public"]
+    return [
+        open_delta_row("delta for version 1 opened as version 2", CATCH_UP, version=2),
+        open_delta_row("realm 3's delta opened by realm 1", 1),
+        open_delta_row("delta claimed from another gateway", CATCH_UP,
+                       gateway_key=h(story.server_key)),
+        open_delta_row("delta byte flipped", CATCH_UP, sealed=_flip(delta["sealed"], 30)),
+        open_share_row("share opened with another payment's amount", amount=pay["amount"] + 1),
+        open_share_row("share opened with another payment's idempotency key",
+                       idempotency_key="order-realm-0002"),
+        open_share_row("share released at version 0 opened as version 1", version=1),
+        open_share_row("share opened as another realm's", realm_key=realms["shares"][1][
+            "realm_key"]),
+        {"operation": "open_device_refresh", "why": "rho for version 1 opened as version 2",
+         "secret": keys["refresh"]["secret"], "card_id": story.card_id, "version": 2,
+         "sealed": refresh["sealed"], "error": "AuthenticationFailed"},
+        {"operation": "open_device_refresh", "why": "rho opened for another card",
+         "secret": keys["refresh"]["secret"], "card_id": "0" * 32, "version": 1,
+         "sealed": refresh["sealed"], "error": "AuthenticationFailed"},
+        {"operation": "recover_data_key", "why": "stale part: D with the version-1 shares",
+         "device_part": realms["resplit"]["device_part"],
+         "shares": [{"index": r["realm"], "value": r["next"]} for r in next_shares[:2]],
+         "error": "DecodeError"},
+        {"operation": "recover_data_key", "why": "D' with the version-0 shares",
+         "device_part": realms["resplit"]["device_part_next"], "shares": old_shares[:2],
+         "error": "DecodeError"},
+        {"operation": "verify", "why": "realm 3's evaluate replayed to realm 1",
+         "public": story.device_key.hex(),
+         "message": h(_build_realm_evaluate(evaluate["fields"]).signed_bytes(
+             bytes.fromhex(other_realm))),
+         "signature": evaluate["fields"]["signature"], "error": "AuthenticationFailed"},
+    ]
+
+
+def _build_realm_evaluate(f: dict[str, Any]) -> RealmEvaluate:
+    return RealmEvaluate(
+        f["card_id"], bytes.fromhex(f["nonce"]), f["timestamp"], bytes.fromhex(f["blinded"]),
+        bytes.fromhex(f["signature"]), f["share_version"],
+        tuple(RealmDelta(bytes.fromhex(d["realm_key"]), d["version"],
+                         bytes.fromhex(d["gateway_key"]), bytes.fromhex(d["sealed"]))
+              for d in f["deltas"]), bytes.fromhex(f["possession"]))
+
+
 def build() -> dict[str, Any]:
     story = Story()
     oprf_key = scalar("pin-key/oprf-key")
@@ -632,6 +1098,9 @@ def build() -> dict[str, Any]:
             "server share 32); replay them to reproduce the bytes",
             "signatures are Ed25519 (deterministic); a PIN-key signature travels sealed to "
             "the server under proof_aad(kind, card_id)",
+            "realms: threshold.split_key, split_data_key, deal_refresh and "
+            "threshold.evaluate take the label's stream as rng (draws: 64 bytes per scalar); "
+            "seal_delta draws its nonce (24); the realm card is the story's card_id",
             "must_fail: each row is refused with the named error",
         ],
         "threshold": {
@@ -656,8 +1125,9 @@ def build() -> dict[str, Any]:
     }
     doc["wire"] = wire_cases(story, built, bytes.fromhex(pin["evaluated"]),
                              bytes.fromhex(resplit["sealed"]))
+    doc["realms"] = realms_case(story, data_key, bytes.fromhex(cards[0]["sealed"]))
     doc["envelopes"] = story.envelopes
-    doc["must_fail"] = must_fail(story, doc)
+    doc["must_fail"] = must_fail(story, doc) + realm_must_fail(story, doc["realms"])
     return doc
 
 
