@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ KILLED = 0
 """The realm killed for the one-down figures: realm-1, which every device asks first
 (realms in deployment order, those known to be down last), so that each device must
 learn it is down and ask the spare."""
-PROBE_PAYMENTS = 30
+PROBE_PAYMENTS = 20
 """Payments of the probe in each alone phase: enough for a median, and below the ~45
 payments after which a spare realm's catch-up no longer fits in one request body
 (every payment's re-split leaves the device one delta to carry to each realm it did
@@ -78,16 +79,21 @@ class _Rig:
 
 @contextmanager
 def _realms(root: Path) -> Iterator[_Rig]:
-    """Three realms and a gateway, each its own ``serve`` process, database and KEK."""
+    """Three realms and a gateway, each its own ``serve`` process, database and KEK,
+    started at once (each start waits for its process to answer)."""
     path = root / "deployment.json"
     names = [*(f"realm-{i}" for i in range(1, REALMS + 1)), "gateway-1"]
-    with ExitStack() as stack:
-        servers: dict[str, Server] = {}
-        for name in names:
-            (root / name).mkdir()
-            role = "gateway" if name.startswith("gateway") else "realm"
-            servers[name] = stack.enter_context(
-                serve(root / name, args=("--role", role, "--deployment", str(path))))
+    starting = {}
+    for name in names:
+        (root / name).mkdir()
+        role = "gateway" if name.startswith("gateway") else "realm"
+        starting[name] = serve(root / name, args=("--role", role, "--deployment", str(path)))
+    with ExitStack() as stack, ThreadPoolExecutor(len(names)) as pool:
+        entered = {name: pool.submit(cm.__enter__) for name, cm in starting.items()}
+        for name, future in entered.items():
+            if future.exception() is None:  # waits; a started one is stopped on the way out
+                stack.push(starting[name].__exit__)
+        servers = {name: future.result() for name, future in entered.items()}
         _deployment_of(servers).save(path)
         yield _Rig(servers, Deployment.load(path))
 
