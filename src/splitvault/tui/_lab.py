@@ -6,6 +6,10 @@ each side (database, WAL, journal, key file) for the card number and the holder'
 in many encodings right after enrollment, while the card was still in hand; only the
 counts were kept. A visitor can also type the card number here to search again: it is
 cleared from the field at once and dropped after the search.
+
+Two more screens from here: the re-split and a copy of this device (``s``,
+``_resplit_pane.py``), and a card held by three realms, any two of which pay (``t``,
+``_realms_screen.py``).
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ class LabScreen(DemoScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "reload", "Reload"),
         Binding("s", "resplit", "Re-split & copy"),
+        Binding("t", "realms", "Realms"),
     ]
 
     DEFAULT_CSS = """
@@ -87,7 +92,8 @@ class LabScreen(DemoScreen[None]):
         #lead-row { height: 1; }
         #lead { padding: 0 1; height: 1; width: 1fr; color: $text-primary;
                 text-style: bold; }
-        #resplit-button { margin-right: 1; }
+        #resplit-button, #realms-button { margin-right: 1; }
+        #realms-button { min-width: 0; }
         #sides { height: auto; }
         .side { width: 1fr; height: auto; border: round $primary; padding: 0 1; }
         #device-side { border: round $accent; }
@@ -100,7 +106,8 @@ class LabScreen(DemoScreen[None]):
            field and button by their colours (they have no border to light up). */
         #body:focus #lead { background: $accent 30%; }
         #pan:focus { background: $accent 30%; }
-        #search-button:focus, #resplit-button:focus { text-style: bold reverse; }
+        #search-button:focus, #resplit-button:focus, #realms-button:focus {
+            text-style: bold reverse; }
     }
     """
 
@@ -116,6 +123,9 @@ class LabScreen(DemoScreen[None]):
                 yield Static(Content(f"What each side stores for {card_label(self._card)}"),
                              id="lead")
                 yield Button("Re-split & copy (s)", id="resplit-button", compact=True)
+                # "Realms" alone: with "(t)" the lead line loses a long brand's last four at 80
+                # columns; the footer says t.
+                yield Button("Realms", id="realms-button", compact=True)
             with Horizontal(id="sides"):
                 with Vertical(id="server-side", classes="side"):
                     yield Static(id="server-row")
@@ -147,9 +157,19 @@ class LabScreen(DemoScreen[None]):
         """The re-split and the copy of this device, on a screen of their own."""
         self.app.push_screen(ResplitScreen(self._card))
 
+    def action_realms(self) -> None:
+        """A card over three realms, any two of which pay: stop them and pay."""
+        from ._realms_screen import RealmsScreen
+
+        self.app.push_screen(RealmsScreen())
+
     @on(Button.Pressed, "#resplit-button")
     def _resplit_pressed(self) -> None:
         self.action_resplit()
+
+    @on(Button.Pressed, "#realms-button")
+    def _realms_pressed(self) -> None:
+        self.action_realms()
 
     # -- the two sides -------------------------------------------------------------------
 

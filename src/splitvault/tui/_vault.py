@@ -9,10 +9,12 @@ holder's name are never kept).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
@@ -27,6 +29,9 @@ from ..server import Acquirer, CardState, ShareServer
 from ._copy import DeviceCopy
 from ._receipts import Delivered, DemoReceipts
 from ._shares import ShareView, device_shares, server_shares
+
+if TYPE_CHECKING:
+    from ._realms import RealmDemo
 
 __all__ = ["DemoVault", "ScanReport", "SideScan", "default_data_dir", "scan_sides"]
 
@@ -101,6 +106,7 @@ class DemoVault:
         self._before: dict[str, ShareView] = {}
         """Per card, its shares just before its last approved payment (the lab's "before")."""
         self._copy: DeviceCopy | None = None
+        self._realm_demo: RealmDemo | None = None
         self._pin_sha256 = pin_sha256
         self._closed = False
         self._lock = threading.Lock()
@@ -139,6 +145,8 @@ class DemoVault:
             return  # wipe() closed it; the app closes it again when it quits
         self._closed = True
         self.discard_copy()
+        if self._realm_demo is not None:
+            self._realm_demo.close()
         self.device.close()
         if self.server is not None:
             self.server.close()
@@ -381,6 +389,24 @@ class DemoVault:
         return self._copy.device.authorize(card_id, pin, amount=amount, currency=CURRENCY,
                                            merchant=merchant,
                                            idempotency_key=idempotency_key)
+
+    # -- the realms (the security lab) ------------------------------------------------
+
+    @property
+    def realm_demo(self) -> RealmDemo | None:
+        """The lab's t-of-n deployment with its own device and demo card, once built."""
+        return self._realm_demo
+
+    def open_realm_demo(self, today: datetime.date) -> CardState | str:
+        """In a worker: build the lab's deployment in a private temporary folder (once)
+        and enroll its demo card (once); the card's state across the realms."""
+        from ._realms import RealmDemo  # only when the lab's realms are opened
+
+        if self._realm_demo is None:
+            self._realm_demo = RealmDemo.build(self.device.kdf, today=today)
+        if self._realm_demo.card_id is None:
+            self._realm_demo.enroll(today)
+        return self._realm_demo.card_state()
 
     def scan_for_pan(self, digits: str) -> ScanReport:
         """Search both sides for a card number the visitor typed in the lab."""
