@@ -22,6 +22,7 @@ from splitvault._attack import (
     fuzz,
     incidents,
     leakage,
+    realm_breach,
     server_breach,
     stranger,
 )
@@ -151,6 +152,18 @@ def test_recording_failure_after_charge_is_in_doubt(lab: Lab) -> None:
 @pytest.mark.parametrize("attack", [stranger.delete_card, stranger.pay_without_evaluation,
                                     stranger.enumerate_cards], ids=lambda a: a.__name__)
 def test_stranger_is_refused(lab: Lab, attack: Attack) -> None:
+    held(attack(lab))
+
+
+# -- 22. realm breach (t-1 realms of a t-of-n deployment) -----------------------------------
+
+
+@pytest.mark.parametrize("attack", [realm_breach.no_card, realm_breach.no_offline_pin_test],
+                         ids=["no-card", "no-offline-pin-test"])
+def test_realm_breach_gives_nothing(lab: Lab, attack: Attack) -> None:
+    """Realm 1 of 3 (threshold 2) taken whole, database and KEK, with the device's
+    files: the card record does not open and no PIN can be tested offline; each attack
+    has a positive control with t shares, so a success would be seen."""
     held(attack(lab))
 
 

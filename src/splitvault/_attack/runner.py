@@ -45,6 +45,7 @@ from . import (
     leakage,
     money,
     protocol,
+    realm_breach,
     server_backup,
     server_breach,
     shutdown,
@@ -96,6 +97,8 @@ SCENARIOS: tuple[Scenario, ...] = (
              device_copy.run, True),
     Scenario(21, "old-server-backup", "An old server backup with the current device",
              server_backup.run, False),
+    Scenario(22, "realm-breach", "t-1 realms and the device's files", realm_breach.run,
+             False),
 )
 
 
