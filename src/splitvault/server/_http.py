@@ -91,7 +91,10 @@ class HttpApp:
             StarletteRoute("/readyz", self._readyz, methods=["GET"]),
             StarletteRoute("/openapi.json", self._openapi, methods=["GET"]),
         ]
-        self._document = openapi_document(max_body)
+        self._document = openapi_document(
+            max_body, routes_of(role),
+            {"all": "splitvault share server", "realm": "splitvault realm",
+             "gateway": "splitvault gateway"}[role])
         starlette = Starlette(routes=routes, exception_handlers={
             HTTPException: _http_exception, Exception: _internal_error})
         self.asgi: ASGIApp = AccessMiddleware(starlette, limiter=limiter)

@@ -6,9 +6,11 @@ error statuses from :mod:`splitvault._http_api`: there is no second copy to drif
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .._http_api import COMMON_ERRORS, ROUTES, STATUS, Route
+from .._realm_api import MESSAGES as REALM_MESSAGES
 from .._version import __version__
 from .._wire import MESSAGES
 
@@ -24,7 +26,9 @@ _REASONS = {
     423: "Card locked after too many wrong PINs",
     429: "Too many requests from this address (see Retry-After)",
     500: "Internal error (the message never says more)",
-    503: "Acquirer unavailable: nothing was charged, a retry may succeed",
+    502: "A realm answered wrongly (the gateway names it): nothing was charged",
+    503: "Acquirer unavailable, or a realm or gateway without its deployment file: "
+         "nothing was charged, a retry may succeed",
 }
 
 
@@ -61,9 +65,12 @@ def _probe(summary: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
                     "responses": responses}}
 
 
-def openapi_document(max_body: int) -> dict[str, Any]:
+def openapi_document(max_body: int, routes: Sequence[Route] = ROUTES,
+                     title: str = "splitvault share server") -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``routes`` (a role's: the single server's by default,
+    or a realm's or a gateway's)."""
     paths: dict[str, Any] = {}
-    for route in ROUTES:
+    for route in routes:
         paths[route.path] = {"get" if route.request is None else "post": _operation(route)}
     paths["/healthz"] = _probe("Healthz: the process is up")
     paths["/readyz"] = _probe("Readyz: the database answers", {
@@ -71,7 +78,7 @@ def openapi_document(max_body: int) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": "splitvault share server",
+            "title": title,
             "version": __version__,
             "description": (
                 "The share server of a split-key card vault. Bytes are unpadded base64url. "
@@ -81,5 +88,5 @@ def openapi_document(max_body: int) -> dict[str, Any]:
             ),
         },
         "paths": paths,
-        "components": {"schemas": {m.name: m.schema() for m in MESSAGES}},
+        "components": {"schemas": {m.name: m.schema() for m in (*MESSAGES, *REALM_MESSAGES)}},
     }
