@@ -48,6 +48,7 @@ from splitvault._realm_protocol import (
     D_SHARE_COMMITMENT,
     GatewayAuthorize,
     GatewayReply,
+    RealmCatchUp,
     RealmCommitment,
     RealmDelta,
     RealmEvaluate,
@@ -859,13 +860,24 @@ def test_realm_wire_json(case: dict[str, Any]) -> None:
             s["commitment"] for s in R["resplit"]["next_shares"]]
 
 
+def test_realm_catch_up() -> None:
+    """A RealmCatchUp carrying the next evaluation's step alone, signed by the device key
+    over the realm's key (no possession MAC: the steps are the gateway's)."""
+    row = R["catch_up"]
+    f = row["fields"]
+    request = RealmCatchUp(f["card_id"], b(f["nonce"]), f["timestamp"],
+                           tuple(realm_delta_of(d) for d in f["deltas"]), b(f["signature"]))
+    assert request.deltas == realm_evaluate_of(R["evaluate_next"]["fields"]).deltas
+    check_device_signature(row, request.signed_bytes(REALM_KEYS[row["realm"]]))
+
+
 def test_every_realm_signed_message_has_a_vector() -> None:
     """Each message class with signed_bytes() in _realm_protocol has a vector."""
     signed_classes = {name for name in _realm_protocol.__all__
                       if hasattr(getattr(_realm_protocol, name), "signed_bytes")}
     covered = {R["registrations"][0]["message"], R["evaluations"][0]["request"]["message"],
                R["releases"][0]["message"], R["gateway_authorize"]["message"],
-               R["evaluate_next"]["message"]}
+               R["evaluate_next"]["message"], R["catch_up"]["message"]}
     assert signed_classes == covered
 
 

@@ -22,6 +22,8 @@ from ._realm_protocol import (
     GatewayAuthorize,
     GatewayInfo,
     GatewayReply,
+    RealmCatchUp,
+    RealmCatchUpReply,
     RealmCommitment,
     RealmDelta,
     RealmEvaluate,
@@ -50,9 +52,10 @@ _MERCHANT = Text(1, 256)
 _IDEMPOTENCY_KEY = Text(1, 128, "[A-Za-z0-9._:-]{1,128}")
 _ENVELOPE = Bytes(1, 4096)
 _VERSION = Int(0, 2**53)
-MAX_DELTAS = 64
-"""Re-splits a device carries to one realm at once: a realm down for more payments than
-this is brought up in steps (each evaluation moves it by as many)."""
+MAX_DELTAS = 32
+"""Re-split steps one request carries to a realm (about 350 bytes each: 32 fit well in
+the 16 KiB body limit). A realm behind by more is brought up first by ``realm_catch_up``
+requests of this many steps each."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,11 @@ REALM_EVALUATE = Message("RealmEvaluate", RealmEvaluate, {
     "signature": _SIG, "share_version": _VERSION,
     "deltas": ListOf(REALM_DELTA, 0, MAX_DELTAS), "possession": Bytes(0, 32)},
     optional=frozenset({"deltas", "possession"}))
+REALM_CATCH_UP = Message("RealmCatchUp", RealmCatchUp, {
+    "card_id": _ID, "nonce": _NONCE, "timestamp": _MILLIS,
+    "deltas": ListOf(REALM_DELTA, 1, MAX_DELTAS), "signature": _SIG})
+REALM_CATCH_UP_REPLY = Message("RealmCatchUpReply", RealmCatchUpReply, {
+    "share_version": _VERSION})
 REALM_EVALUATE_REPLY = Message("RealmEvaluateReply", RealmEvaluateReply, {
     "evaluated": _KEY32, "proof": Bytes(64), "attempts_left": _COUNT, "challenge_id": _ID,
     "nonce": _KEY32, "expires_at": Number(0, 2**53), "share_version": _VERSION})
@@ -135,6 +143,10 @@ REALM_ROUTES: tuple[Route, ...] = (
            "invalid_challenge", "card_locked", "configuration_error"),
           "Check the PIN proof of one payment; release this realm's share sealed to a "
           "gateway of the deployment"),
+    Route("/v1/realm/catch-up", "realm_catch_up", REALM_CATCH_UP, REALM_CATCH_UP_REPLY,
+          ("unknown_card", "invalid_challenge", "tampered_data", "device_cloned"),
+          "Bring this realm's share of a card up by the gateway's re-split steps (no "
+          "guess), for a realm that was down for many payments"),
     Route("/v1/delete", "delete", _wire.DELETE, _wire.EMPTY,
           ("unknown_card", "invalid_challenge"),
           "Destroy this realm's share and key share of a card"),
@@ -156,5 +168,5 @@ GATEWAY_ROUTES: tuple[Route, ...] = (
 MESSAGES: tuple[Message[Any], ...] = (
     REALM_INFO, GATEWAY_INFO, REALM_REGISTER, REALM_EVALUATE, REALM_EVALUATE_REPLY,
     REALM_RELEASE, REALM_RELEASE_REPLY, REALM_SHARE, GATEWAY_AUTHORIZE, REALM_DELTA,
-    REALM_COMMITMENT, GATEWAY_REPLY, REALM_MEMBER,
+    REALM_COMMITMENT, GATEWAY_REPLY, REALM_MEMBER, REALM_CATCH_UP, REALM_CATCH_UP_REPLY,
 )

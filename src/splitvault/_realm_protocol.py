@@ -56,6 +56,8 @@ __all__ = [
     "GatewayInfo",
     "GatewayReply",
     "GatewayService",
+    "RealmCatchUp",
+    "RealmCatchUpReply",
     "RealmCommitment",
     "RealmDelta",
     "RealmEvaluate",
@@ -76,6 +78,7 @@ __all__ = [
 D_REALM_REGISTER = b"splitvault/realm/v1/register"
 D_REALM_REGISTER_ENVELOPE = b"splitvault/realm/v1/register-envelope"
 D_REALM_EVALUATE = b"splitvault/realm/v1/evaluate"
+D_REALM_CATCH_UP = b"splitvault/realm/v1/catch-up"
 D_REALM_RELEASE = b"splitvault/realm/v1/release"
 D_REALM_RELEASE_PROOF = b"splitvault/realm/v1/release-proof"
 D_REALM_SHARE = b"splitvault/realm/v1/share"
@@ -211,6 +214,29 @@ class RealmEvaluate:
         return encode(D_REALM_EVALUATE, _s(self.card_id), realm_key, self.nonce,
                       u64(self.timestamp), self.blinded, u64(self.share_version),
                       *(d.encoded() for d in self.deltas))
+
+
+@dataclass(frozen=True)
+class RealmCatchUp:
+    """Device -> realm: re-split steps only (no evaluation, no guess), for a realm behind
+    by more steps than an evaluation carries (it was down for many payments). Signed by
+    the device key over a fresh nonce and time; each step is the gateway's, so nothing
+    here lets the device choose a share."""
+
+    card_id: str
+    nonce: bytes
+    timestamp: int
+    deltas: tuple[RealmDelta, ...] = field(repr=False)
+    signature: bytes = field(repr=False)
+
+    def signed_bytes(self, realm_key: bytes) -> bytes:
+        return encode(D_REALM_CATCH_UP, _s(self.card_id), realm_key, self.nonce,
+                      u64(self.timestamp), *(d.encoded() for d in self.deltas))
+
+
+@dataclass(frozen=True)
+class RealmCatchUpReply:
+    share_version: int
 
 
 @dataclass(frozen=True)
@@ -352,6 +378,8 @@ class RealmService(Protocol):
     def delete(self, request: DeleteRequest) -> None: ...
 
     def realm_status(self, request: CardStatusRequest) -> CardStatusReply: ...
+
+    def realm_catch_up(self, request: RealmCatchUp) -> RealmCatchUpReply: ...
 
 
 class GatewayService(Protocol):

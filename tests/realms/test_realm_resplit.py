@@ -353,3 +353,34 @@ def test_reenroll_is_the_way_back_and_cuts_every_copy_off(realms: Realms) -> Non
     with realms.device() as device, sv.Pin.from_digits("518263") as new_pin:
         assert device.authorize(card_id, new_pin, amount=100, currency="KRW",
                                 merchant="Gangnam Coffee", idempotency_key="after-3").approved
+
+
+def test_every_realm_takes_part_in_turn(realms: Realms) -> None:
+    """With all realms up, the device asks the ones furthest behind first, so no realm
+    collects steps to carry (found by the bench: after ~50 payments the steps for an
+    idle realm no longer fitted in one request, and a realm failing then left the card
+    unable to pay)."""
+    with realms.device() as device:
+        card_id = _enroll(device)
+        for i in range(30):
+            assert _pay(device, card_id, f"turn-{i}").approved
+        version = device.card_state(card_id).share_version
+        lags = [version - p.version for p in device._store.realm_parts(card_id)]
+    assert version == 30 and max(lags) <= 2
+
+
+def test_a_realm_down_for_many_payments_catches_up_in_steps(realms: Realms) -> None:
+    """Realm 3 misses more payments than one request carries (MAX_DELTAS); when it must
+    serve (realm 1 down), the device brings it up by catch-up requests first (no guess
+    spent there for them), then pays."""
+    from splitvault._realm_api import MAX_DELTAS
+
+    with realms.device() as device:
+        card_id = _enroll(device)
+        realms.switches[2].down = True
+        for i in range(MAX_DELTAS + 8):
+            assert _pay(device, card_id, f"many-{i}").approved
+        realms.switches[2].down = False
+        realms.switches[0].down = True
+        assert _pay(device, card_id, "after-many").approved
+        assert realms.versions(card_id)[2] == (MAX_DELTAS + 8, False)

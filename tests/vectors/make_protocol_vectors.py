@@ -75,6 +75,7 @@ from splitvault._realm_protocol import (
     D_SHARE_COMMITMENT,
     GatewayAuthorize,
     GatewayReply,
+    RealmCatchUp,
     RealmCommitment,
     RealmDelta,
     RealmEvaluate,
@@ -977,6 +978,15 @@ def realms_case(story: Story, data_key: bytes, sealed_record: bytes) -> dict[str
                                      split_state["token1"])
     v1["blind"] = {"from": "realms/pin/blind-v1", "blind": h(blind_v1),
                    "blinded": h(blinded_v1)}
+    # The same step carried alone (a realm far behind is brought up this way first).
+    catch_up = RealmCatchUp(story.card_id, ShakeRng("realms/catch-up/nonce")(16),
+                            TIMESTAMP_MS, (delta,), b"")
+    signed_catch_up = catch_up.signed_bytes(dep.realm_keys[CATCH_UP])
+    catch_up = dataclasses.replace(catch_up, signature=signing.sign(story.device_seed,
+                                                                    signed_catch_up))
+    catch_up_row = {"realm": CATCH_UP, "realm_key": h(dep.realm_keys[CATCH_UP]),
+                    "message": "RealmCatchUp", "fields": jsonable(catch_up),
+                    "signed_bytes": h(signed_catch_up), "signatures": {"signature": DEVICE}}
     authorization = Authorization(True, "000123", None, "•••• 1111", REALM_PAYMENT["amount"],
                                   REALM_PAYMENT["currency"], REALM_PAYMENT["merchant"],
                                   REALM_PAYMENT["idempotency_key"],
@@ -991,7 +1001,8 @@ def realms_case(story: Story, data_key: bytes, sealed_record: bytes) -> dict[str
     return {
         "threshold": REALM_T, "realms": REALM_N, "card_id": story.card_id,
         "device_key": h(story.device_key), "keys": dep.keys(), **enrollment,
-        **payment, "resplit": resplit, "evaluate_next": v1, "wire": wire,
+        **payment, "resplit": resplit, "evaluate_next": v1, "catch_up": catch_up_row,
+        "wire": wire,
     }
 
 

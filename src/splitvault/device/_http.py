@@ -89,6 +89,8 @@ from .._realm_protocol import (
     GatewayAuthorize,
     GatewayInfo,
     GatewayReply,
+    RealmCatchUp,
+    RealmCatchUpReply,
     RealmEvaluate,
     RealmEvaluateReply,
     RealmInfo,
@@ -404,6 +406,9 @@ class HttpRealm(_HttpTransport):
 
     def realm_status(self, request: CardStatusRequest) -> CardStatusReply:
         return cast(CardStatusReply, self._call("realm_status", request))
+
+    def realm_catch_up(self, request: RealmCatchUp) -> RealmCatchUpReply:
+        return cast(RealmCatchUpReply, self._call("realm_catch_up", request))
 
 
 class HttpGateway(_HttpTransport):

@@ -48,6 +48,7 @@ from .._realm_protocol import (
     TOKEN_LEN,
     GatewayAuthorize,
     GatewayReply,
+    RealmCatchUp,
     RealmDelta,
     RealmEvaluate,
     RealmEvaluateReply,
@@ -253,11 +254,8 @@ class RealmCards:
         if any(p.registration is not None for p in parts.values()):
             self._register(card.card_id, list(parts.values()))  # catch a realm up first
             parts = {p.realm_key: p for p in self._store.realm_parts(card.card_id)}
-        # A realm behind by more re-splits than one request carries is left out (it
-        # catches up once fewer remain, from a later payment's evaluation).
         usable = [k for k, p in parts.items()
-                  if p.registration is None and self._client.deployment.realm(k) is not None
-                  and card.share_version - p.version <= MAX_DELTAS]
+                  if p.registration is None and self._client.deployment.realm(k) is not None]
         gateway = self._client.gateways()[0][0]
         with BlindedPin(card.card_id, pin) as blinded:
             replies = self._evaluations(card, parts, usable, blinded.blinded)
@@ -360,11 +358,13 @@ class RealmCards:
         good: dict[bytes, RealmEvaluateReply] = {}
         failed: dict[bytes, BaseException] = {}
         self._enough_up(usable, t)
-        queue = self._client.order(usable, card.card_id)
+        # Among equals, the realms furthest behind first: every realm takes part in
+        # turn, so none collects steps to carry while the others serve.
+        queue = self._client.order(usable, card.card_id,
+                                   {k: card.share_version - parts[k].version for k in usable})
 
         def ask(key: bytes, realm: RealmService) -> RealmEvaluateReply:
-            steps = tuple(RealmDelta(key, version, gateway, sealed) for version, gateway, sealed
-                          in self._store.realm_deltas(card.card_id, key))
+            steps = self._carry(card, key, realm)
             request = RealmEvaluate(card.card_id, secrets.token_bytes(16), self._millis(),
                                     blinded, b"", card.share_version, steps)
             signed = request.signed_bytes(key)
@@ -401,6 +401,31 @@ class RealmCards:
         if len(good) < t:
             raise self._short(failed, t, len(good))
         return good
+
+    def _carry(self, card: DeviceCard, key: bytes,
+               realm: RealmService) -> tuple[RealmDelta, ...]:
+        """The steps an evaluation at this realm carries: all it lacks, after bringing a
+        realm that lacks more than one request holds up by ``realm_catch_up`` requests
+        (a realm that was down for many payments)."""
+        while True:
+            steps = tuple(RealmDelta(key, version, gateway, sealed)
+                          for version, gateway, sealed
+                          in self._store.realm_deltas(card.card_id, key))
+            if len(steps) <= MAX_DELTAS:
+                return steps
+            request = RealmCatchUp(card.card_id, secrets.token_bytes(16), self._millis(),
+                                   steps[:MAX_DELTAS], b"")
+            seed = bytearray(card.sign_seed)
+            try:
+                request = dataclasses.replace(
+                    request, signature=sign(seed, request.signed_bytes(key)))
+            finally:
+                wipe(seed)
+            reached = realm.realm_catch_up(request).share_version
+            if reached <= steps[0].version - 1:
+                raise ServerUnavailable(f"realm {self._client.name(key)} did not take the "
+                                        "re-split steps it lacks")
+            self._store.realm_seen(card.card_id, key, reached)
 
     def _enough_up(self, usable: Sequence[bytes], t: int) -> None:
         """Spend no guess when the payment cannot be served: with fewer than ``t`` realms

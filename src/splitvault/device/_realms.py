@@ -108,14 +108,17 @@ class RealmClient:
         # By URL: gateways over one store share a key.
         self.mark(endpoint.url.encode(), up)
 
-    def order(self, keys: Sequence[bytes], card_id: str = "") -> list[bytes]:
-        """``keys`` with the realms known to be down last, and among the others those
-        with the most evaluations left for ``card_id`` first (as they last said; stable
-        otherwise): the owner's wrong PINs are spread over the realms, so the card
-        locks after floor(n * G / t) of them, not after G at the first t realms."""
+    def order(self, keys: Sequence[bytes], card_id: str = "",
+              behind: Mapping[bytes, int] | None = None) -> list[bytes]:
+        """``keys`` with the realms known to be down last; among the others, those with
+        the most evaluations left for ``card_id`` first (as they last said), so the
+        owner's wrong PINs are spread over the realms and the card locks after
+        floor(n * G / t) of them, not after G at the first t; then those furthest
+        ``behind`` (stable otherwise)."""
         with self._lock:
             left = {k: self._left.get((card_id, k), 1 << 30) for k in keys}
-        return sorted(keys, key=lambda k: (self._is_down(k), -left[k]))
+        lag = behind or {}
+        return sorted(keys, key=lambda k: (self._is_down(k), -left[k], -lag.get(k, 0)))
 
     def note_left(self, card_id: str, key: bytes, left: int) -> None:
         """What a realm said remains for the card (its evaluation's ``attempts_left``)."""

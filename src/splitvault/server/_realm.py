@@ -42,12 +42,16 @@ from .._errors import (
 from .._payment import validate_payment
 from .._profiles import ServerProfile
 from .._protocol import CardStatusReply, CardStatusRequest, card_id_for
+from .._realm_api import MAX_DELTAS
 from .._realm_protocol import (
     KEY_SHARE_LEN,
     REGISTER_PLAIN_LEN,
     SEALED_REGISTER_LEN,
     SIGMA_LEN,
     VERIFIER_LEN,
+    RealmCatchUp,
+    RealmCatchUpReply,
+    RealmDelta,
     RealmEvaluate,
     RealmEvaluateReply,
     RealmInfo,
@@ -249,7 +253,6 @@ class Realm:
         it carries, and check the device holds that version (its token's MAC). A version
         behind this realm's, or one claimed without its token, is a copy of the device:
         the card is marked cloned here (audited) and refused."""
-        card_id = card.card_id
         if not isinstance(deltas, tuple) or not isinstance(possession, bytes):
             raise MalformedRequest("malformed re-split steps")
         if version < card.share_floor:
@@ -258,11 +261,55 @@ class Realm:
             raise DeviceCloned()
         if version < card.share_version:
             self._cloned(card, version, now)
-        steps = sorted((d for d in deltas if d.version > card.share_version),
-                       key=lambda d: d.version)
+        steps = self._steps(card, deltas)
         if [d.version for d in steps] != list(range(card.share_version + 1, version + 1)):
             raise MalformedRequest(f"the re-split steps do not lead from version "
                                    f"{card.share_version} to {version}")
+
+        def proven(token: bytearray) -> None:
+            if not hmac.compare_digest(possession_mac(token, None, signed), possession):
+                self._cloned(card, version, now)
+
+        return self._advance(card, steps, now, proven)
+
+    def catch_up(self, request: RealmCatchUp) -> RealmCatchUpReply:
+        """Steps only, for a realm far behind (no evaluation, no guess, no possession
+        proof: a step is the gateway's alone, so applying one a copy still holds moves
+        the realm only where the owner's device takes it too)."""
+        card_id = check_id(request.card_id, "card id")
+        now = self._clock()
+        nonce, nonce_expires = check_fresh(request.nonce, request.timestamp, now)
+        card = check_device_signature(self._store.card(card_id),
+                                      request.signed_bytes(self.key), request.signature)
+        if card.cloned:
+            raise DeviceCloned()
+        if not isinstance(request.deltas, tuple):
+            raise MalformedRequest("malformed re-split steps")
+        steps = self._steps(card, request.deltas)
+        if [d.version for d in steps] != list(range(card.share_version + 1,
+                                                    card.share_version + 1 + len(steps))):
+            raise MalformedRequest(f"the re-split steps do not follow version "
+                                   f"{card.share_version}")
+        if not self._store.use_nonce(nonce, nonce_expires):
+            raise InvalidChallenge("request already used (replayed nonce)")
+        moved = self._advance(card, steps, now, None)
+        return RealmCatchUpReply(moved.share_version)
+
+    @staticmethod
+    def _steps(card: CardRecord, deltas: tuple[RealmDelta, ...]) -> list[RealmDelta]:
+        """The steps past the card's version, in order (those it has are ignored); at
+        most MAX_DELTAS per request, as on the wire, in process too."""
+        if len(deltas) > MAX_DELTAS:
+            raise MalformedRequest(f"at most {MAX_DELTAS} re-split steps per request")
+        return sorted((d for d in deltas if d.version > card.share_version),
+                      key=lambda d: d.version)
+
+    def _advance(self, card: CardRecord, steps: list[RealmDelta], now: float,
+                 proven: Callable[[bytearray], None] | None) -> CardRecord:
+        """Apply ``steps`` (each opened and checked: the deployment's gateway made it for
+        this realm, card and version), call ``proven`` with the token of the version
+        reached, and store the share and token by compare-and-set."""
+        card_id = card.card_id
         deployment = self._deployment() if steps else None
         if steps and deployment is None:
             raise ConfigurationError("this realm has no deployment file, so it trusts no "
@@ -292,10 +339,11 @@ class Realm:
                     raise TamperedData() from None
                 finally:
                     wipe(plain)
-            if not hmac.compare_digest(possession_mac(token, None, signed), possession):
-                self._cloned(card, version, now)
+            if proven is not None:
+                proven(token)
             if not steps:
                 return card
+            version = steps[-1].version
             if not self._store.advance_share(
                     card_id, card.share_version, version,
                     self._keyring.wrap("share", card_id, sigma),

@@ -48,6 +48,8 @@ from .._realm_protocol import (
     GatewayAuthorize,
     GatewayInfo,
     GatewayReply,
+    RealmCatchUp,
+    RealmCatchUpReply,
     RealmEvaluate,
     RealmEvaluateReply,
     RealmInfo,
@@ -282,6 +284,10 @@ class ShareServer:
     def realm_status(self, request: CardStatusRequest) -> CardStatusReply:
         self._maybe_refresh()
         return self._realm.status(request)
+
+    def realm_catch_up(self, request: RealmCatchUp) -> RealmCatchUpReply:
+        self._maybe_refresh()
+        return self._realm.catch_up(request)
 
     def gateway_info(self) -> GatewayInfo:
         return self._gateway.info()

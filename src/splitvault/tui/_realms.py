@@ -29,6 +29,8 @@ from .._pin import Pin
 from .._profiles import KdfProfile, ServerProfile
 from .._protocol import CardStatusReply, CardStatusRequest, DeleteRequest
 from .._realm_protocol import (
+    RealmCatchUp,
+    RealmCatchUpReply,
     RealmEvaluate,
     RealmEvaluateReply,
     RealmInfo,
@@ -85,6 +87,9 @@ class StoppableRealm:
 
     def realm_status(self, request: CardStatusRequest) -> CardStatusReply:
         return self._reach().realm_status(request)
+
+    def realm_catch_up(self, request: RealmCatchUp) -> RealmCatchUpReply:
+        return self._reach().realm_catch_up(request)
 
     def delete(self, request: DeleteRequest) -> None:
         self._reach().delete(request)
