@@ -384,3 +384,24 @@ def test_a_realm_down_for_many_payments_catches_up_in_steps(realms: Realms) -> N
         realms.switches[0].down = True
         assert _pay(device, card_id, "after-many").approved
         assert realms.versions(card_id)[2] == (MAX_DELTAS + 8, False)
+
+
+def test_a_realm_client_passed_in_stays_the_callers(realms: Realms) -> None:
+    """Closing a device does not close a RealmClient the caller gave it (one client may
+    serve several devices in turn); a closed client refuses with a typed error."""
+    client = RealmClient(realms.deployment,
+                         realms={e.key: s for e, s in zip(realms.deployment.realms,
+                                                          realms.switches, strict=True)},
+                         gateways={realms.deployment.gateways[0].key: realms.gateway},
+                         timeout=5.0)
+    with sv.Device.open(realms.root / "a.db", server=client,
+                        kdf=sv.KdfProfile.TEST_ONLY) as first:
+        card_id = _enroll(first)
+    with sv.Device.open(realms.root / "a.db", server=client,
+                        kdf=sv.KdfProfile.TEST_ONLY) as second:
+        assert _pay(second, card_id, "shared-client").approved
+    client.close_transport()
+    with sv.Device.open(realms.root / "a.db", server=client,
+                        kdf=sv.KdfProfile.TEST_ONLY) as third, \
+            pytest.raises(sv.ConfigurationError, match="closed"):
+        _pay(third, card_id, "closed-client")

@@ -93,6 +93,7 @@ class Device:
         # A t-of-n deployment (``_realm_flow.py``) or the single server: one of the two.
         self._realms: RealmCards | None = None
         self._server: ShareService = _NoSingleServer()
+        self._owns_transport = True
         if isinstance(server, RealmClient):
             self._realms = RealmCards(store, server, kdf, self._millis, clock)
             self._transport: object = server
@@ -126,6 +127,9 @@ class Device:
         else:
             service = server
         device = cls(DeviceStore(path), service, kdf=kdf, pin_policy=pin_policy)
+        # A RealmClient the caller made is the caller's (it may serve several devices);
+        # one made here from a Deployment, or an HTTP client from a URL, is the device's.
+        device._owns_transport = not isinstance(server, RealmClient)
         # Half-done enrollments first: the server may hold a share of each that only
         # this device can delete.
         with contextlib.suppress(ServerUnavailable, RateLimited):
@@ -138,7 +142,7 @@ class Device:
 
     def close(self) -> None:
         self._store.close()
-        closer = getattr(self._transport, "close_transport", None)
+        closer = getattr(self._transport, "close_transport", None) if self._owns_transport else None
         if callable(closer):
             closer()
 

@@ -57,6 +57,7 @@ class RealmClient:
                           for g in deployment.gateways}
         self._down: dict[bytes, float] = {}
         self._left: dict[tuple[str, bytes], int] = {}
+        self._closed = False
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=len(deployment.realms),
                                         thread_name_prefix="splitvault-realm")
@@ -79,6 +80,7 @@ class RealmClient:
         return f"<RealmClient {self.deployment!r}>"
 
     def close_transport(self) -> None:
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
         for client in self._owned:
             closer = getattr(client, "close_transport", None)
@@ -146,6 +148,8 @@ class RealmClient:
         """``call(key, realm)`` for every key, in parallel; each result or the exception
         it raised, with :class:`Unanswered` for a realm past the timeout. A realm that
         did not answer is marked down; one that answered anything, up."""
+        if self._closed:
+            raise ConfigurationError("this RealmClient is closed")
         futures: dict[bytes, Future[T]] = {
             key: self._pool.submit(call, key, self.realm(key)) for key in keys}
         # Each HTTP call ends within the timeout by itself (its deadline); the margin
