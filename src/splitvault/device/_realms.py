@@ -71,8 +71,14 @@ class RealmClient:
         require("httpx", "client", "a device talking to remote realms")
         from ._http import HttpGateway, HttpRealm
 
-        cls = HttpRealm if role == "realm" else HttpGateway
-        client = cls(endpoint.url, pin_sha256=endpoint.tls_pin, timeout=self.timeout)
+        if role == "realm":
+            # No connection retries: a realm that refuses is replaced by a spare at once
+            # (the retries' pauses were most of a payment's cost after a realm died).
+            client: object = HttpRealm(endpoint.url, pin_sha256=endpoint.tls_pin,
+                                       timeout=self.timeout, connect_retries=0)
+        else:
+            client = HttpGateway(endpoint.url, pin_sha256=endpoint.tls_pin,
+                                 timeout=self.timeout)
         self._owned.append(client)
         return client
 
