@@ -6,7 +6,7 @@ import re
 
 from .._errors import MalformedRequest
 
-__all__ = ["check_bytes", "check_id"]
+__all__ = ["check_bytes", "check_id", "check_version"]
 
 _ID = re.compile(r"[0-9a-f]{32}")
 #: Largest envelope accepted: a 32-byte share plus a sealed card record (<1 KiB) and
@@ -27,4 +27,11 @@ def check_bytes(value: object, what: str, length: int | None = None, *,
         len(value) != length if length is not None else not 0 < len(value) <= maximum
     ):
         raise MalformedRequest(f"malformed {what}")
+    return value
+
+
+def check_version(value: object, *, top: int = 2**53) -> int:
+    """A share version: an int in ``0 <= value < top`` (JSON's exact integers), not a bool."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < top:
+        raise MalformedRequest("malformed share version")
     return value

@@ -51,7 +51,7 @@ from ..crypto.sealing import open_sealed
 from ..crypto.threshold import Share, add_shares, share_at
 from ..crypto.threshold_secret import PART_LEN, deal_refresh, recover_data_key
 from ._charges import Charges
-from ._checks import check_bytes, check_id
+from ._checks import check_bytes, check_id, check_version
 from ._keys import ServerKeys
 from ._ledger import Ledger
 from ._signatures import check_signature
@@ -92,9 +92,7 @@ class Gateway:
         check_bytes(request.envelope, "envelope")
         refresh_key = check_bytes(request.refresh_key, "refresh key", 32)
         version = request.share_version
-        if isinstance(version, bool) or not isinstance(version, int) or not (
-                0 <= version < 2**53 - 1):
-            raise MalformedRequest("malformed share version")
+        check_version(version, top=2**53 - 1)
         check_signature(device_key, request.signed_bytes(self.key), request.signature)
         deployment = self._deployment()
         if deployment is None:

@@ -41,7 +41,7 @@ from ..crypto import oprf
 from ..crypto.errors import AuthenticationFailed
 from ..crypto.memory import wipe
 from ..crypto.signing import verify
-from ._checks import check_bytes, check_id
+from ._checks import check_bytes, check_id, check_version
 from ._envelopes import open_proof
 from ._keyring import Keyring
 from ._keys import ServerKeys
@@ -88,9 +88,7 @@ class Guesses:
         card_id = check_id(request.card_id, "card id")
         blinded = check_bytes(request.blinded, "blinded element", 32)
         version = request.share_version
-        if isinstance(version, bool) or not isinstance(version, int) or not (
-                0 <= version < 2**53):
-            raise MalformedRequest("malformed share version")
+        check_version(version)
         refresh_key = request.refresh_key
         if not isinstance(refresh_key, bytes) or len(refresh_key) not in (0, 32):
             raise MalformedRequest("malformed refresh key")

@@ -73,7 +73,7 @@ from ..crypto.errors import AuthenticationFailed
 from ..crypto.memory import wipe
 from ..crypto.signing import verify
 from ..crypto.threshold import Share, add_shares
-from ._checks import check_bytes, check_id
+from ._checks import check_bytes, check_id, check_version
 from ._guesses import check_fresh
 from ._keyring import Keyring
 from ._keys import ServerKeys
@@ -125,9 +125,7 @@ class Realm:
         if card_id != card_id_for(device_key):
             raise MalformedRequest("card id is not the one its device key names")
         version = request.share_version
-        if isinstance(version, bool) or not isinstance(version, int) or not (
-                0 <= version < 2**53):
-            raise MalformedRequest("malformed share version")
+        check_version(version)
         check_signature(device_key, request.signed_bytes(self.key), request.signature)
         now = self._clock()
         existing = self._store.card(card_id)
@@ -203,9 +201,7 @@ class Realm:
         now = self._clock()
         nonce, nonce_expires = check_fresh(request.nonce, request.timestamp, now)
         version = request.share_version
-        if isinstance(version, bool) or not isinstance(version, int) or not (
-                0 <= version < 2**53):
-            raise MalformedRequest("malformed share version")
+        check_version(version)
         signed = request.signed_bytes(self.key)
         card = check_device_signature(self._store.card(card_id), signed, request.signature)
         if card.cloned:
