@@ -244,3 +244,37 @@ def test_a_realm_that_hangs_costs_its_timeout_and_is_left_out(rig: Rig) -> None:
         finally:
             proc.send_signal(signal.SIGCONT)
         assert rig.charged(card_id, "slow-1") == "approved"
+
+
+def test_a_copy_of_the_device_is_refused_across_realms(rig: Rig) -> None:
+    """The device's files copied, then the owner pays twice with realm 3 killed (it
+    misses both re-splits) and realm 3 comes back: the copy, with the right PIN, is
+    refused as a copy over HTTP whichever realms it reaches, nothing is charged, and the
+    owner re-enrolls and pays again."""
+    import shutil
+
+    with rig.device("owner.db") as device:
+        with sv.Pin.from_digits(PIN) as pin:
+            card_id = device.enroll(_card(), pin)
+    for suffix in ("", "-wal", "-shm"):
+        source = rig.root / f"owner.db{suffix}"
+        if source.exists():
+            shutil.copy(source, rig.root / f"copy.db{suffix}")
+    rig.realms[2].kill()
+    try:
+        with rig.device("owner.db") as device:
+            assert _pay(device, card_id, "owner-1").approved
+            assert _pay(device, card_id, "owner-2").approved
+    finally:
+        rig.realms[2].start()
+    with rig.device("copy.db") as copy, pytest.raises(sv.DeviceCloned):
+        _pay(copy, card_id, "thief")
+    assert rig.charged(card_id, "thief") is None
+    with rig.device("owner.db") as device:
+        with pytest.raises(sv.DeviceCloned):
+            _pay(device, card_id, "owner-3")  # frozen for the owner too, until re-enrolled
+        with sv.Pin.from_digits("518263") as new_pin:
+            device.reenroll(card_id, _card(), new_pin)
+            assert device.authorize(card_id, new_pin, amount=100, currency="KRW",
+                                    merchant="Gangnam Coffee",
+                                    idempotency_key="owner-4").approved
