@@ -253,9 +253,8 @@ def test_a_copy_of_the_device_is_refused_across_realms(rig: Rig) -> None:
     owner re-enrolls and pays again."""
     import shutil
 
-    with rig.device("owner.db") as device:
-        with sv.Pin.from_digits(PIN) as pin:
-            card_id = device.enroll(_card(), pin)
+    with rig.device("owner.db") as device, sv.Pin.from_digits(PIN) as pin:
+        card_id = device.enroll(_card(), pin)
     for suffix in ("", "-wal", "-shm"):
         source = rig.root / f"owner.db{suffix}"
         if source.exists():
