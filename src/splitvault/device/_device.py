@@ -87,6 +87,7 @@ class Device:
                  pin_policy: PinPolicy = PinPolicy.DEFAULT,
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
+        self._where = str(store.path.resolve())  # once: resolve() stats every component
         self.kdf = kdf
         self.pin_policy = pin_policy
         self._clock = clock
@@ -313,7 +314,7 @@ class Device:
         ``Device`` of this process: the shares are re-split after each approval, and
         a request racing another would present a share that one is retiring (the
         server would take it for a copy of the device). One process per store."""
-        where = (str(self._store.path.resolve()), card_id)
+        where = (self._where, card_id)
         with _LOCKS_GUARD:
             return _CARD_LOCKS.setdefault(where, threading.Lock())
 
