@@ -94,15 +94,16 @@ class ServerProfile:
     #: Short leases (3 s) so crash tests settle quickly. Only for testing: a real
     #: acquirer may take longer than that, and its payment would be called in doubt.
     TEST_ONLY: ClassVar[ServerProfile]  # set below
-    #: A realm of a t-of-n deployment (``serve --role realm``): 3 evaluations without a
+    #: A realm of a t-of-n deployment (``serve --role realm``): 2 evaluations without a
     #: correct PIN, each counted as a guess. Every PIN test needs ``t`` realms'
-    #: evaluations, so an attacker with the device gets at most floor(n * 3 / t) tests
-    #: across all realms: 4 for 2 of 3 (threat_model.md, RL3), at most the single
-    #: server's 5.
+    #: evaluations, so an attacker with the device gets at most floor(n * 2 / t) tests
+    #: across all realms: 3 for 2 of 3; one who also breached t - 1 realms (their keys
+    #: let him check a guess himself) needs one honest evaluation per test, so at most
+    #: (n - t + 1) * 2 = 4 (threat_model.md, RL3). Both within the single server's 5.
     REALM: ClassVar[ServerProfile]  # set below
 
 
 ServerProfile.DEFAULT = ServerProfile(guess_limit=5, challenge_ttl=60.0, enrollment_ttl=600.0)
 ServerProfile.TEST_ONLY = ServerProfile(guess_limit=5, challenge_ttl=60.0, enrollment_ttl=600.0,
                                         lease_seconds=3.0)
-ServerProfile.REALM = ServerProfile(guess_limit=3, challenge_ttl=60.0, enrollment_ttl=600.0)
+ServerProfile.REALM = ServerProfile(guess_limit=2, challenge_ttl=60.0, enrollment_ttl=600.0)

@@ -245,7 +245,7 @@ def _wrong_pins_until_locked(lab: RealmLab, dev: sv.Device, card_id: str) -> int
 
 
 def test_device_gets_at_most_floor_n_g_over_t_pin_tests(lab: RealmLab) -> None:
-    """Wrong PINs through the device: at most floor(3 * 3 / 2) = 4 ``WrongPin`` before
+    """Wrong PINs through the device: at most floor(n * G / t) ``WrongPin`` before
     ``CardLocked``; then the right PIN is refused too."""
     dev, card_id = _enrolled(lab)
     tests = _wrong_pins_until_locked(lab, dev, card_id)
@@ -287,7 +287,7 @@ def test_attacker_choosing_realms_gets_at_most_floor_n_g_over_t_tests(
         steps: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> None:
     """An attacker with the device's keys asks the realms directly, choosing for each
     candidate PIN which realms to ask (one, two or three, in any order) and where to
-    release. However he spreads them, at most floor(n * G / t) = 4 distinct candidates
+    release. However he spreads them, at most floor(n * G / t) distinct candidates
     get a verdict: a PIN test needs t evaluations and each realm counts G at most.
     Every verdict he gets is ``WrongPin``, never a share for a wrong PIN."""
     with tempfile.TemporaryDirectory() as root, realm_lab(Path(root)) as lab:

@@ -192,8 +192,8 @@ def test_enrollment_with_two_realms_down_leaves_nothing(rig: Rig) -> None:
 
 
 def test_wrong_pins_across_realms_lock_within_the_bound(rig: Rig) -> None:
-    """Wrong PINs over HTTP: floor(3 * 3 / 2) = 4 PIN tests in all (the device spreads
-    them over the realms), and card_state says locked."""
+    """Wrong PINs over HTTP: floor(3 * G / 2) PIN tests in all (the device spreads them
+    over the realms), and card_state says locked."""
     with rig.device("locked.db") as device:
         with sv.Pin.from_digits(PIN) as pin:
             card_id = device.enroll(_card(), pin)
@@ -209,8 +209,8 @@ def test_wrong_pins_across_realms_lock_within_the_bound(rig: Rig) -> None:
                     break
             else:
                 pytest.fail("never locked")
-        # Spread over the realms: three answered "wrong", the fourth test locked it.
-        assert wrong == 3
+        # Spread over the realms: floor(n * G / t) tests, the last of which locks it.
+        assert wrong == (3 * sv.ServerProfile.REALM.guess_limit) // 2 - 1
         assert device.card_state(card_id).locked
 
 

@@ -10,7 +10,9 @@ threshold argument needs: **every evaluation is a guess**. A PIN test takes ``t`
 evaluations, each counted at its realm before it leaves, and a correct PIN proof at a
 realm is the only thing that gives that realm's guesses back. So with ``n`` realms of
 limit ``G`` an attacker with the device gets at most ``floor(n * G / t)`` PIN tests in
-all, whatever order he asks the realms in (threat model RL3). The store's budget of
+all, whatever order he asks the realms in, and one who also holds ``t - 1`` realms'
+stores and KEKs (he evaluates and checks guesses there himself) at most
+``(n - t + 1) * G`` (threat model RL3; ``ServerProfile.REALM``: G = 2, so 3 and 4). The store's budget of
 unproven evaluations is that count: its window is set beyond any lifetime here, so it
 never renews, and a realm at its limit refuses the card (``CardLocked``) until the
 device re-enrolls it.
