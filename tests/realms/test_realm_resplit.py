@@ -405,3 +405,64 @@ def test_a_realm_client_passed_in_stays_the_callers(realms: Realms) -> None:
                         kdf=sv.KdfProfile.TEST_ONLY) as third, \
             pytest.raises(sv.ConfigurationError, match="closed"):
         _pay(third, card_id, "closed-client")
+
+
+class Taps:
+    """A realm that keeps every evaluation request it forwards."""
+
+    def __init__(self, realm: Switch) -> None:
+        self.realm = realm
+        self.seen: list[Any] = []
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self.realm, name)
+        if name != "realm_evaluate":
+            return call
+
+        def tapped(request: Any) -> Any:
+            self.seen.append(request)
+            return call(request)
+        return tapped
+
+
+def test_an_old_request_replayed_is_not_taken_for_a_copy(realms: Realms) -> None:
+    """The owner's evaluation captured (within its freshness window) and replayed after
+    the realm moved past its version: refused as a replay, and the card is not marked
+    cloned (a replay must not freeze the owner's card)."""
+    taps = [Taps(s) for s in realms.switches]
+    realms.switches = taps  # type: ignore[assignment]
+    with realms.device() as device:
+        card_id = _enroll(device)
+        assert _pay(device, card_id, "o-1").approved
+        assert _pay(device, card_id, "o-2").approved
+        moved = next(i for i, s in enumerate(realms.servers)
+                     if s.store.card(card_id).share_version == 1)  # type: ignore[union-attr]
+        old = taps[moved].seen[0]
+        assert old.share_version == 0
+        with pytest.raises(sv.InvalidChallenge, match="replayed"):
+            realms.servers[moved].realm_evaluate(old)
+        assert not any(cloned for _, cloned in realms.versions(card_id))
+        assert _pay(device, card_id, "o-3").approved
+
+
+def test_a_release_after_the_card_was_marked_is_refused(realms: Realms) -> None:
+    """A challenge issued before a realm marked the card cloned releases nothing."""
+    from splitvault.server._store import AuditEvent
+
+    with realms.device() as device:
+        card_id = _enroll(device)
+        realm = realms.servers[0]
+        original = realm.realm_release
+
+        def mark_then_release(request: Any) -> Any:
+            card = realm.store.card(card_id)
+            assert card is not None
+            realm.store.mark_cloned(card_id, card.share_version, realm.now(),
+                                    AuditEvent("clone_detected", card_id))
+            return original(request)
+
+        realm.realm_release = mark_then_release  # type: ignore[method-assign]
+        realms.switches[1].down = True  # realm 1 must take part
+        with pytest.raises(sv.DeviceCloned):
+            _pay(device, card_id, "marked")
+    assert realms.gateway.payment_state(card_id, "marked") is None

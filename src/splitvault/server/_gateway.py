@@ -151,7 +151,8 @@ class Gateway:
         members = request.members
         if not isinstance(members, tuple) or len(members) != len(deployment.realms):
             raise MalformedRequest("the request must name each realm of the deployment once")
-        if (len({m.index for m in members}) != len(members)
+        if (any(not 1 <= m.index <= len(deployment.realms) for m in members)
+                or len({m.index for m in members}) != len(members)
                 or {m.realm_key for m in members} != {r.key for r in deployment.realms}):
             raise MalformedRequest("the request must name each realm of the deployment once")
         by_key = {m.realm_key: m.index for m in members}

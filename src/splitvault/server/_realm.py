@@ -12,10 +12,10 @@ realm is the only thing that gives that realm's guesses back. So with ``n`` real
 limit ``G`` an attacker with the device gets at most ``floor(n * G / t)`` PIN tests in
 all, whatever order he asks the realms in, and one who also holds ``t - 1`` realms'
 stores and KEKs (he evaluates and checks guesses there himself) at most
-``(n - t + 1) * G`` (threat model RL3; ``ServerProfile.REALM``: G = 2, so 3 and 4). The store's budget of
-unproven evaluations is that count: its window is set beyond any lifetime here, so it
-never renews, and a realm at its limit refuses the card (``CardLocked``) until the
-device re-enrolls it.
+``(n - t + 1) * G`` (threat model RL3; ``ServerProfile.REALM``: G = 2, so 3 and 4).
+The store's budget of unproven evaluations is that count: its window is set beyond any
+lifetime here, so it never renews, and a realm at its limit refuses the card
+(``CardLocked``) until the device re-enrolls it.
 
 A release (the payment's PIN proof) seals ``Sigma_i`` to a gateway, bound to the
 payment, and only to a gateway the realm's deployment file names: a thief who knows the
@@ -211,7 +211,8 @@ class Realm:
         limit = self._profile.guess_limit
         if card.locked or card.unproven >= limit:
             raise CardLocked()
-        card = self._catch_up(card, version, request.deltas, request.possession, signed, now)
+        card = self._catch_up(card, version, request.deltas, request.possession, signed, now,
+                              (nonce, nonce_expires))
         key = self._keyring.unwrap("oprf-key", card_id, card.oprf_key)
         try:
             try:
@@ -246,7 +247,7 @@ class Realm:
                                   challenge.nonce, challenge.expires_at, spend.share_version)
 
     def _catch_up(self, card: CardRecord, version: int, deltas: object, possession: object,
-                  signed: bytes, now: float) -> CardRecord:
+                  signed: bytes, now: float, nonce: tuple[bytes, float]) -> CardRecord:
         """Bring this realm's share to the device's ``version`` with the gateway's deltas
         it carries, and check the device holds that version (its token's MAC). A version
         behind this realm's, or one claimed without its token, is a copy of the device:
@@ -258,7 +259,7 @@ class Realm:
             # would freeze the re-enrolled card for its owner again).
             raise DeviceCloned()
         if version < card.share_version:
-            self._cloned(card, version, now)
+            self._cloned(card, version, now, nonce)
         steps = self._steps(card, deltas)
         if [d.version for d in steps] != list(range(card.share_version + 1, version + 1)):
             raise MalformedRequest(f"the re-split steps do not lead from version "
@@ -266,7 +267,7 @@ class Realm:
 
         def proven(token: bytearray) -> None:
             if not hmac.compare_digest(possession_mac(token, None, signed), possession):
-                self._cloned(card, version, now)
+                self._cloned(card, version, now, nonce)
 
         return self._advance(card, steps, now, proven)
 
@@ -357,7 +358,12 @@ class Realm:
             raise UnknownCard()
         return moved_card
 
-    def _cloned(self, card: CardRecord, presented: int, now: float) -> NoReturn:
+    def _cloned(self, card: CardRecord, presented: int, now: float,
+                nonce: tuple[bytes, float]) -> NoReturn:
+        # The request's nonce first: an old request of the owner's replayed after the
+        # realm moved on is a replay, not a copy (it must not freeze the card).
+        if not self._store.use_nonce(*nonce):
+            raise InvalidChallenge("request already used (replayed nonce)")
         self._store.mark_cloned(card.card_id, card.share_version, now,
                                 AuditEvent("clone_detected", card.card_id,
                                            {"presented": presented,
@@ -387,6 +393,8 @@ class Realm:
         card = self._store.card(card_id)
         if card is None:
             raise UnknownCard()
+        if card.cloned:
+            raise DeviceCloned()  # marked since this challenge was issued
         if challenge.share_version != card.share_version:
             raise InvalidChallenge("the card's shares were re-split since this evaluation; "
                                    "pay again")
