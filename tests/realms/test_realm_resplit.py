@@ -466,3 +466,32 @@ def test_a_release_after_the_card_was_marked_is_refused(realms: Realms) -> None:
         with pytest.raises(sv.DeviceCloned):
             _pay(device, card_id, "marked")
     assert realms.gateway.payment_state(card_id, "marked") is None
+
+
+def test_a_deleted_card_is_not_brought_back_by_an_old_registration(realms: Realms) -> None:
+    """A registration the device kept for a realm that was down (sealed to that realm,
+    signed by the device key), replayed after the card was deleted there, does not
+    bring the card back with its counts at zero: the realm keeps a tombstone."""
+    import dataclasses
+
+    from splitvault._protocol import DeleteRequest
+    from splitvault._realm_api import REALM_REGISTER
+    from splitvault._wire import loads
+    from splitvault.crypto.signing import sign
+
+    realms.switches[2].down = True
+    with realms.device() as device:
+        card_id = _enroll(device)
+        kept = next(p for p in device._store.realm_parts(card_id) if p.registration)
+        seed = bytearray(device._store.get(card_id).sign_seed)
+    realms.switches[2].down = False
+    realm = realms.servers[2]
+    registration = loads(REALM_REGISTER, kept.registration or b"")
+    realm.realm_register(registration)  # the catch-up: the card is there now
+    assert realm.store.card(card_id) is not None
+    delete = DeleteRequest(card_id, bytes(range(16)), int(realm.now() * 1000), b"")
+    realm.delete(dataclasses.replace(delete, signature=sign(seed, delete.signed_bytes())))
+    assert realm.store.card(card_id) is None
+    with pytest.raises(sv.UnknownCard):
+        realm.realm_register(registration)
+    assert realm.store.card(card_id) is None

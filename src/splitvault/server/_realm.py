@@ -138,6 +138,10 @@ class Realm:
                 # Sent again (a lost reply, or catching this realm up later): the card
                 # is here at this enrollment or a later one, and nothing is replaced.
                 return
+        elif self._store.deleted(card_id):
+            # Deleted here: a registration kept on a device must not bring the card back
+            # with its old shares and its counts at zero (security review).
+            raise UnknownCard()
         try:
             plain = open_envelope(self._keys.x25519_secret, envelope,
                                   register_aad(card_id, self.key), public=self.key)

@@ -3,6 +3,7 @@ and in total), its deletion, and its re-enrollment."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Literal
 
 from ._refresh import REENROLL_STEP
@@ -80,12 +81,22 @@ class EnrollmentSql(AuditSql):
                 return False
             gone = tx.one("DELETE FROM cards WHERE card_id = ? RETURNING state", card_id)
             tx.run("DELETE FROM challenges WHERE card_id = ?", card_id)
+            if gone:
+                # A tombstone, so that nothing brings the id back (a realm registration
+                # kept on a device and sent again would restore its old shares with its
+                # counts at zero). Kept with the nonces: a value used once, never expiring.
+                tx.run("INSERT INTO nonces (nonce, expires_at) VALUES (?, ?) "
+                       "ON CONFLICT (nonce) DO NOTHING", tombstone(card_id), NEVER)
             # A pending row is an enrollment the device gave up on (it never saw the
             # server finish it): audited as such, not as a card's deletion.
             event = "enrollment_cancelled" if gone and gone[0] == "pending" else "deleted"
             self._append(tx, AuditEvent(event, card_id), now)
             return True
         return self._db.write(go)
+
+    def deleted(self, card_id: str) -> bool:
+        return self._db.read(lambda tx: tx.one(
+            "SELECT 1 FROM nonces WHERE nonce = ?", tombstone(card_id))) is not None
 
     def begin_reenrollment(self, card_id: str, nonce: bytes, nonce_expires: float,
                            challenge: ChallengeRecord, now: float
@@ -137,3 +148,13 @@ class EnrollmentSql(AuditSql):
             self._append(tx, event, now)
             return True
         return self._db.write(go)
+
+
+NEVER = 1e18
+"""A tombstone's expiry: past any sweep."""
+
+
+def tombstone(card_id: str) -> bytes:
+    """The nonces row that marks ``card_id`` deleted (a hash: nonces are 16 bytes, these 32)."""
+    return hashlib.blake2b(b"splitvault/v1/deleted-card\x00" + card_id.encode("ascii"),
+                           digest_size=32).digest()

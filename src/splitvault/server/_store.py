@@ -426,6 +426,10 @@ class Store(Protocol):
         the card's and the wallet's count."""
         ...
 
+    def deleted(self, card_id: str) -> bool:
+        """Whether ``card_id`` was deleted here (its tombstone, written with the delete)."""
+        ...
+
     def begin_reenrollment(self, card_id: str, nonce: bytes, nonce_expires: float,
                            challenge: ChallengeRecord, now: float
                            ) -> Literal["ok", "replayed", "unknown"]:
