@@ -496,7 +496,8 @@ def gateway_authorize_of(f: dict[str, Any]) -> GatewayAuthorize:
         tuple(RealmShare(s["index"], b(s["realm_key"]), b(s["sealed"]), b(s["commitment"]))
               for s in f["shares"]),
         b(f["signature"]), f["share_version"], b(f["refresh_key"]),
-        tuple(RealmMember(m["index"], b(m["realm_key"])) for m in f["members"]))
+        tuple(RealmMember(m["index"], b(m["realm_key"])) for m in f["members"]),
+        b(f["nonce"]), f["timestamp"])
 
 
 def gateway_reply_of(f: dict[str, Any]) -> GatewayReply:

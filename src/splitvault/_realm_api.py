@@ -117,7 +117,8 @@ GATEWAY_AUTHORIZE = Message("GatewayAuthorize", GatewayAuthorize, {
     "card_id": _ID, "device_key": _KEY32, "amount": _AMOUNT, "currency": _CURRENCY,
     "merchant": _MERCHANT, "idempotency_key": _IDEMPOTENCY_KEY, "envelope": _ENVELOPE,
     "shares": ListOf(REALM_SHARE, 1, 16), "signature": _SIG, "share_version": _VERSION,
-    "refresh_key": _KEY32, "members": ListOf(REALM_MEMBER, 1, 16)})
+    "refresh_key": _KEY32, "members": ListOf(REALM_MEMBER, 1, 16), "nonce": _NONCE,
+    "timestamp": _MILLIS})
 GATEWAY_REPLY = Message("GatewayReply", GatewayReply, {
     "authorization": Nested(_wire.AUTHORIZATION), "share_version": _VERSION,
     "refresh": Bytes(SEALED_REFRESH_LEN), "deltas": ListOf(REALM_DELTA, 0, 16),

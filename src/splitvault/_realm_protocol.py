@@ -320,7 +320,12 @@ class RealmShare:
 class GatewayAuthorize:
     """Device -> gateway: the payment, the device's part and the sealed card record
     (``envelope``, sealed to the gateway: :func:`gateway_envelope_aad`), and the shares
-    t realms released for it. Signed by the device key (``card_id`` is its hash)."""
+    t realms released for it. Signed by the device key (``card_id`` is its hash).
+
+    ``nonce`` and ``timestamp`` make a request charge at most once and only while fresh:
+    a copy of it sent again (a lost reply) is answered from the ledger, but one replayed
+    after a payment that took no money (``AcquirerUnavailable``, a reversal) never
+    charges without a new PIN proof (security review)."""
 
     card_id: str
     device_key: bytes
@@ -334,12 +339,15 @@ class GatewayAuthorize:
     share_version: int = 0
     refresh_key: bytes = b""  # X25519: where an approval's re-split goes (32 bytes)
     members: tuple[RealmMember, ...] = ()  # every realm of the card, for the re-split
+    nonce: bytes = b""  # 16 bytes, single use: a request may charge once
+    timestamp: int = 0  # the device's clock, Unix ms: a request charges only while fresh
 
     def signed_bytes(self, gateway_key: bytes) -> bytes:
         return encode(D_GATEWAY_AUTHORIZE, _s(self.card_id), gateway_key, self.device_key,
                       *_payment(self.amount, self.currency, self.merchant,
                                 self.idempotency_key),
                       self.envelope, u64(self.share_version), self.refresh_key,
+                      self.nonce, u64(self.timestamp),
                       encode(b"shares", *(s.encoded() for s in self.shares)),
                       encode(b"members", *(m.encoded() for m in self.members)))
 

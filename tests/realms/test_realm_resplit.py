@@ -250,9 +250,12 @@ def test_a_released_share_serves_only_its_payment(realms: Realms) -> None:
         seed = bytearray(device._store.get(card_id).sign_seed)
     request = captured.requests[-1]
     gateway_key = realms.deployment.gateways[0].key
-    for change in ({"amount": 900_000}, {"merchant": "Elsewhere"},
-                   {"idempotency_key": "big"}):
-        forged = dataclasses.replace(request, **change)  # type: ignore[arg-type]
+    for i, change in enumerate(({"amount": 900_000}, {"merchant": "Elsewhere"},
+                                {"idempotency_key": "big"})):
+        # With a fresh nonce and time, as the holder of the device key can sign them.
+        forged = dataclasses.replace(request, nonce=bytes([i]) * 16,
+                                     timestamp=int(realms.gateway.now() * 1000),
+                                     **change)  # type: ignore[arg-type]
         forged = dataclasses.replace(forged, signature=sign(seed, forged.signed_bytes(
             gateway_key)))
         with pytest.raises((sv.TamperedData, sv.IdempotencyConflict)):
@@ -495,3 +498,24 @@ def test_a_deleted_card_is_not_brought_back_by_an_old_registration(realms: Realm
     with pytest.raises(sv.UnknownCard):
         realm.realm_register(registration)
     assert realm.store.card(card_id) is None
+
+
+def test_a_captured_request_never_charges_again(realms: Realms) -> None:
+    """The acquirer refuses the owner's payment before charging (nothing taken); the
+    request, captured on the way, is replayed later: it does not charge without a new
+    PIN proof (single-use nonce), the answer says so, and the acquirer is not called."""
+    captured = Captures(realms.gateway)
+    realms.lossy = captured  # type: ignore[assignment]
+    acquirer = sv.SimulatedAcquirer(faults=["unavailable"])
+    realms.gateway.acquirer = acquirer
+    with realms.device() as device:
+        card_id = _enroll(device)
+        with pytest.raises(sv.AcquirerUnavailable):
+            _pay(device, card_id, "refused")
+    calls = len(acquirer.calls)
+    with pytest.raises(sv.InvalidChallenge):
+        realms.gateway.gateway_authorize(captured.requests[-1])
+    assert len(acquirer.calls) == calls
+    assert realms.gateway.payment_state(card_id, "refused") is None
+    with realms.device() as device:
+        assert _pay(device, card_id, "refused").approved  # a new proof pays it, once

@@ -869,7 +869,8 @@ def realm_payment(story: Story, dep: Deployment, state: dict[str, Any],
                         "plaintext D || sealed card record")
     auth = GatewayAuthorize(cid, story.device_key, pay["amount"], pay["currency"],
                             pay["merchant"], pay["idempotency_key"], env, tuple(realm_shares),
-                            b"", 0, dep.refresh_key, members)
+                            b"", 0, dep.refresh_key, members,
+                            ShakeRng("realms/gateway/nonce")(16), TIMESTAMP_MS)
     signed = auth.signed_bytes(dep.gateway_key)
     auth = dataclasses.replace(auth, signature=signing.sign(story.device_seed, signed))
     case = {

@@ -293,7 +293,8 @@ class RealmCards:
                                                payment.idempotency_key)),
             shares, b"", card.share_version, refresh_key,
             tuple(RealmMember(p.index, k) for k, p in sorted(parts.items(),
-                                                             key=lambda kv: kv[1].index)))
+                                                             key=lambda kv: kv[1].index)),
+            secrets.token_bytes(16), self._millis())
         seed = bytearray(card.sign_seed)
         try:
             request = dataclasses.replace(request,

@@ -22,12 +22,19 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from collections.abc import Callable
 
 from .._authorization import Authorization
 from .._card import Card
 from .._deployment import Deployment
-from .._errors import ConfigurationError, MalformedRequest, RealmFaulty, TamperedData
+from .._errors import (
+    ConfigurationError,
+    InvalidChallenge,
+    MalformedRequest,
+    RealmFaulty,
+    TamperedData,
+)
 from .._payment import Payment, validate_payment
 from .._protocol import card_id_for, card_record_aad
 from .._realm_protocol import (
@@ -52,12 +59,18 @@ from ..crypto.threshold import Share, add_shares, share_at
 from ..crypto.threshold_secret import PART_LEN, deal_refresh, recover_data_key
 from ._charges import Charges
 from ._checks import check_bytes, check_id, check_version
+from ._guesses import check_fresh
 from ._keys import ServerKeys
 from ._ledger import Ledger
 from ._signatures import check_signature
 from ._store import RETRYABLE, LedgerEntry, Store
 
 __all__ = ["Gateway"]
+
+_POLL = 0.02
+_NONCE_WAIT = 2.0
+"""How long a request whose nonce another gateway took waits for that one's pending
+row to appear (it opens the shares first): then it is answered like any retry."""
 
 
 class Gateway:
@@ -110,6 +123,11 @@ class Gateway:
             # Recorded (or being charged) already: answered from the ledger, and the
             # card is not opened again (so no re-split: the device keeps its version).
             return GatewayReply(self._charges.recorded(key, params, entry), version)
+        # About to charge: only a fresh request, and only once. A copy replayed later
+        # (after a payment that took no money) must not charge without a new PIN proof.
+        nonce, nonce_expires = check_fresh(request.nonce, request.timestamp, self._clock())
+        if not self._store.use_nonce(nonce, nonce_expires):
+            return GatewayReply(self._answered(key, params), version)
         card, opened = self._open(request, payment, deployment)
         try:
             result, charged = self._pay(card_id, card, payment, key, params, entry)
@@ -121,6 +139,18 @@ class Gateway:
             del card  # the acquirer's copy is the last; see threat_model.md
             for share in opened:
                 share.wipe()
+
+    def _answered(self, key: bytes, params: bytes) -> Authorization:
+        """A request whose nonce was taken: the same request at another gateway (or a
+        worker that died after taking it). Its answer once recorded; else refused."""
+        waited = 0.0
+        while waited < _NONCE_WAIT:
+            entry = self._store.ledger_entry(key)
+            if entry is not None and entry.state not in RETRYABLE:
+                return self._charges.recorded(key, params, entry)
+            time.sleep(_POLL)
+            waited += _POLL
+        raise InvalidChallenge("this payment request was used before; pay again")
 
     def _pay(self, card_id: str, card: Card, payment: Payment, key: bytes, params: bytes,
              entry: LedgerEntry | None) -> tuple[Authorization, bool]:
