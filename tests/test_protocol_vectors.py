@@ -497,7 +497,7 @@ def gateway_authorize_of(f: dict[str, Any]) -> GatewayAuthorize:
               for s in f["shares"]),
         b(f["signature"]), f["share_version"], b(f["refresh_key"]),
         tuple(RealmMember(m["index"], b(m["realm_key"])) for m in f["members"]),
-        b(f["nonce"]), f["timestamp"])
+        b(f["nonce"]), f["timestamp"], f["share_floor"])
 
 
 def gateway_reply_of(f: dict[str, Any]) -> GatewayReply:

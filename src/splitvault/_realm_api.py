@@ -103,7 +103,8 @@ REALM_CATCH_UP_REPLY = Message("RealmCatchUpReply", RealmCatchUpReply, {
     "share_version": _VERSION})
 REALM_EVALUATE_REPLY = Message("RealmEvaluateReply", RealmEvaluateReply, {
     "evaluated": _KEY32, "proof": Bytes(64), "attempts_left": _COUNT, "challenge_id": _ID,
-    "nonce": _KEY32, "expires_at": Number(0, 2**53), "share_version": _VERSION})
+    "nonce": _KEY32, "expires_at": Number(0, 2**53), "share_version": _VERSION,
+    "share_floor": _VERSION}, optional=frozenset({"share_floor"}))
 REALM_RELEASE = Message("RealmRelease", RealmRelease, {
     "card_id": _ID, "challenge_id": _ID, "amount": _AMOUNT, "currency": _CURRENCY,
     "merchant": _MERCHANT, "idempotency_key": _IDEMPOTENCY_KEY, "gateway_key": _KEY32,
@@ -118,7 +119,7 @@ GATEWAY_AUTHORIZE = Message("GatewayAuthorize", GatewayAuthorize, {
     "merchant": _MERCHANT, "idempotency_key": _IDEMPOTENCY_KEY, "envelope": _ENVELOPE,
     "shares": ListOf(REALM_SHARE, 1, 16), "signature": _SIG, "share_version": _VERSION,
     "refresh_key": _KEY32, "members": ListOf(REALM_MEMBER, 1, 16), "nonce": _NONCE,
-    "timestamp": _MILLIS})
+    "timestamp": _MILLIS, "share_floor": _VERSION})
 GATEWAY_REPLY = Message("GatewayReply", GatewayReply, {
     "authorization": Nested(_wire.AUTHORIZATION), "share_version": _VERSION,
     "refresh": Bytes(SEALED_REFRESH_LEN), "deltas": ListOf(REALM_DELTA, 0, 16),

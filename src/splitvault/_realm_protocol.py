@@ -251,6 +251,7 @@ class RealmEvaluateReply:
     nonce: bytes
     expires_at: float
     share_version: int = 0
+    share_floor: int = 0  # the version the card was last enrolled at, at this realm
 
 
 @dataclass(frozen=True)
@@ -285,13 +286,14 @@ class RealmReleaseReply:
 
 
 def share_aad(card_id: str, realm_key: bytes, gateway_key: bytes, version: int, amount: int,
-              currency: str, merchant: str, idempotency_key: str) -> bytes:
+              currency: str, merchant: str, idempotency_key: str, *, floor: int = 0) -> bytes:
     """AAD of ``Sigma_i`` sealed to the gateway: which card, which realm, which gateway,
     which share version and which payment. The gateway opens it only for that payment
     at the version the device presents, so a share released for one payment never
-    serves another, nor one of another version."""
+    serves another, nor one of another version or enrollment (``floor``: the version the
+    card was last enrolled at, which the gateway binds the re-split's deltas to)."""
     return encode(D_REALM_SHARE, _s(card_id), realm_key, gateway_key, u64(version),
-                  *_payment(amount, currency, merchant, idempotency_key))
+                  *_payment(amount, currency, merchant, idempotency_key), u64(floor))
 
 
 def share_commitment(card_id: str, realm_key: bytes, sigma: bytes | bytearray) -> bytes:
@@ -341,13 +343,14 @@ class GatewayAuthorize:
     members: tuple[RealmMember, ...] = ()  # every realm of the card, for the re-split
     nonce: bytes = b""  # 16 bytes, single use: a request may charge once
     timestamp: int = 0  # the device's clock, Unix ms: a request charges only while fresh
+    share_floor: int = 0  # the realms' enrollment floor (their replies'), bound in shares
 
     def signed_bytes(self, gateway_key: bytes) -> bytes:
         return encode(D_GATEWAY_AUTHORIZE, _s(self.card_id), gateway_key, self.device_key,
                       *_payment(self.amount, self.currency, self.merchant,
                                 self.idempotency_key),
                       self.envelope, u64(self.share_version), self.refresh_key,
-                      self.nonce, u64(self.timestamp),
+                      self.nonce, u64(self.timestamp), u64(self.share_floor),
                       encode(b"shares", *(s.encoded() for s in self.shares)),
                       encode(b"members", *(m.encoded() for m in self.members)))
 

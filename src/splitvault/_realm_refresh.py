@@ -66,40 +66,49 @@ def _s(value: str) -> bytes:
 
 
 def delta_key(own_secret: bytes | bytearray, peer_public: bytes, card_id: str,
-              realm_key: bytes, gateway_key: bytes, version: int) -> bytearray:
+              realm_key: bytes, gateway_key: bytes, version: int, *,
+              floor: int = 0) -> bytearray:
     """The AEAD key of one delta: BLAKE2b keyed with X25519(gateway, realm), over the
-    card, both public keys and the version. Either side computes it from its own secret
-    and the other's public key; each delta gets its own."""
+    card, both public keys, the version and the card's enrollment (its ``floor``, the
+    version it was last enrolled at). Either side computes it from its own secret and
+    the other's public key; each delta gets its own, and one made before a
+    re-enrollment never opens after it."""
     shared = x25519(own_secret, peer_public)
     try:
         return bytearray(blake2b(encode(D_DELTA_KEY, _s(card_id), realm_key, gateway_key,
-                                        u64(version)),
+                                        u64(version), u64(floor)),
                                  key=bytes(shared), digest_size=32, encoder=RawEncoder))
     finally:
         wipe(shared)
 
 
-def _delta_aad(card_id: str, realm_key: bytes, gateway_key: bytes, version: int) -> bytes:
-    return encode(D_DELTA, _s(card_id), realm_key, gateway_key, u64(version))
+def _delta_aad(card_id: str, realm_key: bytes, gateway_key: bytes, version: int,
+               floor: int) -> bytes:
+    return encode(D_DELTA, _s(card_id), realm_key, gateway_key, u64(version), u64(floor))
 
 
 def seal_delta(gateway_secret: bytes | bytearray, gateway_key: bytes, realm_key: bytes,
-               card_id: str, version: int, plain: bytes | bytearray) -> bytes:
-    """Gateway side: ``rho_i || T`` for realm ``realm_key``, making ``version``."""
-    key = delta_key(gateway_secret, realm_key, card_id, realm_key, gateway_key, version)
+               card_id: str, version: int, plain: bytes | bytearray, *,
+               floor: int = 0) -> bytes:
+    """Gateway side: ``rho_i || T`` for realm ``realm_key``, making ``version`` of the
+    enrollment at ``floor``."""
+    key = delta_key(gateway_secret, realm_key, card_id, realm_key, gateway_key, version,
+                    floor=floor)
     try:
-        return seal(key, plain, _delta_aad(card_id, realm_key, gateway_key, version))
+        return seal(key, plain, _delta_aad(card_id, realm_key, gateway_key, version, floor))
     finally:
         wipe(key)
 
 
 def open_delta(realm_secret: bytes | bytearray, realm_key: bytes, gateway_key: bytes,
-               card_id: str, version: int, blob: bytes) -> bytearray:
+               card_id: str, version: int, blob: bytes, *, floor: int = 0) -> bytearray:
     """Realm side: ``rho_i || T`` (``AuthenticationFailed`` unless this gateway made it
-    for this realm, card and version). The caller wipes it."""
-    key = delta_key(realm_secret, gateway_key, card_id, realm_key, gateway_key, version)
+    for this realm, card, version and enrollment). The caller wipes it."""
+    key = delta_key(realm_secret, gateway_key, card_id, realm_key, gateway_key, version,
+                    floor=floor)
     try:
-        return open_sealed(key, blob, _delta_aad(card_id, realm_key, gateway_key, version))
+        return open_sealed(key, blob, _delta_aad(card_id, realm_key, gateway_key, version,
+                                                 floor))
     finally:
         wipe(key)
 

@@ -519,3 +519,45 @@ def test_a_captured_request_never_charges_again(realms: Realms) -> None:
     assert realms.gateway.payment_state(card_id, "refused") is None
     with realms.device() as device:
         assert _pay(device, card_id, "refused").approved  # a new proof pays it, once
+
+
+def test_steps_from_before_a_reenrollment_do_not_open_after_it(realms: Realms) -> None:
+    """A copy pays three times (it keeps the steps of realms it did not ask), the owner
+    re-enrolls, and the copy pushes its kept steps by catch-up: they were made for the
+    old enrollment and open nowhere, the realms stay on the new one, and the owner pays."""
+    import dataclasses
+    import secrets
+    import time
+
+    from splitvault._realm_protocol import RealmCatchUp, RealmDelta
+    from splitvault.crypto.signing import sign
+
+    with realms.device("owner.db") as owner:
+        card_id = _enroll(owner)
+    for suffix in ("", "-wal", "-shm"):
+        source = realms.root / f"owner.db{suffix}"
+        if source.exists():
+            shutil.copy(source, realms.root / f"copy.db{suffix}")
+    with realms.device("copy.db") as copy:
+        for i in range(3):
+            assert _pay(copy, card_id, f"copy-{i}").approved
+        kept = copy._store.get(card_id)
+        steps = {e.key: tuple(RealmDelta(e.key, v, g, d) for v, g, d
+                              in copy._store.realm_deltas(card_id, e.key))
+                 for e in realms.deployment.realms}
+    assert any(steps.values())  # some realm was left behind with a step to carry
+    with realms.device("owner.db") as owner, sv.Pin.from_digits("518263") as new_pin:
+        owner.reenroll(card_id, sv.Card("4111111111111111", "12/30", "KIM MINJI"), new_pin)
+        before = realms.versions(card_id)
+        for endpoint, server in zip(realms.deployment.realms, realms.servers, strict=True):
+            if not steps[endpoint.key]:
+                continue
+            request = RealmCatchUp(card_id, secrets.token_bytes(16), int(time.time() * 1000),
+                                   steps[endpoint.key], b"")
+            request = dataclasses.replace(request, signature=sign(
+                bytearray(kept.sign_seed), request.signed_bytes(endpoint.key)))
+            with pytest.raises((sv.TamperedData, sv.MalformedRequest)):
+                server.realm_catch_up(request)
+        assert realms.versions(card_id) == before
+        assert owner.authorize(card_id, new_pin, amount=100, currency="KRW",
+                               merchant="Gangnam Coffee", idempotency_key="after").approved

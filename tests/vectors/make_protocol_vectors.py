@@ -921,7 +921,7 @@ def realm_resplit(story: Story, dep: Deployment, state: dict[str, Any],
         step = bytes(rho_i.value) + token1
         shared = envelope.x25519(dep.gateway_secret, realm_key)
         key_message = encode(D_DELTA_KEY, cid.encode(), realm_key, dep.gateway_key,
-                             u64(version))
+                             u64(version), u64(0))  # floor 0: the card's first enrollment
         key = delta_key(dep.gateway_secret, realm_key, cid, realm_key, dep.gateway_key,
                         version)
         with injected(ShakeRng(f"realms/delta/{i}")) as draws:
@@ -932,7 +932,7 @@ def realm_resplit(story: Story, dep: Deployment, state: dict[str, Any],
             "realm": i, "realm_key": h(realm_key), "gateway_key": h(dep.gateway_key),
             "version": version, "shared_secret": h(shared), "key_message": h(key_message),
             "delta_key": h(key), "aad": h(encode(D_DELTA, cid.encode(), realm_key,
-                                                 dep.gateway_key, u64(version))),
+                                                 dep.gateway_key, u64(version), u64(0))),
             "plaintext": h(step), "draws": [h(d) for d in draws], "sealed": h(sealed),
             "encoded": h(deltas[-1].encoded()),
         })

@@ -276,7 +276,12 @@ class RealmCards:
         # never arrives made no delta any realm has, so nothing waits for this key.
         refresh_secret, refresh_key = generate_keypair()
         try:
-            reply = self._pay(card, payment, gateway, shares, parts, refresh_key)
+            floors = {r.share_floor for r in replies.values()}
+            if len(floors) != 1:
+                raise ServerUnavailable("the realms answered for different enrollments of "
+                                        "this card; re-enroll it")
+            reply = self._pay(card, payment, gateway, shares, parts, refresh_key,
+                              floors.pop())
             self._take_resplit(card, reply, refresh_secret)
         finally:
             wipe(refresh_secret)
@@ -284,7 +289,7 @@ class RealmCards:
 
     def _pay(self, card: DeviceCard, payment: Payment, gateway: Endpoint,
              shares: tuple[RealmShare, ...], parts: dict[bytes, RealmPart],
-             refresh_key: bytes) -> GatewayReply:
+             refresh_key: bytes, floor: int) -> GatewayReply:
         request = GatewayAuthorize(
             card.card_id, public_key(card.sign_seed), payment.amount, payment.currency,
             payment.merchant, payment.idempotency_key,
@@ -294,7 +299,7 @@ class RealmCards:
             shares, b"", card.share_version, refresh_key,
             tuple(RealmMember(p.index, k) for k, p in sorted(parts.items(),
                                                              key=lambda kv: kv[1].index)),
-            secrets.token_bytes(16), self._millis())
+            secrets.token_bytes(16), self._millis(), floor)
         seed = bytearray(card.sign_seed)
         try:
             request = dataclasses.replace(request,

@@ -106,6 +106,7 @@ class Gateway:
         refresh_key = check_bytes(request.refresh_key, "refresh key", 32)
         version = request.share_version
         check_version(version, top=2**53 - 1)
+        check_version(request.share_floor)
         check_signature(device_key, request.signed_bytes(self.key), request.signature)
         deployment = self._deployment()
         if deployment is None:
@@ -218,7 +219,7 @@ class Gateway:
                 buffers.append(step)
                 deltas.append(RealmDelta(member.realm_key, version, self.key, seal_delta(
                     self._keys.x25519_secret, self.key, member.realm_key, card_id, version,
-                    step)))
+                    step, floor=request.share_floor)))
                 commitments.append(RealmCommitment(member.realm_key, share_commitment(
                     card_id, member.realm_key, nxt.value)))
             return GatewayReply(result, version, refresh, tuple(deltas), tuple(commitments))
@@ -272,7 +273,8 @@ class Gateway:
                         self._keys.x25519_secret, share.sealed,
                         share_aad(card_id, share.realm_key, self.key, request.share_version,
                                   payment.amount, payment.currency, payment.merchant,
-                                  payment.idempotency_key), public=self.key)
+                                  payment.idempotency_key, floor=request.share_floor),
+                        public=self.key)
                 except AuthenticationFailed:
                     # Sealed for another payment, card or gateway: replayed or tampered
                     # on the way, not a realm's wrong share.

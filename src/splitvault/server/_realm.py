@@ -248,7 +248,8 @@ class Realm:
         used = self._store.card(card_id)
         left = limit - (used.unproven if used is not None else limit)
         return RealmEvaluateReply(evaluated, proof, max(left, 0), challenge.challenge_id,
-                                  challenge.nonce, challenge.expires_at, spend.share_version)
+                                  challenge.nonce, challenge.expires_at, spend.share_version,
+                                  card.share_floor)
 
     def _catch_up(self, card: CardRecord, version: int, deltas: object, possession: object,
                   signed: bytes, now: float, nonce: tuple[bytes, float]) -> CardRecord:
@@ -328,8 +329,11 @@ class Realm:
                     raise MalformedRequest("a re-split step not made for this realm by a "
                                            "gateway of its deployment")
                 try:
+                    # Bound to this enrollment: a step made before the card was last
+                    # re-enrolled (a copy kept it) does not open (security review).
                     plain = open_delta(self._keys.x25519_secret, self.key, step.gateway_key,
-                                       card_id, step.version, step.sealed)
+                                       card_id, step.version, step.sealed,
+                                       floor=card.share_floor)
                 except AuthenticationFailed:
                     raise TamperedData() from None
                 try:
@@ -423,7 +427,7 @@ class Realm:
                 gateway_key, sigma,
                 share_aad(card_id, self.key, gateway_key, card.share_version,
                           payment.amount, payment.currency, payment.merchant,
-                          payment.idempotency_key)))
+                          payment.idempotency_key, floor=card.share_floor)))
         finally:
             wipe(sigma)
 
