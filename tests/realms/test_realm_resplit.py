@@ -561,3 +561,63 @@ def test_steps_from_before_a_reenrollment_do_not_open_after_it(realms: Realms) -
         assert realms.versions(card_id) == before
         assert owner.authorize(card_id, new_pin, amount=100, currency="KRW",
                                merchant="Gangnam Coffee", idempotency_key="after").approved
+
+
+def test_a_breached_realm_with_the_device_gets_at_most_n_minus_t_plus_1_times_g(
+        realms: Realms) -> None:
+    """Realm 1's store and KEK with the device's files: the thief evaluates under k_1
+    himself and checks each guess against realm 1's verifier offline, so a PIN test
+    costs one honest realm's evaluation, not t. The honest realms' counts bound it:
+    (n - t + 1) * G tests in all (4 with G = 2), then both refuse (threat model RL3)."""
+    import dataclasses
+    import secrets
+    import time
+
+    from splitvault._realm_protocol import RealmEvaluate
+    from splitvault._resplit import possession_mac
+    from splitvault.crypto import oprf, threshold
+    from splitvault.crypto.signing import public_key, sign
+    from splitvault.device._pinkey import BlindedPin, derive_pin_seed
+
+    with realms.device() as device:
+        card_id = _enroll(device)
+        card = device._store.get(card_id)
+        parts = {p.realm_key: p for p in device._store.realm_parts(card_id)}
+    breached = realms.servers[0]
+    record = breached.store.card(card_id)
+    assert record is not None
+    k1 = breached.keyring.unwrap("oprf-key", card_id, record.oprf_key)
+    index1 = parts[realms.deployment.realms[0].key].index
+    honest = list(zip(realms.servers[1:], [e.key for e in realms.deployment.realms[1:]],
+                      strict=True))
+    wrong = [f"{i}{i}{i}{(i + 3) % 10}{(i + 5) % 10}{(i + 7) % 10}" for i in range(10)]
+    guesses = [*wrong[:3], PIN, *wrong[3:]]  # the 4th test is the PIN: the attack is real
+    tests = found = 0
+    for guess in guesses:
+        reply = None
+        with sv.Pin.from_digits(guess) as pin, BlindedPin(card_id, pin) as blinded:
+            for server, key in honest:
+                request = RealmEvaluate(card_id, secrets.token_bytes(16),
+                                        int(time.time() * 1000), blinded.blinded, b"",
+                                        card.share_version, ())
+                signed = request.signed_bytes(key)
+                request = dataclasses.replace(
+                    request, signature=sign(bytearray(card.sign_seed), signed),
+                    possession=possession_mac(card.share_token or b"", None, signed))
+                try:
+                    reply = server.realm_evaluate(request)
+                except sv.CardLocked:
+                    continue
+                index = parts[key].index
+                break
+            if reply is None:
+                break  # every honest realm refuses: no more tests
+            mine = oprf.blind_evaluate(k1, blinded.blinded)
+            output = blinded.finalize(threshold.combine({index1: mine, index: reply.evaluated}))
+        seed = derive_pin_seed(output, salt=card.salt, device_secret=card.device_secret,
+                               card_id=card_id, profile=sv.KdfProfile.from_parameters(*card.kdf))
+        tests += 1
+        found += public_key(seed) == record.verifier
+    g = sv.ServerProfile.REALM.guess_limit
+    assert tests == (3 - 2 + 1) * g and tests <= 5
+    assert found == 1  # within the bound the offline check does find the PIN
