@@ -151,9 +151,11 @@ class RealmRegister:
                       self.envelope, u64(self.share_version))
 
 
-def register_aad(card_id: str, realm_key: bytes) -> bytes:
-    """AAD of a registration's envelope: this card, this realm."""
-    return encode(D_REALM_REGISTER_ENVELOPE, _s(card_id), realm_key)
+def register_aad(card_id: str, realm_key: bytes, version: int = 0) -> bytes:
+    """AAD of a registration's envelope: this card, this realm, the version it starts at
+    (so an envelope kept on a device cannot be signed again for a later version: that
+    would put the same keys back with the counts at zero; security review)."""
+    return encode(D_REALM_REGISTER_ENVELOPE, _s(card_id), realm_key, u64(version))
 
 
 @dataclass(frozen=True)

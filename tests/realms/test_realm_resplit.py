@@ -621,3 +621,39 @@ def test_a_breached_realm_with_the_device_gets_at_most_n_minus_t_plus_1_times_g(
     g = sv.ServerProfile.REALM.guess_limit
     assert tests == (3 - 2 + 1) * g and tests <= 5
     assert found == 1  # within the bound the offline check does find the PIN
+
+
+def test_a_kept_registration_cannot_be_signed_again_for_a_later_version(
+        realms: Realms) -> None:
+    """The registration a device kept for a realm that was down, its envelope re-signed
+    by the device key at a higher version (which would put the same keys back with the
+    realm's counts, lock and clone mark at zero): the envelope is bound to its version,
+    so the realm refuses it and its count stays."""
+    import dataclasses
+
+    from splitvault._realm_api import REALM_REGISTER
+    from splitvault._wire import loads
+    from splitvault.crypto.signing import sign
+
+    realms.switches[2].down = True
+    with realms.device() as device:
+        card_id = _enroll(device)
+        kept = next(p for p in device._store.realm_parts(card_id) if p.registration)
+        seed = bytearray(device._store.get(card_id).sign_seed)
+    realms.switches[2].down = False
+    realm, key = realms.servers[2], realms.deployment.realms[2].key
+    registration = loads(REALM_REGISTER, kept.registration or b"")
+    realm.realm_register(registration)
+    with realms.device() as device:
+        with sv.Pin.from_digits("864201") as wrong, pytest.raises(sv.WrongPin):
+            realms.switches[0].down = True  # realm 3 must count this one
+            device.authorize(card_id, wrong, amount=100, currency="KRW",
+                             merchant="Gangnam Coffee", idempotency_key="w")
+        realms.switches[0].down = False
+    used = realm.store.card(card_id).unproven  # type: ignore[union-attr]
+    assert used >= 1
+    again = dataclasses.replace(registration, share_version=1)
+    again = dataclasses.replace(again, signature=sign(seed, again.signed_bytes(key)))
+    with pytest.raises(sv.TamperedData):
+        realm.realm_register(again)
+    assert realm.store.card(card_id).unproven == used  # type: ignore[union-attr]

@@ -198,7 +198,7 @@ class RealmCards:
                 plain = bytearray(k_i.value + sigma_i.value + verifier + token)
                 buffers.append(plain)
                 request = RealmRegister(card_id, device_key, seal_envelope(
-                    realm.key, plain, register_aad(card_id, realm.key)), b"", version)
+                    realm.key, plain, register_aad(card_id, realm.key, version)), b"", version)
                 request = dataclasses.replace(
                     request, signature=sign(sign_seed, request.signed_bytes(realm.key)))
                 parts.append(RealmPart(realm.key, k_i.index,

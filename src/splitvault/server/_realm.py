@@ -144,7 +144,7 @@ class Realm:
             raise UnknownCard()
         try:
             plain = open_envelope(self._keys.x25519_secret, envelope,
-                                  register_aad(card_id, self.key), public=self.key)
+                                  register_aad(card_id, self.key, version), public=self.key)
         except AuthenticationFailed:
             raise TamperedData() from None
         parts: list[bytearray] = [plain]
