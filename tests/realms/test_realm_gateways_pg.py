@@ -36,14 +36,25 @@ class BothAtOnce:
     def __init__(self, first: HttpGateway, second: HttpGateway) -> None:
         self.clients = (first, second)
         self.answers: list[GatewayReply] = []
+        self.refused = 0
 
     def gateway_info(self) -> object:
         return self.clients[0].gateway_info()
 
     def gateway_authorize(self, request: GatewayAuthorize) -> GatewayReply:
         with ThreadPoolExecutor(2) as pool:
-            answers = list(pool.map(lambda c: c.gateway_authorize(request), self.clients))
+            futures = [pool.submit(c.gateway_authorize, request) for c in self.clients]
+        answers, refused = [], 0
+        for future in futures:
+            try:
+                answers.append(future.result())
+            except sv.InvalidChallenge:
+                # The other took the request's nonce before writing its ledger row: this
+                # one refuses at once (it never waits of its own, see _gateway._answered).
+                refused += 1
+        assert answers and refused + len(answers) == 2
         self.answers += answers
+        self.refused += refused
         return answers[0]
 
 
@@ -91,11 +102,11 @@ def test_one_charge_for_a_payment_sent_to_two_gateways(tmp_path: Path, pg_url: s
                                           merchant="Gangnam Coffee",
                                           idempotency_key=f"twice-{i}")
                 assert result.approved
-        assert len(both.answers) == 10
-        for first, second in zip(both.answers[::2], both.answers[1::2], strict=True):
-            assert first.authorization.approval_code == second.authorization.approval_code
-            # Only the one that charged re-splits (the other answered from the ledger).
-            assert (first.refresh is None) != (second.refresh is None)
+        assert len(both.answers) + both.refused == 10
+        codes = {a.authorization.approval_code for a in both.answers}
+        assert len(codes) == 5  # each payment answered alike by both, or refused by one
+        # Only the one that charged re-splits (the other answered from the ledger).
+        assert sum(a.refresh is not None for a in both.answers) == 5
         statement = sv.SimulatedAcquirer(books=books).statement()
         assert len(statement) == 5  # one booking per payment, whichever gateway won
     finally:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-import time
 from collections.abc import Callable
 
 from .._authorization import Authorization
@@ -67,10 +66,6 @@ from ._store import RETRYABLE, LedgerEntry, Store
 
 __all__ = ["Gateway"]
 
-_POLL = 0.02
-_NONCE_WAIT = 2.0
-"""How long a request whose nonce another gateway took waits for that one's pending
-row to appear (it opens the shares first): then it is answered like any retry."""
 
 
 class Gateway:
@@ -142,15 +137,14 @@ class Gateway:
                 share.wipe()
 
     def _answered(self, key: bytes, params: bytes) -> Authorization:
-        """A request whose nonce was taken: the same request at another gateway (or a
-        worker that died after taking it). Its answer once recorded; else refused."""
-        waited = 0.0
-        while waited < _NONCE_WAIT:
-            entry = self._store.ledger_entry(key)
-            if entry is not None and entry.state not in RETRYABLE:
-                return self._charges.recorded(key, params, entry)
-            time.sleep(_POLL)
-            waited += _POLL
+        """A request whose nonce was taken: the same request at another gateway, or one
+        that failed after taking it. Its answer if one is recorded (or being charged:
+        then ``recorded`` waits on that lease); else refused at once. Never a wait of its
+        own: a stranger replaying a request of a throwaway card must not hold a worker
+        (second security review)."""
+        entry = self._store.ledger_entry(key)
+        if entry is not None and entry.state not in RETRYABLE:
+            return self._charges.recorded(key, params, entry)
         raise InvalidChallenge("this payment request was used before; pay again")
 
     def _pay(self, card_id: str, card: Card, payment: Payment, key: bytes, params: bytes,

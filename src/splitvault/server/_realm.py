@@ -79,6 +79,7 @@ from ._checks import check_bytes, check_id, check_version
 from ._guesses import check_fresh
 from ._keyring import Keyring
 from ._keys import ServerKeys
+from ._refresh import is_late
 from ._signatures import check_device_signature, check_signature
 from ._status import CardStatus
 from ._store import AuditEvent, CardRecord, ChallengeRecord, Store
@@ -216,7 +217,7 @@ class Realm:
         if card.locked or card.unproven >= limit:
             raise CardLocked()
         card = self._catch_up(card, version, request.deltas, request.possession, signed, now,
-                              (nonce, nonce_expires))
+                              (nonce, nonce_expires), request.timestamp / 1000.0)
         key = self._keyring.unwrap("oprf-key", card_id, card.oprf_key)
         try:
             try:
@@ -252,7 +253,8 @@ class Realm:
                                   card.share_floor)
 
     def _catch_up(self, card: CardRecord, version: int, deltas: object, possession: object,
-                  signed: bytes, now: float, nonce: tuple[bytes, float]) -> CardRecord:
+                  signed: bytes, now: float, nonce: tuple[bytes, float],
+                  sent_at: float) -> CardRecord:
         """Bring this realm's share to the device's ``version`` with the gateway's deltas
         it carries, and check the device holds that version (its token's MAC). A version
         behind this realm's, or one claimed without its token, is a copy of the device:
@@ -264,6 +266,12 @@ class Realm:
             # would freeze the re-enrolled card for its owner again).
             raise DeviceCloned()
         if version < card.share_version:
+            if is_late(sent_at, card.committed_at):
+                # Sent before this realm moved past its version: the owner's request
+                # held back (dropped, then delivered late), not a copy's; refused, not
+                # marked (second security review; as the single server's C4).
+                raise InvalidChallenge("this request was sent before the card's shares "
+                                       "last changed; try again")
             self._cloned(card, version, now, nonce)
         steps = self._steps(card, deltas)
         if [d.version for d in steps] != list(range(card.share_version + 1, version + 1)):
