@@ -113,7 +113,7 @@ REALM_RELEASE_REPLY = Message("RealmReleaseReply", RealmReleaseReply, {
     "sealed_share": Bytes(SEALED_SHARE_LEN)})
 REALM_SHARE = Message("RealmShare", RealmShare, {
     "index": Int(1, 255), "realm_key": _KEY32, "sealed": Bytes(SEALED_SHARE_LEN),
-    "commitment": Bytes(COMMITMENT_LEN)})
+    "commitment": Bytes(COMMITMENT_LEN), "expires_at": _MILLIS})
 GATEWAY_AUTHORIZE = Message("GatewayAuthorize", GatewayAuthorize, {
     "card_id": _ID, "device_key": _KEY32, "amount": _AMOUNT, "currency": _CURRENCY,
     "merchant": _MERCHANT, "idempotency_key": _IDEMPOTENCY_KEY, "envelope": _ENVELOPE,

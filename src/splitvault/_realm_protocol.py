@@ -288,14 +288,18 @@ class RealmReleaseReply:
 
 
 def share_aad(card_id: str, realm_key: bytes, gateway_key: bytes, version: int, amount: int,
-              currency: str, merchant: str, idempotency_key: str, *, floor: int = 0) -> bytes:
+              currency: str, merchant: str, idempotency_key: str, *, floor: int = 0,
+              expires: int = 0) -> bytes:
     """AAD of ``Sigma_i`` sealed to the gateway: which card, which realm, which gateway,
     which share version and which payment. The gateway opens it only for that payment
     at the version the device presents, so a share released for one payment never
     serves another, nor one of another version or enrollment (``floor``: the version the
-    card was last enrolled at, which the gateway binds the re-split's deltas to)."""
+    card was last enrolled at, which the gateway binds the re-split's deltas to), and
+    usable only until ``expires`` (Unix ms: the realm challenge's end), so shares captured
+    on the way cannot be sent again later, even re-signed with a fresh nonce."""
     return encode(D_REALM_SHARE, _s(card_id), realm_key, gateway_key, u64(version),
-                  *_payment(amount, currency, merchant, idempotency_key), u64(floor))
+                  *_payment(amount, currency, merchant, idempotency_key), u64(floor),
+                  u64(expires))
 
 
 def share_commitment(card_id: str, realm_key: bytes, sigma: bytes | bytearray) -> bytes:
@@ -315,9 +319,11 @@ class RealmShare:
     realm_key: bytes
     sealed: bytes = field(repr=False)
     commitment: bytes
+    expires_at: int = 0  # Unix ms: the end of the realm's challenge, bound in the seal
 
     def encoded(self) -> bytes:
-        return encode(bytes([self.index]), self.realm_key, self.sealed, self.commitment)
+        return encode(bytes([self.index]), self.realm_key, self.sealed, self.commitment,
+                      u64(self.expires_at))
 
 
 @dataclass(frozen=True)

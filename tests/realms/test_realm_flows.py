@@ -147,9 +147,13 @@ def test_realm_releasing_a_wrong_share_is_named_by_the_gateway(lab: RealmLab) ->
     def release(request: RealmRelease) -> RealmReleaseReply:
         site.server.realm_release(request)  # the real check, which passes
         version = dev._store.get(card_id).share_version
+        challenge = site.server.store.challenge(request.challenge_id)
+        card = site.server.store.card(card_id)
+        assert challenge is not None and card is not None
         aad = share_aad(request.card_id, site.key, request.gateway_key, version,
                         request.amount, request.currency, request.merchant,
-                        request.idempotency_key)
+                        request.idempotency_key, floor=card.share_floor,
+                        expires=int(challenge.expires_at * 1000))
         return RealmReleaseReply(seal_envelope(request.gateway_key,
                                                bytearray(secrets.token_bytes(64)), aad))
 

@@ -703,3 +703,32 @@ def test_a_dropped_request_delivered_late_is_not_taken_for_a_copy(realms: Realms
             realm.realm_evaluate(drops.kept[0])
         assert not any(cloned for _, cloned in realms.versions(card_id))
         assert _pay(device, card_id, "o-3").approved
+
+
+def test_released_shares_expire_with_their_challenge(realms: Realms) -> None:
+    """Shares released for a payment that took no money, captured on the way and sent
+    again later, re-signed by the holder of the device key with a fresh nonce and time:
+    once their realm challenge has ended they are refused, and nothing is charged."""
+    import dataclasses
+
+    from splitvault.crypto.signing import sign
+
+    captured = Captures(realms.gateway)
+    realms.lossy = captured  # type: ignore[assignment]
+    realms.gateway.acquirer = sv.SimulatedAcquirer(faults=["unavailable"])
+    with realms.device() as device:
+        card_id = _enroll(device)
+        with pytest.raises(sv.AcquirerUnavailable):
+            _pay(device, card_id, "later")
+        seed = bytearray(device._store.get(card_id).sign_seed)
+    request = captured.requests[-1]
+    gateway_key = realms.deployment.gateways[0].key
+    later = max(s.expires_at for s in request.shares) / 1000 + 121
+    realms.gateway._gateway._clock = lambda: later  # type: ignore[attr-defined]  # later on
+    forged = dataclasses.replace(request, nonce=bytes(range(16)),
+                                 timestamp=int(later * 1000))
+    forged = dataclasses.replace(forged, signature=sign(seed, forged.signed_bytes(
+        gateway_key)))
+    with pytest.raises(sv.InvalidChallenge, match="expired"):
+        realms.gateway.gateway_authorize(forged)
+    assert realms.gateway.payment_state(card_id, "later") is None

@@ -270,7 +270,8 @@ class RealmCards:
             released = self._releases(card, replies, payment, gateway.key, pin_seed)
         finally:
             wipe(pin_seed)
-        shares = tuple(RealmShare(parts[k].index, k, r.sealed_share, parts[k].commitment)
+        shares = tuple(RealmShare(parts[k].index, k, r.sealed_share, parts[k].commitment,
+                                  int(replies[k].expires_at * 1000))
                        for k, r in released.items())
         # The key this payment's re-split comes sealed to: in memory only. A reply that
         # never arrives made no delta any realm has, so nothing waits for this key.

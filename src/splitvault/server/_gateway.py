@@ -35,7 +35,7 @@ from .._errors import (
     TamperedData,
 )
 from .._payment import Payment, validate_payment
-from .._protocol import card_id_for, card_record_aad
+from .._protocol import FRESHNESS_SECONDS, card_id_for, card_record_aad
 from .._realm_protocol import (
     SIGMA_LEN,
     TOKEN_LEN,
@@ -122,6 +122,7 @@ class Gateway:
         # About to charge: only a fresh request, and only once. A copy replayed later
         # (after a payment that took no money) must not charge without a new PIN proof.
         nonce, nonce_expires = check_fresh(request.nonce, request.timestamp, self._clock())
+        self._check_fresh_shares(request)
         if not self._store.use_nonce(nonce, nonce_expires):
             return GatewayReply(self._answered(key, params), version)
         card, opened = self._open(request, payment, deployment)
@@ -237,6 +238,16 @@ class Gateway:
             if deployment.realm(share.realm_key) is None:
                 raise MalformedRequest("a share comes from a realm not in this deployment")
 
+    def _check_fresh_shares(self, request: GatewayAuthorize) -> None:
+        """Shares are good until their realm challenge ends (bound in their seal), with
+        the devices' clock allowance: ones captured and sent again later are refused."""
+        now_ms = self._clock() * 1000
+        for share in request.shares:
+            check_version(share.expires_at)  # a Unix-ms count, same bounds
+            if share.expires_at + FRESHNESS_SECONDS * 1000 < now_ms:
+                raise InvalidChallenge("the realms' answers for this payment have expired; "
+                                       "pay again")
+
     def _open(self, request: GatewayAuthorize, payment: Payment,
               deployment: Deployment) -> tuple[Card, list[Share]]:
         """The card, opened with the device's part and the realms' shares (all in memory,
@@ -267,7 +278,8 @@ class Gateway:
                         self._keys.x25519_secret, share.sealed,
                         share_aad(card_id, share.realm_key, self.key, request.share_version,
                                   payment.amount, payment.currency, payment.merchant,
-                                  payment.idempotency_key, floor=request.share_floor),
+                                  payment.idempotency_key, floor=request.share_floor,
+                                  expires=share.expires_at),
                         public=self.key)
                 except AuthenticationFailed:
                     # Sealed for another payment, card or gateway: replayed or tampered

@@ -435,7 +435,8 @@ class Realm:
                 gateway_key, sigma,
                 share_aad(card_id, self.key, gateway_key, card.share_version,
                           payment.amount, payment.currency, payment.merchant,
-                          payment.idempotency_key, floor=card.share_floor)))
+                          payment.idempotency_key, floor=card.share_floor,
+                          expires=int(challenge.expires_at * 1000))))
         finally:
             wipe(sigma)
 
