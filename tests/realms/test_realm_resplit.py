@@ -702,6 +702,8 @@ def test_a_dropped_request_delivered_late_is_not_taken_for_a_copy(realms: Realms
         with pytest.raises(sv.InvalidChallenge, match="sent before"):
             realm.realm_evaluate(drops.kept[0])
         assert not any(cloned for _, cloned in realms.versions(card_id))
+        events = [e["event"] for e in realm.audit_entries()]
+        assert "stale_copy_refused" in events and "clone_detected" not in events
         assert _pay(device, card_id, "o-3").approved
 
 
@@ -723,7 +725,7 @@ def test_released_shares_expire_with_their_challenge(realms: Realms) -> None:
         seed = bytearray(device._store.get(card_id).sign_seed)
     request = captured.requests[-1]
     gateway_key = realms.deployment.gateways[0].key
-    later = max(s.expires_at for s in request.shares) / 1000 + 121
+    later = max(s.expires_at for s in request.shares) / 1000 + 241  # past 2 x 120 s
     realms.gateway._gateway._clock = lambda: later  # type: ignore[attr-defined]  # later on
     forged = dataclasses.replace(request, nonce=bytes(range(16)),
                                  timestamp=int(later * 1000))
@@ -732,3 +734,16 @@ def test_released_shares_expire_with_their_challenge(realms: Realms) -> None:
     with pytest.raises(sv.InvalidChallenge, match="expired"):
         realms.gateway.gateway_authorize(forged)
     assert realms.gateway.payment_state(card_id, "later") is None
+
+
+def test_payments_go_through_with_clocks_apart_within_the_allowance(realms: Realms) -> None:
+    """Realms 100 s slow, the gateway 100 s fast, the device on time (each within the
+    devices' 120 s allowance): payments are approved, the shares' expiry included."""
+    import time
+
+    for server in realms.servers:
+        server._realm._clock = lambda: time.time() - 100  # type: ignore[attr-defined]
+    realms.gateway._gateway._clock = lambda: time.time() + 100  # type: ignore[attr-defined]
+    with realms.device() as device:
+        card_id = _enroll(device)
+        assert _pay(device, card_id, "skewed").approved

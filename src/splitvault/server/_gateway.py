@@ -239,12 +239,14 @@ class Gateway:
                 raise MalformedRequest("a share comes from a realm not in this deployment")
 
     def _check_fresh_shares(self, request: GatewayAuthorize) -> None:
-        """Shares are good until their realm challenge ends (bound in their seal), with
-        the devices' clock allowance: ones captured and sent again later are refused."""
+        """Shares are good until their realm challenge ends (bound in their seal): ones
+        captured and sent again later are refused. The end is on the realm's clock, and
+        realm and gateway may each be FRESHNESS_SECONDS from the devices' clocks, so
+        twice that is allowed (third security review)."""
         now_ms = self._clock() * 1000
         for share in request.shares:
             check_version(share.expires_at)  # a Unix-ms count, same bounds
-            if share.expires_at + FRESHNESS_SECONDS * 1000 < now_ms:
+            if share.expires_at + 2 * FRESHNESS_SECONDS * 1000 < now_ms:
                 raise InvalidChallenge("the realms' answers for this payment have expired; "
                                        "pay again")
 

@@ -269,7 +269,12 @@ class Realm:
             if is_late(sent_at, card.committed_at):
                 # Sent before this realm moved past its version: the owner's request
                 # held back (dropped, then delivered late), not a copy's; refused, not
-                # marked (second security review; as the single server's C4).
+                # marked (second security review; as the single server's C4), and
+                # recorded as the single server records it.
+                self._store.append_audit(AuditEvent(
+                    "stale_copy_refused", card.card_id,
+                    {"presented": version, "share_version": card.share_version,
+                     "late": True, "realm": True}), now)
                 raise InvalidChallenge("this request was sent before the card's shares "
                                        "last changed; try again")
             self._cloned(card, version, now, nonce)
