@@ -747,3 +747,31 @@ def test_payments_go_through_with_clocks_apart_within_the_allowance(realms: Real
     with realms.device() as device:
         card_id = _enroll(device)
         assert _pay(device, card_id, "skewed").approved
+
+
+class Interrupt(Exception):
+    """Stands for a crash in the middle of an enrollment."""
+
+
+def test_a_pending_realm_card_waits_for_a_device_opened_with_its_deployment(
+        realms: Realms) -> None:
+    """An enrollment interrupted after the card was stored pending: opening the device
+    with a single server leaves that row alone (no error), and opening it with the
+    deployment cancels it at the realms."""
+
+    def crash(card_id: str) -> None:
+        raise Interrupt()
+
+    with realms.device() as device, pytest.raises(Interrupt), \
+            sv.Pin.from_digits(PIN) as pin:
+        device._store.activate = crash  # type: ignore[method-assign]
+        device.enroll(sv.Card("4111111111111111", "12/30", "KIM MINJI"), pin)
+    single = sv.ShareServer.open(realms.root / "single.db")
+    try:
+        with sv.Device.open(realms.root / "device.db", server=single,
+                            kdf=sv.KdfProfile.TEST_ONLY) as device:
+            assert device._store.pending()  # left for a device opened with its realms
+    finally:
+        single.close()
+    with realms.device() as device:
+        assert not device._store.pending()

@@ -43,8 +43,7 @@ from ..crypto.memory import wipe
 from ..crypto.sealing import open_sealed
 from ..crypto.signing import public_key
 from ..crypto.threshold_secret import recover_data_key
-from ..device import Device
-from ..device._realms import RealmClient
+from ..device import Device, RealmClient
 from ..hazmat import DeviceCard, derive_pin_seed
 from ..server import Kek, ShareServer, open_store
 from ._harness import HOLDER, PAN, PIN, AttackResult, Deployment, Lab, Options, guarded

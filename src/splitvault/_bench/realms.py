@@ -41,8 +41,8 @@ from typing import Any
 
 import splitvault as sv
 from splitvault._deployment import Deployment, Endpoint
+from splitvault.device import RealmClient
 from splitvault.device._http import HttpGateway, HttpRealm, HttpShareService
-from splitvault.device._realms import RealmClient
 
 from ._load import PIN, Clients, Run, Server, clients, closed_loop, cpu_of, percentiles, serve
 

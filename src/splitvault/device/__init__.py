@@ -2,5 +2,6 @@
 
 from ._device import Device
 from ._history import PaymentRecord, last_known_state
+from ._realms import RealmClient
 
-__all__ = ["Device", "PaymentRecord", "last_known_state"]
+__all__ = ["Device", "PaymentRecord", "RealmClient", "last_known_state"]

@@ -62,9 +62,10 @@ from ..crypto.memory import wipe
 from ..crypto.sealing import seal
 from ..crypto.shares import KEY_LEN, combine, split
 from ..crypto.signing import public_key, sign
+from ._device_key import device_sign
 from ._history import PaymentRecord, recorded
 from ._pinkey import BlindedPin, derive_pin_seed
-from ._realm_flow import RealmCards
+from ._realm_flow import RealmCards, is_realm_card
 from ._realms import RealmClient
 from ._store import DeviceCard, DeviceStore
 
@@ -248,7 +249,7 @@ class Device:
         card_id = self._store.get(card_id).card_id
         with self._card_lock(card_id):
             card = self._store.get(card_id)
-            if self._realm_card(card_id):
+            if self._realm_card(card):
                 return self._with_realms().authorize(card, pin, payment)
             # One evaluation per call, never more: the device does not spend a guess on
             # its own. If the evaluation's reply is lost, ServerUnavailable reaches the
@@ -441,7 +442,7 @@ class Device:
         if card.brand != old.brand or card.last4 != old.last4:
             raise InvalidCard(f"not the card enrolled under this id (that is a {old.brand} "
                               f"ending {old.last4}); enroll a different card with enroll()")
-        if self._realm_card(old.card_id):
+        if self._realm_card(old):
             with self._card_lock(old.card_id):
                 self._with_realms().reenroll(self._store.get(old.card_id), card, new_pin)
             return
@@ -451,7 +452,7 @@ class Device:
             begin = ReenrollBegin(card_id, secrets.token_bytes(16), self._millis(),
                                   blinded.blinded, b"")
             begin = dataclasses.replace(begin,
-                                        signature=_device_sign(old, begin.signed_bytes()))
+                                        signature=device_sign(old, begin.signed_bytes()))
             reply = self._server.reenroll_begin(begin)
             pin_seed = derive_pin_seed(blinded.finalize(reply.evaluated), salt=salt,
                                        device_secret=bytes(device_secret), card_id=card_id,
@@ -473,7 +474,7 @@ class Device:
                 b"", b"")
             signed = finish.signed_bytes(reply.nonce)
             finish = dataclasses.replace(
-                finish, device_signature=_device_sign(old, signed),
+                finish, device_signature=device_sign(old, signed),
                 pin_signature=_sealed(old.server_key, sign(pin_seed, signed), "reenroll-pin",
                                       card_id))
             self._server.reenroll_finish(finish)
@@ -493,12 +494,12 @@ class Device:
         locked), asked with this device's key for the card; spends no guess. Useful in
         a UI talking to a remote server, which cannot read the server's database."""
         card = self._store.get(card_id)
-        if self._realm_card(card.card_id):
+        if self._realm_card(card):
             return self._with_realms().state(card)
         request = CardStatusRequest(card.card_id, secrets.token_bytes(16), self._millis(),
                                     b"")
         request = dataclasses.replace(request,
-                                      signature=_device_sign(card, request.signed_bytes()))
+                                      signature=device_sign(card, request.signed_bytes()))
         reply = self._server.card_status(request)
         return CardState(reply.guesses_used, reply.guess_limit, reply.locked, reply.cloned,
                          reply.share_version)
@@ -508,12 +509,12 @@ class Device:
         With realms: at every realm that answers, then here (a realm down keeps a share
         that nothing can ever open again without this device's part)."""
         card = self._store.get(card_id)
-        if self._realm_card(card.card_id):
+        if self._realm_card(card):
             self._with_realms().delete(card)
             return
         request = DeleteRequest(card.card_id, secrets.token_bytes(16), self._millis(), b"")
         request = dataclasses.replace(request,
-                                      signature=_device_sign(card, request.signed_bytes()))
+                                      signature=device_sign(card, request.signed_bytes()))
         # UnknownCard: already gone on the server (an earlier delete crashed half-way).
         with contextlib.suppress(UnknownCard):
             self._server.delete(request)
@@ -527,7 +528,7 @@ class Device:
         ``ServerUnavailable`` if the server cannot be reached (the rows stay)."""
         done = 0
         for card in self._store.pending():
-            if self._realm_card(card.card_id):
+            if is_realm_card(card):
                 if self._realms is None:
                     continue  # opened without its deployment: left for the next open
                 self._realms.cancel(card)
@@ -555,10 +556,10 @@ class Device:
     def _millis(self) -> int:
         return int(self._clock() * 1000)
 
-    def _realm_card(self, card_id: str) -> bool:
+    def _realm_card(self, card: DeviceCard) -> bool:
         """Whether the card belongs to a t-of-n deployment; a card of the other kind
         than this device was opened with is refused with what to do."""
-        realm = RealmCards.is_realm_card(self._store, card_id)
+        realm = is_realm_card(card)
         if realm and self._realms is None:
             raise ConfigurationError("this card was enrolled with a realm deployment: open "
                                      "the device with server=sv.Deployment.load(...)")
@@ -573,7 +574,7 @@ class Device:
         return self._realms
 
     def _single_server_only(self, card_id: str, what: str) -> None:
-        if self._realm_card(self._store.get(card_id).card_id):
+        if self._realm_card(self._store.get(card_id)):
             raise ConfigurationError(
                 f"{what} is not available yet for a card of a realm deployment; re-enroll "
                 "it with the card and the new PIN (Device.reenroll)")
@@ -600,7 +601,7 @@ class Device:
                                           self._millis(), blinded.blinded, b"", presented,
                                           refresh_key)
                 request = dataclasses.replace(
-                    request, signature=_device_sign(card, request.signed_bytes()),
+                    request, signature=device_sign(card, request.signed_bytes()),
                     possession=possession(card, request))
                 try:
                     reply = self._server.evaluate(request)
@@ -677,15 +678,6 @@ def _sealed(server_key: bytes, value: bytes, kind: str, card_id: str) -> bytes:
     so nothing the device sends or keeps can check a PIN guess offline (see
     ``_protocol.proof_aad``)."""
     return seal_envelope(server_key, value, proof_aad(kind, card_id))
-
-
-def _device_sign(card: DeviceCard, message: bytes) -> bytes:
-    """Sign with the card's device key (proves the request comes from this device)."""
-    seed = bytearray(card.sign_seed)
-    try:
-        return sign(seed, message)
-    finally:
-        wipe(seed)
 
 
 def _check_pin(pin: object) -> None:

@@ -67,7 +67,6 @@ from .._realm_refresh import PART_LEN, REFRESH_PLAIN_LEN, open_device_refresh
 from .._resplit import possession_mac
 from .._wire import dumps, loads
 from ..crypto import dleq, oprf, threshold
-from ..crypto._threshold_errors import ThresholdError
 from ..crypto.envelope import generate_keypair, seal_envelope
 from ..crypto.errors import AuthenticationFailed
 from ..crypto.memory import wipe
@@ -75,11 +74,12 @@ from ..crypto.sealing import seal
 from ..crypto.shares import KEY_LEN
 from ..crypto.signing import public_key, sign
 from ..crypto.threshold_secret import refresh_device_part, split_data_key
+from ._device_key import device_sign
 from ._pinkey import BlindedPin, derive_pin_seed
 from ._realms import RealmClient
 from ._store import DeviceCard, DeviceStore, RealmPart
 
-__all__ = ["RealmCards"]
+__all__ = ["RealmCards", "is_realm_card"]
 
 REENROLL_STEP = 2
 """A re-enrollment starts this many versions above the card's: above any version a copy
@@ -89,7 +89,14 @@ log = logging.getLogger("splitvault.realms")
 
 _NO_SERVER_KEY = bytes(32)
 """A realm card's ``server_key`` column: it has no single server; its realms are in
-``realm_parts`` (and nothing is ever sealed to this value: every path checks first)."""
+``realm_parts`` (and nothing is ever sealed to this value: every path checks first).
+No single server's key is this (the zero point is no X25519 public key), so it also
+tells the two kinds of card apart without reading ``realm_parts``."""
+
+
+def is_realm_card(card: DeviceCard) -> bool:
+    """Whether ``card`` belongs to a t-of-n deployment (rather than a single server)."""
+    return card.server_key == _NO_SERVER_KEY
 
 Millis = Callable[[], int]
 
@@ -105,10 +112,6 @@ class RealmCards:
         self._kdf = kdf
         self._millis = millis
         self._clock = clock
-
-    @staticmethod
-    def is_realm_card(store: DeviceStore, card_id: str) -> bool:
-        return bool(store.realm_parts(card_id))
 
     # -- enrollment ------------------------------------------------------------------
 
@@ -301,12 +304,8 @@ class RealmCards:
             tuple(RealmMember(p.index, k) for k, p in sorted(parts.items(),
                                                              key=lambda kv: kv[1].index)),
             secrets.token_bytes(16), self._millis(), floor)
-        seed = bytearray(card.sign_seed)
-        try:
-            request = dataclasses.replace(request,
-                                          signature=sign(seed, request.signed_bytes(gateway.key)))
-        finally:
-            wipe(seed)
+        request = dataclasses.replace(
+            request, signature=device_sign(card, request.signed_bytes(gateway.key)))
         # A gateway answers a key from its ledger: sending the same request again after
         # a lost reply never charges twice (the HTTP client does, once), and neither
         # does sending it to another gateway of the same store (same key, same ledger).
@@ -352,7 +351,7 @@ class RealmCards:
             self._store.realm_resplit(card.card_id, card.share_version, bytes(nxt),
                                       bytes(plain[PART_LEN:]), deltas, commitments,
                                       self._clock())
-        except (ThresholdError, ValueError):
+        except ValueError:  # a ThresholdError: not two canonical scalars
             return
         finally:
             wipe(plain, nxt)
@@ -375,13 +374,9 @@ class RealmCards:
             request = RealmEvaluate(card.card_id, secrets.token_bytes(16), self._millis(),
                                     blinded, b"", card.share_version, steps)
             signed = request.signed_bytes(key)
-            seed = bytearray(card.sign_seed)
-            try:
-                request = dataclasses.replace(
-                    request, signature=sign(seed, signed),
-                    possession=possession_mac(card.share_token or b"", None, signed))
-            finally:
-                wipe(seed)
+            request = dataclasses.replace(
+                request, signature=device_sign(card, signed),
+                possession=possession_mac(card.share_token or b"", None, signed))
             reply = realm.realm_evaluate(request)
             if reply.share_version != card.share_version:
                 raise ServerUnavailable(f"realm {self._client.name(key)} answered for another "
@@ -422,12 +417,8 @@ class RealmCards:
                 return steps
             request = RealmCatchUp(card.card_id, secrets.token_bytes(16), self._millis(),
                                    steps[:MAX_DELTAS], b"")
-            seed = bytearray(card.sign_seed)
-            try:
-                request = dataclasses.replace(
-                    request, signature=sign(seed, request.signed_bytes(key)))
-            finally:
-                wipe(seed)
+            request = dataclasses.replace(
+                request, signature=device_sign(card, request.signed_bytes(key)))
             reached = realm.realm_catch_up(request).share_version
             if reached <= steps[0].version - 1:
                 raise ServerUnavailable(f"realm {self._client.name(key)} did not take the "
@@ -528,11 +519,8 @@ class RealmCards:
 
     def _delete_everywhere(self, card: DeviceCard) -> None:
         request = DeleteRequest(card.card_id, secrets.token_bytes(16), self._millis(), b"")
-        seed = bytearray(card.sign_seed)
-        try:
-            request = dataclasses.replace(request, signature=sign(seed, request.signed_bytes()))
-        finally:
-            wipe(seed)
+        request = dataclasses.replace(request,
+                                      signature=device_sign(card, request.signed_bytes()))
         keys = [p.realm_key for p in self._store.realm_parts(card.card_id)
                 if self._client.deployment.realm(p.realm_key) is not None]
 
@@ -547,11 +535,8 @@ class RealmCards:
         realms that answered still allow, ``t`` evaluations per attempt."""
         request = CardStatusRequest(card.card_id, secrets.token_bytes(16), self._millis(),
                                     b"")
-        seed = bytearray(card.sign_seed)
-        try:
-            request = dataclasses.replace(request, signature=sign(seed, request.signed_bytes()))
-        finally:
-            wipe(seed)
+        request = dataclasses.replace(request,
+                                      signature=device_sign(card, request.signed_bytes()))
         keys = [p.realm_key for p in self._store.realm_parts(card.card_id)]
         t = self._client.threshold
         results = self._client.fan_out(keys, lambda key, realm: realm.realm_status(request))

@@ -68,13 +68,12 @@ from .._realm_refresh import REFRESH_PLAIN_LEN as DELTA_PLAIN_LEN
 from .._realm_refresh import open_delta
 from .._resplit import possession_mac
 from ..crypto import _field, oprf
-from ..crypto._threshold_errors import ThresholdError
-from ..crypto.dleq import generate_proof
 from ..crypto.envelope import open_envelope, seal_envelope
 from ..crypto.errors import AuthenticationFailed
 from ..crypto.memory import wipe
 from ..crypto.signing import verify
-from ..crypto.threshold import Share, add_shares
+from ..crypto.threshold import Share, ThresholdError, add_shares
+from ..crypto.threshold import evaluate as evaluate_share
 from ._checks import check_bytes, check_id, check_version
 from ._guesses import check_fresh
 from ._keyring import Keyring
@@ -219,15 +218,14 @@ class Realm:
         card = self._catch_up(card, version, request.deltas, request.possession, signed, now,
                               (nonce, nonce_expires), request.timestamp / 1000.0)
         key = self._keyring.unwrap("oprf-key", card_id, card.oprf_key)
+        share = Share(1, key)  # the index plays no part in evaluating: k_i * B and its proof
         try:
-            try:
-                evaluated = oprf.blind_evaluate(key, blinded)
-            except oprf.OprfError:
-                raise MalformedRequest("malformed blinded element") from None  # spends nothing
-            public = _field.base_mult(key)
-            proof = generate_proof(key, public, [blinded], [evaluated])
+            done = evaluate_share(share, blinded)
+        except oprf.OprfError:
+            raise MalformedRequest("malformed blinded element") from None  # spends nothing
         finally:
-            wipe(key)
+            share.wipe()
+        evaluated, proof = done.element, done.proof
         challenge = ChallengeRecord(secrets.token_hex(16), card_id, secrets.token_bytes(32),
                                     "evaluated", now + self._profile.challenge_ttl)
         # Counted, durably, before the evaluation leaves: one conditional UPDATE in the

@@ -38,8 +38,7 @@ from .._realm_protocol import (
     RealmRelease,
     RealmReleaseReply,
 )
-from ..device import Device
-from ..device._realms import RealmClient
+from ..device import Device, RealmClient
 from ..server import CardState, ShareServer, SimulatedAcquirer
 from ._shares import fingerprint
 
