@@ -78,6 +78,15 @@ class Charges:
                            self._ledger.reference(card_id, payment.idempotency_key, attempt),
                            intent, attempt)
 
+    def retry(self, card_id: str, card: Card, payment: Payment, key: bytes, params: bytes,
+              entry: LedgerEntry, step: ShareStep | None) -> Authorization | None:
+        """Charge once more a payment ``entry`` settled without taking money, under the
+        next attempt's reference; None if a concurrent retry won the row first."""
+        again = self.start(card_id, card, payment, key, params, entry.attempt + 1)
+        if not self._store.restart_payment(again, entry.attempt, self._clock()):
+            return None
+        return self.charge(card_id, card, payment, again, step)
+
     def charge(self, card_id: str, card: Card, payment: Payment,
                 start: LedgerStart, step: ShareStep | None) -> Authorization:
         outcome = self._ask_acquirer(card, payment, start)

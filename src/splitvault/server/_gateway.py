@@ -163,9 +163,9 @@ class Gateway:
                 return charges.recorded(key, params, entry), False
         # Settled without taking money: this retry charges it once, under the next
         # attempt's reference. Of concurrent retries one wins the row.
-        again = charges.start(card_id, card, payment, key, params, entry.attempt + 1)
-        if self._store.restart_payment(again, entry.attempt, self._clock()):
-            return charges.charge(card_id, card, payment, again, None), True
+        charged = charges.retry(card_id, card, payment, key, params, entry, None)
+        if charged is not None:
+            return charged, True
         latest = self._store.ledger_entry(key)
         if latest is None:
             raise TamperedData()  # a row never disappears; not reached

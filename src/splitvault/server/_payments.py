@@ -150,12 +150,10 @@ class Payments:
                     and ledger.same_params(recorded, params)):
                 # Settled without taking money: this retry charges it once, under the
                 # next attempt's reference. Of concurrent retries one wins the row.
-                again = self._charges.start(card_id, found, payment, key, params,
-                                    recorded.attempt + 1)
-                if self._store.restart_payment(again, recorded.attempt, self._clock()):
-                    return self._reply(card_id, refresh_key,
-                                       self._charges.charge(card_id, found, payment, again, step),
-                                       resplit)
+                charged = self._charges.retry(card_id, found, payment, key, params, recorded,
+                                              step)
+                if charged is not None:
+                    return self._reply(card_id, refresh_key, charged, resplit)
                 recorded = self._store.ledger_entry(key)
         finally:
             del found  # the acquirer's copy is the last; see threat_model.md
