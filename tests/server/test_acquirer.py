@@ -66,6 +66,17 @@ def test_books_dedupe_by_reference(card: sv.Card) -> None:
     assert PAN.replace(" ", "") not in repr(acq.statement()) + repr(acq)
 
 
+def test_approval_codes_are_six_symbols_drawn_uniformly(card: sv.Card) -> None:
+    """Six symbols of the unambiguous alphabet (no I, O, 0, 1), each position drawn
+    on its own: 2,000 codes use every symbol at every position and repeat almost never."""
+    acquirer = sv.SimulatedAcquirer()
+    codes = [acquirer.authorize(card, 100, "KRW", "m", f"sv-{n}") for n in range(2000)]
+    alphabet = set("ABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+    assert all(len(code) == 6 and set(code) <= alphabet for code in codes)
+    assert all({code[i] for code in codes} == alphabet for i in range(6))
+    assert len(set(codes)) >= 1995  # 2^30 codes: a collision in 2,000 is rare
+
+
 def test_declines_are_booked(card: sv.Card) -> None:
     acq = sv.SimulatedAcquirer(limit=100)
     with pytest.raises(sv.Declined):

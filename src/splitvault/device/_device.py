@@ -628,10 +628,10 @@ class Device:
         keep ``next_secret`` as the refresh key, if a promotion writes anyway)."""
         if card.next_share is not None and reply.share_version == presented:
             # The server holds version + 1 now: the old share can go.
-            self._store.promote_share(card.card_id, presented, next_secret,
-                                      None if next_secret is None
-                                      else reply.expires_at + FRESHNESS_SECONDS)
-            card = self._store.get(card.card_id)
+            promoted = self._store.promote_share(card.card_id, presented, next_secret,
+                                                 None if next_secret is None
+                                                 else reply.expires_at + FRESHNESS_SECONDS)
+            card = promoted if promoted is not None else self._store.get(card.card_id)
         elif reply.refresh is not None:
             # Our reply with R was lost: here it is again. This payment still uses
             # the current share (the server has both until we show the new one).

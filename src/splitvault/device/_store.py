@@ -356,21 +356,25 @@ class DeviceStore:
 
     def promote_share(self, card_id: str, version: int,
                       refresh_secret: bytes | None = None,
-                      refresh_until: float | None = None) -> bool:
+                      refresh_until: float | None = None) -> DeviceCard | None:
         """The server holds version ``version`` now: the staged share replaces the old
         one, whose bytes are then scrubbed from the file; ``refresh_secret``, if given,
-        becomes the refresh key in the same write (:meth:`begin_refresh`)."""
+        becomes the refresh key in the same write (:meth:`begin_refresh`). Returns the
+        card as promoted (read back by the update itself, which spares the payment a
+        read of its own), or None if it was not at ``version - 1`` with one staged."""
         with self._write() as conn:
-            done = conn.execute(
+            row = conn.execute(
                 "UPDATE cards SET device_share = next_share, next_share = NULL, "
                 "share_token = next_token, next_token = NULL, "
                 "share_version = ?, refresh_secret = coalesce(?, refresh_secret), "
                 "refresh_until = coalesce(?, refresh_until) "
-                "WHERE card_id = ? AND share_version = ? AND next_share IS NOT NULL",
-                (version, refresh_secret, refresh_until, card_id, version - 1)).rowcount == 1
-        if done:
-            self._checkpoint()
-        return done
+                "WHERE card_id = ? AND share_version = ? AND next_share IS NOT NULL "
+                f"RETURNING {_COLUMNS}",  # noqa: S608 (fixed column list)  # nosec B608
+                (version, refresh_secret, refresh_until, card_id, version - 1)).fetchone()
+        if row is None:
+            return None
+        self._checkpoint()
+        return _card(row)
 
     def drop_staged(self, card_id: str, version: int) -> bool:
         """The server never made version ``version + 1`` (it lost its half: a restore):
