@@ -8,6 +8,7 @@ key, so it carries no information about it (a one-time pad). Splitting a key int
 
 from __future__ import annotations
 
+import operator
 import secrets
 from collections.abc import Callable
 
@@ -37,9 +38,8 @@ def combine(device_share: bytes | bytearray, server_share: bytes | bytearray) ->
 
 
 def _xor(a: bytes | bytearray, b: bytes | bytearray) -> bytearray:
-    # Byte by byte into a fresh bytearray: no intermediate immutable int or bytes holds
-    # the key, and the work does not depend on the values.
-    out = bytearray(len(a))
-    for i in range(len(a)):
-        out[i] = a[i] ^ b[i]
-    return out
+    # Into a fresh bytearray, by map in C (a Python loop here was a tenth of a
+    # payment's own interpreter time): each byte's XOR is one of CPython's shared
+    # small ints (0..255), so no new immutable int or bytes holds the key, and the
+    # work does not depend on the values. The callers check that the lengths match.
+    return bytearray(map(operator.xor, a, b))
