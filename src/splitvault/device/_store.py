@@ -151,6 +151,14 @@ _COLUMNS = ("card_id, brand, last4, expiry, sealed_record, device_share, sign_se
             "share_version, next_share, refresh_secret, refreshed_at, share_token, "
             "next_token, epoch_token, refresh_until")
 
+_PROMOTE = (
+    "UPDATE cards SET device_share = next_share, next_share = NULL, "  # noqa: S608 (fixed list)
+    "share_token = next_token, next_token = NULL, "
+    "share_version = ?, refresh_secret = coalesce(?, refresh_secret), "
+    "refresh_until = coalesce(?, refresh_until) "
+    "WHERE card_id = ? AND share_version = ? AND next_share IS NOT NULL "
+    f"RETURNING {_COLUMNS}")  # nosec B608
+
 
 class DeviceStore:
     def __init__(self, path: str | Path) -> None:
@@ -363,14 +371,8 @@ class DeviceStore:
         card as promoted (read back by the update itself, which spares the payment a
         read of its own), or None if it was not at ``version - 1`` with one staged."""
         with self._write() as conn:
-            row = conn.execute(
-                "UPDATE cards SET device_share = next_share, next_share = NULL, "
-                "share_token = next_token, next_token = NULL, "
-                "share_version = ?, refresh_secret = coalesce(?, refresh_secret), "
-                "refresh_until = coalesce(?, refresh_until) "
-                "WHERE card_id = ? AND share_version = ? AND next_share IS NOT NULL "
-                f"RETURNING {_COLUMNS}",  # noqa: S608 (fixed column list)  # nosec B608
-                (version, refresh_secret, refresh_until, card_id, version - 1)).fetchone()
+            row = conn.execute(_PROMOTE, (version, refresh_secret, refresh_until, card_id,
+                                          version - 1)).fetchone()
         if row is None:
             return None
         self._checkpoint()

@@ -94,8 +94,8 @@ class Guesses:
             raise MalformedRequest("malformed refresh key")
         now = self._clock()
         nonce, nonce_expires = check_fresh(request.nonce, request.timestamp, now)
-        card = check_device_signature(self._store.card(card_id), request.signed_bytes(),
-                                      request.signature)
+        signed = request.signed_bytes()
+        card = check_device_signature(self._store.card(card_id), signed, request.signature)
         if card.cloned:
             raise DeviceCloned()
         if card.locked:
@@ -108,7 +108,7 @@ class Guesses:
         # a version within an enrollment, so this read of the card serves the store's
         # transaction below, which voids the proof if a re-enrollment came between.
         proof = proven(self._keyring, self._keys.x25519_secret, card, version, refresh_key,
-                       possession, request.signed_bytes())
+                       possession, signed)
         key = self._keyring.unwrap("oprf-key", card_id, card.oprf_key)
         try:
             evaluated = evaluate_blinded(key, blinded)  # a bad element spends nothing
