@@ -89,6 +89,22 @@ def test_unknown_card_changes_nothing(device: sv.Device, card_id: str, pin: sv.P
     _unchanged(files, before)
 
 
+def test_unknown_card_ids_leave_no_lock_behind(device: sv.Device, card_id: str,
+                                               pin: sv.Pin) -> None:
+    """Each payment takes its card's lock before it reads the card; an id that names
+    no card (or is no string) does not leave a lock behind, however many are tried."""
+    from splitvault.device import _device
+
+    before = len(_device._CARD_LOCKS)
+    for n in range(50):
+        with pytest.raises(sv.UnknownCard):
+            pay(device, f"{n:032x}", pin)
+    with pytest.raises(sv.UnknownCard):
+        pay(device, ["not", "hashable"], pin)  # type: ignore[arg-type]
+    assert len(_device._CARD_LOCKS) == before
+    assert pay(device, card_id, pin).approved
+
+
 def test_non_pin_and_non_card_arguments(device: sv.Device, card_id: str, card: sv.Card,
                                         files: tuple[Path, Path]) -> None:
     """Passing a str where a Pin or Card belongs is a typed error, not a crash."""

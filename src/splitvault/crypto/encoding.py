@@ -14,6 +14,7 @@ from .errors import DecodeError
 __all__ = ["decode", "encode", "u64"]
 
 _MAX_FIELD = 2**32 - 1
+_BYTES = (bytes, bytearray)  # a tuple: ``bytes | bytearray`` would be built per field
 
 
 def u64(value: int) -> bytes:
@@ -33,7 +34,7 @@ def encode(domain: bytes, *fields: bytes | bytearray) -> bytes:
     out = bytearray(size.to_bytes(2, "big"))
     out += domain
     for field in fields:
-        if not isinstance(field, bytes | bytearray):
+        if not isinstance(field, _BYTES):
             raise TypeError("fields must be bytes")
         size = len(field)
         if size > _MAX_FIELD:

@@ -246,9 +246,16 @@ class Device:
         """
         payment = validate_payment(amount, currency, merchant, idempotency_key)
         _check_pin(pin)
-        card_id = self._store.get(card_id).card_id
-        with self._card_lock(card_id):
-            card = self._store.get(card_id)
+        if not isinstance(card_id, str):
+            raise UnknownCard()
+        lock = self._card_lock(card_id)
+        with lock:
+            # Read once, under the card's lock: what the last payment left.
+            try:
+                card = self._store.get(card_id)
+            except UnknownCard:
+                self._drop_lock(card_id, lock)  # no lock kept per id that names no card
+                raise
             if self._realm_card(card):
                 return self._with_realms().authorize(card, pin, payment)
             # One evaluation per call, never more: the device does not spend a guess on
@@ -318,6 +325,15 @@ class Device:
         where = (self._where, card_id)
         with _LOCKS_GUARD:
             return _CARD_LOCKS.setdefault(where, threading.Lock())
+
+    def _drop_lock(self, card_id: str, lock: threading.Lock) -> None:
+        """Forget ``lock`` (held by the caller) for an id found to name no card here. A
+        thread still waiting on it finds no card either once it has it; one arriving
+        later makes a new lock, as for any id."""
+        with _LOCKS_GUARD:
+            where = (self._where, card_id)
+            if _CARD_LOCKS.get(where) is lock:
+                del _CARD_LOCKS[where]
 
     def _take_refresh(self, card: DeviceCard, reply: AuthorizeReply | EvaluateReply) -> None:
         """Stage the re-split a reply brings (R sealed to this card's refresh key) as
