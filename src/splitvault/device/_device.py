@@ -248,8 +248,9 @@ class Device:
         _check_pin(pin)
         if not isinstance(card_id, str):
             raise UnknownCard()
-        lock = self._card_lock(card_id)
-        with lock:
+        card_id = str.__str__(card_id)  # a plain str: a subclass could hash apart
+        lock = self._current_lock(card_id)
+        try:
             # Read once, under the card's lock: what the last payment left.
             try:
                 card = self._store.get(card_id)
@@ -280,7 +281,9 @@ class Device:
                 # replaces it: that saves the device a write per payment.
                 self._take_refresh(card, reply)
                 return reply.authorization
-        raise ServerUnavailable("no answer from the share server")  # not reached
+            raise ServerUnavailable("no answer from the share server")  # not reached
+        finally:
+            lock.release()
 
     def _authorize_request(self, card: DeviceCard, pin: Pin,
                            payment: Payment) -> tuple[AuthorizeRequest, DeviceCard]:
@@ -326,10 +329,23 @@ class Device:
         with _LOCKS_GUARD:
             return _CARD_LOCKS.setdefault(where, threading.Lock())
 
+    def _current_lock(self, card_id: str) -> threading.Lock:
+        """The card's lock, acquired, and still the one in the table: a lock dropped
+        (:meth:`_drop_lock`) while this thread waited on it is let go and the current
+        one taken instead, so two payments of one card never hold two different locks."""
+        where = (self._where, card_id)
+        while True:
+            lock = self._card_lock(card_id)
+            lock.acquire()
+            with _LOCKS_GUARD:
+                if _CARD_LOCKS.get(where) is lock:
+                    return lock
+            lock.release()
+
     def _drop_lock(self, card_id: str, lock: threading.Lock) -> None:
-        """Forget ``lock`` (held by the caller) for an id found to name no card here. A
-        thread still waiting on it finds no card either once it has it; one arriving
-        later makes a new lock, as for any id."""
+        """Forget ``lock`` (held by the caller) for an id found to name no card here,
+        so that ids tried in vain leave nothing behind. A thread waiting on it takes
+        the table's current lock instead (:meth:`_current_lock`)."""
         with _LOCKS_GUARD:
             where = (self._where, card_id)
             if _CARD_LOCKS.get(where) is lock:

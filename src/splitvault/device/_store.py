@@ -469,7 +469,17 @@ class _Write:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:
         try:
-            self._conn.execute("COMMIT" if kind is None else "ROLLBACK")
+            if kind is not None:
+                self._conn.execute("ROLLBACK")
+                return
+            try:
+                self._conn.execute("COMMIT")
+            except BaseException:
+                # A COMMIT that failed (disk full, I/O error) may leave the transaction
+                # open, and the next BEGIN IMMEDIATE would fail: roll it back, if it is.
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
         finally:
             self._lock.release()
 
