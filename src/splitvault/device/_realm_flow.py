@@ -286,7 +286,7 @@ class RealmCards:
                                         "this card; re-enroll it")
             reply = self._pay(card, payment, gateway, shares, parts, refresh_key,
                               floors.pop())
-            self._take_resplit(card, reply, refresh_secret)
+            self._take_resplit(card, reply, refresh_secret, set(parts))
         finally:
             wipe(refresh_secret)
         return reply.authorization
@@ -324,14 +324,18 @@ class RealmCards:
         raise error or ServerUnavailable("no gateway of the deployment answered")
 
     def _take_resplit(self, card: DeviceCard, reply: GatewayReply,
-                      refresh_secret: bytearray) -> None:
+                      refresh_secret: bytearray, keys: set[bytes]) -> None:
         """Take an approval's re-split: ``D - rho`` and the new token at the new
         version, with each realm's delta to carry and its new commitment, in one write.
         One that does not open (or is for another version) is dropped: no realm has a
-        delta the device never took, so the old version goes on working."""
+        delta the device never took, so the old version goes on working.
+
+        ``keys``: the card's realms as ``authorize`` read them, under the card's lock
+        (``Device.authorize``), instead of a second ``realm_parts`` query per payment:
+        only a re-enrollment changes that set, it takes the same lock, and the write
+        below is a compare-and-set on the version, which a re-enrollment moves."""
         if reply.refresh is None or reply.share_version != card.share_version + 1:
             return
-        keys = {p.realm_key for p in self._store.realm_parts(card.card_id)}
         deltas = [(d.realm_key, d.gateway_key, d.sealed) for d in reply.deltas
                   if d.version == reply.share_version and d.realm_key in keys]
         commitments = {c.realm_key: c.commitment for c in reply.commitments
