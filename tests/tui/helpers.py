@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import random
 from pathlib import Path
@@ -49,13 +50,47 @@ def make_app(data_dir: Path, **options: Any) -> DemoApp:
 
 
 async def settle(pilot: Pilot[Any]) -> None:
-    """Let every vault worker finish and its result reach the screens."""
+    """Let every vault worker finish and its result reach the screens.
+
+    Waiting for the workers is not enough: a worker's result is a ``StateChanged``
+    message to the screen that started it, which may by then lie under another one
+    (the keypad's), and its handler may push a screen that mounts on a later turn.
+    ``pilot.pause()`` only drains the top screen, and on a loaded machine its idle
+    test can pass before the rest has run. So: drain every screen on the stack, and
+    go round until a round finds no worker running and the stack unchanged."""
+    app = pilot.app
     await pilot.pause()
-    # Not only running ones: a worker just started may still be pending (on a loaded
-    # machine it is often not yet running when the pause returns).
-    while any(not worker.is_finished for worker in pilot.app.workers):
-        await pilot.app.workers.wait_for_complete()
+    for _ in range(100):
+        while any(not worker.is_finished for worker in app.workers):
+            await app.workers.wait_for_complete()
+        stack = [id(screen) for screen in app.screen_stack]
+        await _drain(app)
         await pilot.pause()
+        if (all(worker.is_finished for worker in app.workers)
+                and stack == [id(screen) for screen in app.screen_stack]):
+            return
+    raise AssertionError("the app did not settle in 100 rounds")
+
+
+async def _drain(app: Any) -> None:
+    """Return once the app and every node of every screen on its stack have handled
+    what was queued for them (Textual's own pilot does this for the top screen)."""
+    nodes = [app, *(node for screen in app.screen_stack
+                    for node in screen.walk_children(with_self=True))]
+    done = asyncio.Event()
+    count = 0
+
+    def handled() -> None:
+        nonlocal count
+        count -= 1
+        if count == 0:
+            done.set()
+
+    for node in nodes:
+        if node.call_later(handled):
+            count += 1
+    if count:
+        await asyncio.wait_for(done.wait(), timeout=30)
 
 
 def digit_key(app: DemoApp, digit: str) -> KeypadKey:
