@@ -16,15 +16,13 @@ from splitvault.device._store import _Write
 from support import pay
 
 
-def test_a_thread_waiting_on_a_dropped_lock_takes_the_current_one(
-        device: sv.Device, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Thread A holds the lock of an id and drops it (the id named no card); B was
-    already waiting on that lock; C takes the table's new lock. When A lets go, B must
-    not go on with the dropped lock beside C: it waits for C's."""
+def test_a_payment_waiting_on_a_dropped_lock_takes_the_current_one(
+        device: sv.Device, pin: sv.Pin, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thread A holds the lock of an id and drops it (the id named no card); a payment
+    B was already waiting on that lock; C takes the table's new lock. When A lets go,
+    B must not go on with the dropped lock beside C: it waits for C's."""
     card_id = "ab" * 16
-    first = device._current_lock(card_id)
-    got: list[threading.Lock] = []
-    fetched, taken = threading.Event(), threading.Event()
+    fetched, answered = threading.Event(), threading.Event()
     table_lock = device._card_lock
 
     def fetch(cid: str) -> threading.Lock:
@@ -33,26 +31,30 @@ def test_a_thread_waiting_on_a_dropped_lock_takes_the_current_one(
             fetched.set()  # B has the lock object: from here it waits on ``first``
         return lock
 
+    def payment() -> None:
+        try:
+            pay(device, card_id, pin)
+        except sv.UnknownCard:
+            answered.set()
+
     monkeypatch.setattr(device, "_card_lock", fetch)
-
-    def waiter() -> None:
-        lock = device._current_lock(card_id)
-        got.append(lock)
-        taken.set()
-        lock.release()
-
-    thread = threading.Thread(target=waiter)
-    thread.start()
-    assert fetched.wait(5)
-    device._drop_lock(card_id, first)
-    second = device._current_lock(card_id)  # a new lock, now the table's
-    assert second is not first
-    first.release()  # B wakes up holding the dropped lock
-    assert not taken.wait(0.5), "a second payment of the card ran beside the first"
-    second.release()
+    thread = threading.Thread(target=payment, daemon=True)
+    held = [device._current_lock(card_id)]  # what this thread holds, to let go at the end
+    try:
+        thread.start()
+        assert fetched.wait(5)
+        first = held[0]
+        device._drop_lock(card_id, first)
+        held.append(device._current_lock(card_id))  # a new lock, now the table's
+        assert held[1] is not first
+        held.remove(first)
+        first.release()  # B wakes up holding the dropped lock
+        assert not answered.wait(0.5), "a second payment of the card ran beside the first"
+    finally:
+        for lock in held:
+            lock.release()
     thread.join(5)
-    assert got == [second]
-    device._drop_lock(card_id, second)
+    assert answered.is_set()
     assert (device._where, card_id) not in _device._CARD_LOCKS
 
 

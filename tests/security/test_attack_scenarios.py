@@ -145,7 +145,20 @@ def test_export_check_ignores_numbers_in_generated_values(
     """The server's worker id carries its pid, and payment references are random hex:
     a pid of 11112 or a reference holding "1111" is not the card's last 4 digits (the
     check failed so under load). The long needles are still searched there."""
-    monkeypatch.setattr("splitvault.server._server.os.getpid", lambda: 41111)
+    import os
+
+    class _Pid41111:
+        """The server module's ``os``, with a pid holding the card's last 4 digits
+        (only that module sees it: ``os.getpid`` itself is left alone)."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(os, name)
+
+        @staticmethod
+        def getpid() -> int:
+            return 41111
+
+    monkeypatch.setattr("splitvault.server._server.os", _Pid41111())
     with Deployment(workdir=tmp_path).lab() as lab:
         held(incidents.export_identifies_nobody(lab))
 

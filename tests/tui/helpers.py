@@ -54,27 +54,46 @@ async def settle(pilot: Pilot[Any]) -> None:
 
     Waiting for the workers is not enough: a worker's result is a ``StateChanged``
     message to the screen that started it, which may by then lie under another one
-    (the keypad's), and its handler may push a screen that mounts on a later turn.
-    ``pilot.pause()`` only drains the top screen, and on a loaded machine its idle
-    test can pass before the rest has run. So: drain every screen on the stack, and
-    go round until a round finds no worker running and the stack unchanged."""
+    (the keypad's), and its handler may push a screen that starts a worker of its own
+    on mount (Textual forgets a worker once it is done). ``pilot.pause()`` only drains
+    the top screen, and on a loaded machine its idle test can pass before the rest has
+    run. So: drain every screen on the stack, and go round until a round starts no
+    worker, ends with none running and leaves the stack as it was."""
     app = pilot.app
+    started = _count_workers(app)
     await pilot.pause()
     for _ in range(100):
         while any(not worker.is_finished for worker in app.workers):
             await app.workers.wait_for_complete()
-        stack = [id(screen) for screen in app.screen_stack]
+        stack, before = list(app.screen_stack), started[0]
         await _drain(app)
         await pilot.pause()
-        if (all(worker.is_finished for worker in app.workers)
-                and stack == [id(screen) for screen in app.screen_stack]):
+        if (started[0] == before and all(worker.is_finished for worker in app.workers)
+                and len(stack) == len(app.screen_stack)
+                and all(a is b for a, b in zip(stack, app.screen_stack, strict=True))):
             return
     raise AssertionError("the app did not settle in 100 rounds")
 
 
+def _count_workers(app: Any) -> list[int]:
+    """A counter of the workers ``app`` has started, kept on the app (made once)."""
+    counter: list[int] | None = getattr(app, "_settle_started", None)
+    if counter is None:
+        counter = app._settle_started = [0]
+        add = app.workers.add_worker
+
+        def counted(worker: Any, *args: Any, **kwargs: Any) -> None:
+            counter[0] += 1
+            add(worker, *args, **kwargs)
+
+        app.workers.add_worker = counted
+    return counter
+
+
 async def _drain(app: Any) -> None:
     """Return once the app and every node of every screen on its stack have handled
-    what was queued for them (Textual's own pilot does this for the top screen)."""
+    what was queued for them (Textual's own pilot does this for the top screen), or
+    the app has failed (its error is then the test's, not a timeout)."""
     nodes = [app, *(node for screen in app.screen_stack
                     for node in screen.walk_children(with_self=True))]
     done = asyncio.Event()
@@ -90,7 +109,14 @@ async def _drain(app: Any) -> None:
         if node.call_later(handled):
             count += 1
     if count:
-        await asyncio.wait_for(done.wait(), timeout=30)
+        waits = [asyncio.ensure_future(done.wait()),
+                 asyncio.ensure_future(app._exception_event.wait())]
+        finished, pending = await asyncio.wait(waits, timeout=30,
+                                               return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if not finished:
+            raise AssertionError("the app's screens did not handle their messages in 30 s")
 
 
 def digit_key(app: DemoApp, digit: str) -> KeypadKey:

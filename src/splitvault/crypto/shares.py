@@ -38,11 +38,10 @@ def combine(device_share: bytes | bytearray, server_share: bytes | bytearray) ->
 
 
 def _xor(a: bytes | bytearray, b: bytes | bytearray) -> bytearray:
-    # Into a bytearray sized up front (built from an iterator it would grow, and leave
-    # unwiped copies of its prefixes in freed blocks); the XOR itself runs in C (map),
-    # a tenth of what a Python loop per byte cost. Each byte's XOR is one of CPython's
-    # shared small ints (0..255), so no new immutable object holds the key, and the
-    # work does not depend on the values.
+    # Into a bytearray sized up front and written in place: built from an iterator it
+    # would grow, leaving unwiped copies of its prefixes in freed blocks. Each byte's
+    # XOR is one of CPython's shared small ints (0..255), so no new immutable object
+    # holds the key, and the work does not depend on the values.
     if len(a) != len(b):
         raise ValueError("shares must be the same length")
     out = bytearray(len(a))

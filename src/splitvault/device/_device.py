@@ -12,7 +12,7 @@ import dataclasses
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -249,8 +249,7 @@ class Device:
         if not isinstance(card_id, str):
             raise UnknownCard()
         card_id = str.__str__(card_id)  # a plain str: a subclass could hash apart
-        lock = self._current_lock(card_id)
-        try:
+        with self._locked(card_id) as lock:
             # Read once, under the card's lock: what the last payment left.
             try:
                 card = self._store.get(card_id)
@@ -281,9 +280,7 @@ class Device:
                 # replaces it: that saves the device a write per payment.
                 self._take_refresh(card, reply)
                 return reply.authorization
-            raise ServerUnavailable("no answer from the share server")  # not reached
-        finally:
-            lock.release()
+        raise ServerUnavailable("no answer from the share server")  # not reached
 
     def _authorize_request(self, card: DeviceCard, pin: Pin,
                            payment: Payment) -> tuple[AuthorizeRequest, DeviceCard]:
@@ -329,6 +326,15 @@ class Device:
         with _LOCKS_GUARD:
             return _CARD_LOCKS.setdefault(where, threading.Lock())
 
+    @contextlib.contextmanager
+    def _locked(self, card_id: str) -> Iterator[threading.Lock]:
+        """Hold the card's lock (:meth:`_current_lock`) for the block."""
+        lock = self._current_lock(card_id)
+        try:
+            yield lock
+        finally:
+            lock.release()
+
     def _current_lock(self, card_id: str) -> threading.Lock:
         """The card's lock, acquired, and still the one in the table: a lock dropped
         (:meth:`_drop_lock`) while this thread waited on it is let go and the current
@@ -337,9 +343,13 @@ class Device:
         while True:
             lock = self._card_lock(card_id)
             lock.acquire()
-            with _LOCKS_GUARD:
-                if _CARD_LOCKS.get(where) is lock:
-                    return lock
+            try:
+                with _LOCKS_GUARD:
+                    if _CARD_LOCKS.get(where) is lock:
+                        return lock
+            except BaseException:
+                lock.release()
+                raise
             lock.release()
 
     def _drop_lock(self, card_id: str, lock: threading.Lock) -> None:
@@ -416,7 +426,7 @@ class Device:
         _check_pin(new_pin)
         self._single_server_only(card_id, "changing the PIN")
         check_new_pin(new_pin, self.pin_policy)
-        with self._card_lock(self._store.get(card_id).card_id):
+        with self._locked(self._store.get(card_id).card_id):
             self._change_pin(self._store.get(card_id), old_pin, new_pin)
 
     def _change_pin(self, card: DeviceCard, old_pin: Pin, new_pin: Pin) -> None:
@@ -475,7 +485,7 @@ class Device:
             raise InvalidCard(f"not the card enrolled under this id (that is a {old.brand} "
                               f"ending {old.last4}); enroll a different card with enroll()")
         if self._realm_card(old):
-            with self._card_lock(old.card_id):
+            with self._locked(old.card_id):
                 self._with_realms().reenroll(self._store.get(old.card_id), card, new_pin)
             return
         device_secret = bytearray(secrets.token_bytes(32))

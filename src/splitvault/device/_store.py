@@ -470,7 +470,8 @@ class _Write:
                  tb: TracebackType | None) -> None:
         try:
             if kind is not None:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite may have rolled back already
+                    self._conn.execute("ROLLBACK")
                 return
             try:
                 self._conn.execute("COMMIT")
