@@ -58,17 +58,23 @@ async def settle(pilot: Pilot[Any]) -> None:
     on mount (Textual forgets a worker once it is done). ``pilot.pause()`` only drains
     the top screen, and on a loaded machine its idle test can pass before the rest has
     run. So: drain every screen on the stack, and go round until a round starts no
-    worker, ends with none running and leaves the stack as it was."""
+    worker, ends with none running and leaves the stack as it was. A screen that
+    retries on a timer (the receipt's, while the sink is down) starts workers for as
+    long as it is shown: after five rounds that each started one, a round that ends
+    with none running and the stack unchanged is enough."""
     app = pilot.app
     started = _count_workers(app)
     await pilot.pause()
+    busy_rounds = 0
     for _ in range(100):
         while any(not worker.is_finished for worker in app.workers):
             await app.workers.wait_for_complete()
         stack, before = list(app.screen_stack), started[0]
         await _drain(app)
         await pilot.pause()
-        if (started[0] == before and all(worker.is_finished for worker in app.workers)
+        busy_rounds = busy_rounds + 1 if started[0] != before else 0
+        if ((busy_rounds == 0 or busy_rounds > 5)
+                and all(worker.is_finished for worker in app.workers)
                 and len(stack) == len(app.screen_stack)
                 and all(a is b for a, b in zip(stack, app.screen_stack, strict=True))):
             return
