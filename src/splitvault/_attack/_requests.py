@@ -1,6 +1,7 @@
 """Device-signed requests built by hand, as an attacker holding (or guessing) a device
 key would build them: the same nonce, clock and signature a ``Device`` uses, with any
-field the attack wants to choose.
+field the attack wants to choose; and the PIN verifier a device derives, as an attacker
+holding its files would derive it to test a guess.
 """
 
 from __future__ import annotations
@@ -9,11 +10,14 @@ import dataclasses
 import secrets
 import time
 
+from .._profiles import KdfProfile
 from .._protocol import DeleteRequest, EvaluateRequest
-from ..crypto.signing import sign
-from ..hazmat import DeviceCard, device_possession
+from ..crypto.memory import wipe
+from ..crypto.signing import public_key, sign
+from ..hazmat import DeviceCard, derive_pin_seed, device_possession
 
-__all__ = ["millis", "presented_version", "signed_delete", "signed_evaluate"]
+__all__ = ["device_verifier", "millis", "presented_version", "signed_delete",
+           "signed_evaluate"]
 
 
 def millis(now: float | None = None) -> int:
@@ -47,3 +51,14 @@ def signed_delete(card_id: str, seed: bytes | bytearray) -> DeleteRequest:
     """A delete request signed with ``seed`` over a fresh nonce and the current time."""
     request = DeleteRequest(card_id, secrets.token_bytes(16), millis(), b"")
     return dataclasses.replace(request, signature=sign(seed, request.signed_bytes()))
+
+
+def device_verifier(card: DeviceCard, oprf_output: bytearray) -> bytes:
+    """The PIN verifier ``card``'s device derives from ``oprf_output`` (which this
+    wipes): equal to the server's for the right PIN's output, whatever held it."""
+    seed = derive_pin_seed(oprf_output, salt=card.salt, device_secret=card.device_secret,
+                           card_id=card.card_id, profile=KdfProfile.from_parameters(*card.kdf))
+    try:
+        return public_key(seed)
+    finally:
+        wipe(seed)

@@ -26,7 +26,6 @@ from pathlib import Path
 
 from .. import _errors
 from .._pin import Pin
-from .._profiles import KdfProfile
 from .._protocol import (
     EnrollBegin,
     EnrollBeginReply,
@@ -35,9 +34,7 @@ from .._protocol import (
     pin_input,
 )
 from ..crypto import oprf
-from ..crypto.memory import wipe
-from ..crypto.signing import public_key
-from ..hazmat import BlindedPin, DeviceCard, derive_pin_seed
+from ..hazmat import BlindedPin, DeviceCard
 from ._harness import (
     CLAIMED_GUESS_LIMIT,
     OTHER_PIN,
@@ -51,7 +48,7 @@ from ._harness import (
     pay,
 )
 from ._needles import Needles
-from ._requests import signed_evaluate
+from ._requests import device_verifier, signed_evaluate
 from .scan import sqlite_files
 
 __all__ = ["brute_force", "files_hold_nothing_of_the_pin", "offline_pin_test",
@@ -168,12 +165,12 @@ def offline_pin_test(lab: Lab) -> AttackResult:
         for digits in candidates:
             x = pin_input(card_id, digits.encode())
             for element in evaluated:
-                if _derive(stolen, oprf.finalize(x, ONE, element)) == verifier:
+                if device_verifier(stolen, oprf.finalize(x, ONE, element)) == verifier:
                     matches.append(digits)
             _, unblinded = oprf.blind(x, rng=lambda: ONE)
             if unblinded in blinded:
                 matches.append(digits)
-        control = _derive(stolen, _fresh_evaluation(thief, stolen, PIN)) == verifier
+        control = device_verifier(stolen, _fresh_evaluation(thief, stolen, PIN)) == verifier
         tested = len(candidates) * (len(evaluated) + 1)
         if matches:
             got = f"PIN {matches[0]} confirmed offline"
@@ -195,16 +192,7 @@ def _verifier(lab: Lab, owner: Victim, card_id: str) -> bytes:
     if lab.server is not None:
         return lab.server.store.card(card_id).verifier  # type: ignore[union-attr]
     card = owner.device._store.get(card_id)
-    return _derive(card, _fresh_evaluation(owner, card, PIN))
-
-
-def _derive(card: DeviceCard, oprf_output: bytearray) -> bytes:
-    seed = derive_pin_seed(oprf_output, salt=card.salt, device_secret=card.device_secret,
-                           card_id=card.card_id, profile=KdfProfile.from_parameters(*card.kdf))
-    try:
-        return public_key(seed)
-    finally:
-        wipe(seed)
+    return device_verifier(card, _fresh_evaluation(owner, card, PIN))
 
 
 def _fresh_evaluation(thief: Victim, card: DeviceCard, digits: str) -> bytearray:

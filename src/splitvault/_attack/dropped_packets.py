@@ -55,8 +55,8 @@ from ._harness import (
     sample_card,
     skipped,
 )
-from ._requests import signed_evaluate
-from .device_theft import GUESSES, _derive
+from ._requests import device_verifier, signed_evaluate
+from .device_theft import GUESSES
 
 __all__ = [
     "drop_authorization_reply",
@@ -224,7 +224,7 @@ def unproven_evaluations_test_nothing(lab: Lab) -> AttackResult:
                 request = signed_evaluate(card_id, stolen.sign_seed, blinded.blinded,
                                           card=stolen)
                 reply: EvaluateReply = thief.wire.evaluate(request)
-                keys[digits] = _derive(stolen, blinded.finalize(reply.evaluated))
+                keys[digits] = device_verifier(stolen, blinded.finalize(reply.evaluated))
         values = _byte_values(owner.wire.sent + owner.wire.replies)
         messages = _signed_messages(owner.wire.sent, owner.wire.replies)
         matches = [d for d, k in keys.items() if k in values]

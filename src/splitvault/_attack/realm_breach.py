@@ -41,13 +41,13 @@ from ..crypto import _field, oprf, threshold
 from ..crypto.errors import AuthenticationFailed, DecodeError
 from ..crypto.memory import wipe
 from ..crypto.sealing import open_sealed
-from ..crypto.signing import public_key
 from ..crypto.threshold_secret import recover_data_key
 from ..device import Device, RealmClient
-from ..hazmat import DeviceCard, derive_pin_seed
+from ..hazmat import DeviceCard
 from ..server import Kek, ShareServer, open_store
 from ._harness import HOLDER, PAN, PIN, AttackResult, Deployment, Lab, Options, guarded
 from ._needles import Needles
+from ._requests import device_verifier
 from .scan import sqlite_files
 
 __all__ = ["no_card", "no_offline_pin_test", "run"]
@@ -259,9 +259,9 @@ def no_offline_pin_test(lab: Lab) -> AttackResult:
             for key in keys:
                 output = oprf.evaluate(key, pin_input(card.card_id, digits.encode()))
                 same_output += bytes(output) == bytes(real)
-                if _verifier(card, output) == bytes(verifier):
+                if device_verifier(card, output) == bytes(verifier):
                     matches.append(digits)
-        control = _verifier(card, real) == bytes(verifier)
+        control = device_verifier(card, real) == bytes(verifier)
         wipe(whole, k_2, *keys)
         held = not matches and not same_output and control
         got = (f"PIN {matches[0]} confirmed offline" if matches else
@@ -272,16 +272,6 @@ def no_offline_pin_test(lab: Lab) -> AttackResult:
         return AttackResult(name, HAD, got, held, detail)
 
     return guarded(name, HAD, attack)
-
-
-def _verifier(card: DeviceCard, output: bytearray) -> bytes:
-    seed = derive_pin_seed(bytearray(output), salt=card.salt,
-                           device_secret=card.device_secret, card_id=card.card_id,
-                           profile=KdfProfile.from_parameters(*card.kdf))
-    try:
-        return public_key(seed)
-    finally:
-        wipe(seed)
 
 
 def run(deployment: Deployment, options: Options) -> list[AttackResult]:
