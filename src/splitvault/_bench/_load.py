@@ -170,15 +170,29 @@ def closed_loop(group: Clients, duration: float) -> Run:
 
     def client(n: int) -> None:
         while time.perf_counter() < until:
-            began = time.perf_counter()
-            try:
-                group.pay(n)
-                latencies.append(time.perf_counter() - began)
-            except sv.VaultError as exc:
-                errors.append(exc.code)
+            _timed_pay(group, n, latencies, errors)
 
     _all_threads(client, len(group.devices))
     return Run(latencies, errors, time.perf_counter() - started)
+
+
+def all_at_once(group: Clients) -> Run:
+    """Every client pays once, all at the same time."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    started = time.perf_counter()
+    _all_threads(lambda n: _timed_pay(group, n, latencies, errors), len(group.devices))
+    return Run(latencies, errors, time.perf_counter() - started)
+
+
+def _timed_pay(group: Clients, n: int, latencies: list[float], errors: list[str]) -> None:
+    """Client ``n`` pays once: its latency, or its error's code."""
+    began = time.perf_counter()
+    try:
+        group.pay(n)
+        latencies.append(time.perf_counter() - began)
+    except sv.VaultError as exc:
+        errors.append(exc.code)
 
 
 def open_loop(group: Clients, rate: float, duration: float) -> Run:

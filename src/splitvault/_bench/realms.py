@@ -31,7 +31,6 @@ import os
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +43,18 @@ from splitvault._deployment import Deployment, Endpoint
 from splitvault.device import RealmClient
 from splitvault.device._http import HttpGateway, HttpRealm, HttpShareService
 
-from ._load import PIN, Clients, Run, Server, clients, closed_loop, cpu_of, percentiles, serve
+from ._load import (
+    PIN,
+    Clients,
+    Run,
+    Server,
+    all_at_once,
+    clients,
+    closed_loop,
+    cpu_of,
+    percentiles,
+    serve,
+)
 
 __all__ = ["TARGET_RATIO", "render", "run"]
 
@@ -229,23 +239,9 @@ def _loaded(group: Clients, duration: float, pids: dict[str, int]) -> dict[str, 
 
 def _first_payments(group: Clients) -> dict[str, Any]:
     """Every client pays once, all at once: the payment in which each learns."""
-    latencies: list[float] = []
-    errors: list[str] = []
-
-    def one(n: int) -> None:
-        began = time.perf_counter()
-        try:
-            group.pay(n)
-            latencies.append(time.perf_counter() - began)
-        except sv.VaultError as exc:
-            errors.append(exc.code)
-
-    threads = [threading.Thread(target=one, args=(n,)) for n in range(len(group.devices))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return {"payments": len(latencies), **percentiles(latencies), "errors": len(errors)}
+    run = all_at_once(group)
+    return {"payments": len(run.latencies), **percentiles(run.latencies),
+            "errors": len(run.errors)}
 
 
 def _single(root: Path, count: int, duration: float, alone: int) -> dict[str, Any]:
