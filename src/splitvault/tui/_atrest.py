@@ -13,7 +13,8 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Field", "FileInfo", "files_of", "preview", "read_device_row", "read_server_row"]
+__all__ = ["Field", "FileInfo", "files_of", "preview", "read_device_row", "read_only",
+           "read_server_row"]
 
 _HEAD = 5
 """Bytes shown from the start of a value: enough to see it is random, too few to use."""
@@ -76,7 +77,9 @@ def _text(name: str, value: object) -> Field:
 
 
 @contextmanager
-def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
+def read_only(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to the SQLite file at ``path`` that cannot write to it (the lab
+    only looks)."""
     uri = f"{path.resolve().as_uri()}?mode=ro"
     with closing(sqlite3.connect(uri, uri=True)) as conn:
         yield conn
@@ -84,7 +87,7 @@ def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
 
 def read_server_row(path: Path, card_id: str) -> list[Field]:
     """The server's ``cards`` row for ``card_id`` (empty if it has none)."""
-    with _read_only(path) as conn:
+    with read_only(path) as conn:
         row = conn.execute(
             "SELECT card_id, device_key, verifier, oprf_key, share, guesses_used, locked "
             "FROM cards WHERE card_id = ?", (card_id,)).fetchone()
@@ -104,7 +107,7 @@ def read_server_row(path: Path, card_id: str) -> list[Field]:
 
 def read_device_row(path: Path, card_id: str) -> list[Field]:
     """The device's ``cards`` row for ``card_id`` (empty if it has none)."""
-    with _read_only(path) as conn:
+    with read_only(path) as conn:
         row = conn.execute(
             "SELECT card_id, brand, last4, expiry, sealed_record, device_share, sign_seed, "
             "device_secret, salt, kdf_t, kdf_m, kdf_p, server_key, security_phrase "

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import datetime
 import shutil
-import sqlite3
 import tempfile
 import threading
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +38,7 @@ from .._realm_protocol import (
 )
 from ..device import Device, RealmClient
 from ..server import CardState, ShareServer, SimulatedAcquirer
+from ._atrest import read_only
 from ._shares import fingerprint
 
 __all__ = ["DEMO_PIN", "REALMS", "THRESHOLD", "RealmDemo", "RealmPayment", "RealmRow",
@@ -115,15 +114,15 @@ class RealmRow:
 def read_realm_row(path: Path, card_id: str) -> RealmRow | None:
     """The realm's ``cards`` row for ``card_id``, read read-only from its file as the
     lab reads the single server's (None if it holds no such card)."""
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as conn:
+    with read_only(path) as conn:
         row = conn.execute(
             "SELECT card_id, device_key, oprf_key, share, verifier, unproven, locked "
             "FROM cards WHERE card_id = ? AND state = 'active'", (card_id,)).fetchone()
     if row is None:
         return None
     card, device_key, key_share, share, verifier, unproven, locked = row
-    # A wrapped value starts with its KEK's 8-byte id (``_atrest.KEY_ID_LEN``).
+    # A wrapped value starts with its KEK's 8-byte id (``_atrest.KEY_ID_LEN``): its
+    # first half is enough to tell the realms' keys apart in a column a third as wide.
     kek = bytes(key_share[:4]).hex()
     return RealmRow(str(card), fingerprint(device_key), fingerprint(key_share),
                     fingerprint(share or b""), fingerprint(verifier or b""), kek,

@@ -13,13 +13,12 @@ wiped at once; the PAN and the PIN are nowhere in this module.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..crypto.memory import wipe
+from ._atrest import read_only
 
 if TYPE_CHECKING:
     from ..hazmat import ServerInspector
@@ -72,8 +71,7 @@ class ShareView:
 def device_shares(path: Path, card_id: str) -> tuple[SideShares, str] | None:
     """The device's shares of ``card_id`` and its sealed record's fingerprint, read
     read-only from its file as ``_atrest`` reads it (None if it has no such card)."""
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as conn:
+    with read_only(path) as conn:
         row = conn.execute(
             "SELECT share_version, device_share, next_share, sealed_record FROM cards "
             "WHERE card_id = ? AND state = 'active'", (card_id,)).fetchone()
