@@ -11,8 +11,8 @@ is the stable one. What is here:
 - the protocol's messages a device sends (``EvaluateRequest``, ``AuthorizeRequest``,
   ``CardStatusRequest``) and the evaluation's reply (``EvaluateReply``), to craft,
   forge or intercept one below the ``Device`` API;
-- the HTTP client and app (``HttpShareService``, ``create_app``, ``JsonFormatter``,
-  ``RateLimiter``);
+- the HTTP clients and app (``HttpShareService``, a realm's ``HttpRealm`` and a
+  gateway's ``HttpGateway``, ``create_app``, ``JsonFormatter``, ``RateLimiter``);
 - the server's store (``SqlStore``, ``SqliteBackend``, ``Tx``, ``open_store``), its
   inspector (``ServerInspector``) and its key (``Kek`` in a file, ``Pkcs11Kek`` in an
   HSM); its schema version
@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # the real names, for type checkers; at run time they load la
     from ._resplit import seal_refresh
     from .device._device import MAX_PHRASE
     from .device._device import possession as device_possession
-    from .device._http import HttpShareService
+    from .device._http import HttpGateway, HttpRealm, HttpShareService
     from .device._http import _reply as decode_reply
     from .device._pinkey import BlindedPin, derive_pin_seed
     from .device._store import DeviceCard, DeviceStore
@@ -76,6 +76,8 @@ __all__ = [
     "DeviceStore",
     "EvaluateReply",
     "EvaluateRequest",
+    "HttpGateway",
+    "HttpRealm",
     "HttpShareService",
     "JsonFormatter",
     "Kek",
@@ -112,6 +114,8 @@ _WHERE = {
     "AuthorizeRequest": ("splitvault._protocol", "AuthorizeRequest"),
     "CardStatusRequest": ("splitvault._protocol", "CardStatusRequest"),
     "HttpShareService": ("splitvault.device._http", "HttpShareService"),
+    "HttpRealm": ("splitvault.device._http", "HttpRealm"),
+    "HttpGateway": ("splitvault.device._http", "HttpGateway"),
     "decode_reply": ("splitvault.device._http", "_reply"),
     "create_app": ("splitvault.server._http", "create_app"),
     "JsonFormatter": ("splitvault.server._access", "JsonFormatter"),

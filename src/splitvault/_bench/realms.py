@@ -41,7 +41,7 @@ from typing import Any
 import splitvault as sv
 from splitvault._deployment import Deployment, Endpoint
 from splitvault.device import RealmClient
-from splitvault.device._http import HttpGateway, HttpRealm, HttpShareService
+from splitvault.hazmat import HttpGateway, HttpRealm, HttpShareService
 
 from ._load import (
     PIN,
