@@ -185,7 +185,7 @@ def _name_flag(message: str, servers: Sequence[_Server]) -> str:
 def _client(server: _Server, timeout: float, kind: Any = None, retries: int = 2) -> Any:
     """The HTTP client of the server's role; its URL and pin checked as devices check
     them (plain http:// only to a loopback address)."""
-    from .device._http import HttpGateway, HttpRealm
+    from .hazmat import HttpGateway, HttpRealm
 
     if kind is None:
         kind = HttpRealm if server.role == "realm" else HttpGateway
@@ -219,7 +219,7 @@ def _ask(server: _Server, client: Any, timeout: float) -> tuple[bytes, int]:
 
 def _what_it_is(server: _Server, timeout: float) -> str:
     """For the message only: the role the server does answer in, if any."""
-    from .device._http import HttpGateway, HttpRealm, HttpShareService
+    from .hazmat import HttpGateway, HttpRealm, HttpShareService
 
     probes: tuple[tuple[str, str, Any, str], ...] = (
         ("gateway", "a gateway ('serve --role gateway')", HttpGateway, "gateway_info"),
